@@ -1,0 +1,237 @@
+"""The ``local`` interface: worker processes on this machine, started once and reused.
+
+Each process runs :mod:`pymw_core.worker` on a pair of pipes. A process takes its
+running task plus ``prefetch`` more queued behind it, so it never waits for the master
+between small tasks. A process that dies is replaced; the task it was running is
+handed back to the master's retry rule, the ones queued behind it go back unharmed.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from typing import Any
+
+from pymw_core.connection import WorkerConnection
+from pymw_core.errors import InterfaceError
+
+_START_FAILURES_ALLOWED = 3  # processes dying before they say hello, in a row
+_STDERR_TAIL_LINES = 40
+
+
+class _Process:
+    """One worker process and the master's view of it."""
+
+    def __init__(self, index: int, slots: int, popen: subprocess.Popen, scratch: str) -> None:
+        self.index = index
+        self.free = slots
+        self.popen = popen
+        self.scratch = scratch
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
+        self.connection: WorkerConnection | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def __repr__(self) -> str:
+        return f"<local worker {self.index} pid={self.pid}>"
+
+
+class LocalInterface:
+    """Runs tasks in ``num_workers`` persistent processes (default: the CPU count).
+
+    ``prefetch`` tasks wait on each process behind the one it runs (0 turns this off:
+    better balance for long, uneven tasks; less throughput for tiny ones).
+    """
+
+    def __init__(self, num_workers: int | None = None, prefetch: int = 1) -> None:
+        if num_workers is None:
+            num_workers = _cpu_count()
+        if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 1:
+            raise InterfaceError(f"num_workers must be a whole number of at least 1, not {num_workers!r}")
+        if not isinstance(prefetch, int) or isinstance(prefetch, bool) or prefetch < 0:
+            raise InterfaceError(f"prefetch must be a whole number of at least 0, not {prefetch!r}")
+        self.num_workers = num_workers
+        self.slots = 1 + prefetch
+        self._lock = threading.Lock()
+        self._processes: list[_Process] = []
+        self._master: Any = None
+        self._closed = False
+        self._started = 0
+        self._restarts = 0
+        self._start_failures = 0
+        self._root = tempfile.mkdtemp(prefix="pymw-local-")
+        for _ in range(num_workers):
+            self._spawn()
+
+    # -- hooks ------------------------------------------------------------------------------
+
+    def attach_master(self, master: Any) -> None:
+        self._master = master
+
+    def get_available_workers(self) -> list[_Process]:
+        """Free slots, idle processes first, so work spreads before it queues."""
+        with self._lock:
+            ready = sorted(
+                (p for p in self._processes if p.free > 0),
+                key=lambda p: -p.free,
+            )
+            return [p for p in ready for _ in range(p.free)]
+
+    def reserve_worker(self, worker: _Process) -> None:
+        with self._lock:
+            worker.free -= 1
+
+    def worker_finished(self, worker: _Process) -> None:
+        with self._lock:
+            worker.free += 1
+
+    def execute_task(self, task: Any, worker: _Process) -> None:
+        try:
+            worker.connection.send(task)  # type: ignore[union-attr]
+        except InterfaceError as exc:  # died between matching and sending: not the task's fault
+            task.worker_lost(str(exc), started=False)
+
+    def get_status(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "workers": len(self._processes),
+                "pids": [p.pid for p in self._processes],
+                "busy": sum(1 for p in self._processes if p.free < self.slots),
+                "restarts": self._restarts,
+            }
+
+    def cleanup(self) -> None:
+        """Stop every process at once (running tasks are abandoned) and remove scratch."""
+        with self._lock:
+            self._closed = True
+            processes = list(self._processes)
+            self._processes.clear()
+        for process in processes:
+            _kill(process.popen)
+        for process in processes:
+            try:
+                process.popen.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
+                pass
+            for stream in (process.popen.stdin, process.popen.stdout):
+                try:
+                    stream.close()  # type: ignore[union-attr]
+                except OSError:
+                    pass
+        shutil.rmtree(self._root, ignore_errors=True)
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        """Start one worker process (lock not held)."""
+        with self._lock:
+            if self._closed:
+                return
+            index = self._started
+            self._started += 1
+        scratch = os.path.join(self._root, f"w{index}")
+        os.makedirs(scratch, exist_ok=True)
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "pymw_core.worker", "--scratch", scratch],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=scratch,
+            start_new_session=True,  # the terminal's Ctrl-C goes to the master, which cleans up
+        )
+        process = _Process(index, self.slots, popen, scratch)
+        process.connection = WorkerConnection(
+            popen.stdout,  # type: ignore[arg-type]
+            popen.stdin,  # type: ignore[arg-type]
+            name=f"local-{index} (pid {popen.pid})",
+            on_closed=lambda conn, reason: self._on_exit(process, reason),
+            describe_loss=lambda: self._describe_exit(process),
+        )
+        threading.Thread(
+            target=_drain_stderr, args=(process,), name=f"pymw-stderr-{index}", daemon=True
+        ).start()
+        with self._lock:
+            if self._closed:
+                _kill(popen)
+                return
+            self._processes.append(process)
+        process.connection.start()
+
+    def _describe_exit(self, process: _Process) -> str:
+        try:
+            code = process.popen.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            _kill(process.popen)
+            code = process.popen.wait()
+        if code < 0:
+            try:
+                how = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"was killed by signal {-code}"
+        else:
+            how = f"exited with status {code}"
+        text = f"worker process {process.pid} {how}"
+        tail = "".join(process.stderr_tail).strip()
+        if tail:
+            text += f"; its last output:\n{tail}"
+        return text
+
+    def _on_exit(self, process: _Process, reason: str) -> None:
+        """A process ended: replace it, unless it never started (then maybe give up)."""
+        with self._lock:
+            if process in self._processes:
+                self._processes.remove(process)
+            closing = self._closed
+            if process.connection is not None and process.connection.hello is None:
+                self._start_failures += 1
+            else:
+                self._start_failures = 0
+            give_up = self._start_failures >= _START_FAILURES_ALLOWED and not self._processes
+        shutil.rmtree(process.scratch, ignore_errors=True)
+        if closing:
+            return
+        if give_up:
+            if self._master is not None:
+                self._master.workers_exhausted(
+                    f"local worker processes die as they start ({self._start_failures} in a "
+                    f"row): {reason}"
+                )
+            return
+        self._restarts += 1
+        self._spawn()
+        if self._master is not None:
+            self._master.workers_changed()
+
+
+def _drain_stderr(process: _Process) -> None:
+    """Pass the process's own stderr through (tasks' output is captured separately)."""
+    stream = process.popen.stderr
+    for raw in iter(stream.readline, b""):  # type: ignore[union-attr]
+        line = raw.decode(errors="replace")
+        process.stderr_tail.append(line)
+        try:
+            sys.stderr.write(line)
+        except (OSError, ValueError):
+            pass
+
+
+def _kill(popen: subprocess.Popen) -> None:
+    try:
+        popen.kill()
+    except OSError:
+        pass
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

@@ -1,0 +1,496 @@
+"""The master: what the user calls to submit tasks and collect their results."""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import signal
+import threading
+import time
+from typing import Any, Callable, Iterable, Iterator
+
+from pymw_core import config, plugins
+from pymw_core.errors import (
+    InterfaceError,
+    MasterClosedError,
+    TaskCancelledError,
+    TaskError,
+    WorkerLostError,
+)
+from pymw_core.payload import Packer
+from pymw_core.scheduler import Matcher, Scheduler
+from pymw_core.task import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, Task
+
+log = logging.getLogger("pymw")
+_open_masters: set[Master] = set()
+
+
+class Master:
+    """Submits tasks to an interface and hands out their results.
+
+    ``interface`` is an installed interface's name, an interface instance, or None
+    (``PYMW_INTERFACE``, else the config file, else ``"local"``). Keyword arguments
+    other than the master's own settings are the interface's options.
+    """
+
+    def __init__(
+        self,
+        interface: Any = None,
+        *,
+        scheduler_func: Matcher | None = None,
+        max_attempts: int = 3,
+        max_in_flight: int = 256,
+        observers: Iterable[Any] = (),
+        loglevel: int | None = None,
+        delete_files: bool = True,
+        **options: Any,
+    ) -> None:
+        _check_count("max_attempts", max_attempts)
+        _check_count("max_in_flight", max_in_flight)
+        if loglevel is not None:
+            log.setLevel(loglevel)
+        self.delete_files = delete_files  # PyMW 0.x setting; interfaces read it for their files
+        self.max_attempts = max_attempts
+        self.interface, self.interface_name = _build_interface(interface, options)
+        self._manager = plugins.make_manager(self.interface, tuple(observers))
+        self.hooks = self._manager.hook
+        self._observed = {
+            name for name in self._manager.hook.__dict__
+            if name.startswith("on_") and getattr(self.hooks, name).get_hookimpls()
+        }
+        self._lock = threading.Lock()
+        self._results = threading.Condition(self._lock)
+        self._waiters = 0
+        self._closed = False
+        self._exhausted: str | None = None
+        self._next_id = 0
+        self._tasks: list[Task] = []
+        self._done: collections.deque[Task] = collections.deque()
+        self._unclaimed = 0
+        self._counts = dict.fromkeys((QUEUED, RUNNING, FINISHED, FAILED, CANCELLED), 0)
+        self._packer = Packer()
+        self._scheduler = Scheduler(self, scheduler_func, max_in_flight)
+        _open_masters.add(self)
+        _install_signal_handlers()
+        self._call_quietly(self.hooks.attach_master, master=self)
+
+    # -- context manager ------------------------------------------------------------------
+
+    def __enter__(self) -> Master:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Master interface={self.interface_name!r} tasks={len(self._tasks)}>"
+
+    # -- the seed's API -----------------------------------------------------------------
+
+    def submit_task(
+        self,
+        executable: Callable[..., Any] | str,
+        input_data: Any = None,
+        modules: Iterable[Any] = (),
+        dep_funcs: Iterable[Callable[..., Any]] = (),
+        data_files: Iterable[str] = (),
+        *,
+        max_attempts: int | None = None,
+    ) -> Task:
+        """Queue ``executable`` (a callable, or a script's path) to run with ``input_data``."""
+        self._check_open()
+        payload = self._packer.pack(executable, input_data, modules, dep_funcs, data_files)
+        if max_attempts is not None:
+            _check_count("max_attempts", max_attempts)
+        with self._lock:
+            self._check_open()
+            self._next_id += 1
+            task = Task(
+                self, self._next_id, executable, input_data, payload,
+                modules=tuple(modules or ()), dep_funcs=tuple(dep_funcs or ()),
+                data_files=tuple(data_files or ()),
+                max_attempts=max_attempts or self.max_attempts,
+            )
+            self._tasks.append(task)
+            self._unclaimed += 1
+            self._counts[QUEUED] += 1
+            if self._exhausted is None:
+                self._scheduler.add(task)
+            else:
+                self._fail(task, InterfaceError(self._exhausted))
+        self._observe("on_task_submitted", task=task)
+        return task
+
+    def get_result(
+        self, task: Task | list[Task] | None = None, blocking: bool = True
+    ) -> tuple[Task | None, Any]:
+        """A finished task and its result, raising the task's own exception if it failed.
+
+        ``task=None``: any finished task not yet handed out; a list: any of those; a Task:
+        that one, every time. ``blocking=False`` returns ``(None, None)`` if none is done.
+        """
+        self._check_open()
+        if task is None:
+            chosen = self._wait_any(None, blocking)
+        elif isinstance(task, Task):
+            self._check_own(task)
+            chosen = self._wait_one(task, blocking)
+        elif isinstance(task, (list, tuple, set, frozenset)):
+            wanted = list(task)
+            if not wanted:
+                raise TaskError("get_result was given an empty list of tasks")
+            for item in wanted:
+                self._check_own(item)
+            chosen = self._wait_any(wanted, blocking)
+        else:
+            raise TaskError(
+                f"get_result takes a Task, a list of Tasks or None, not {type(task).__name__}"
+            )
+        if chosen is None:
+            return None, None
+        if chosen._error is not None:
+            raise chosen._error
+        return chosen, chosen._result
+
+    def get_status(self) -> dict[str, Any]:
+        """The interface's status dictionary plus the master's task counters and tasks."""
+        status = self._call_quietly(self.hooks.get_status)
+        status = dict(status) if isinstance(status, dict) else {}
+        with self._lock:
+            status.update(
+                interface=self.interface_name,
+                submitted=len(self._tasks),
+                queued=self._counts[QUEUED],
+                running=self._counts[RUNNING],
+                finished=self._counts[FINISHED],
+                failed=self._counts[FAILED],
+                cancelled=self._counts[CANCELLED],
+                tasks=list(self._tasks),
+            )
+        return status
+
+    def close(self, wait: bool = False) -> None:
+        """Stop the interface once; queued and running tasks are abandoned unless ``wait``."""
+        with self._lock:
+            if self._closed:
+                return
+            if wait:
+                while self._counts[QUEUED] or self._counts[RUNNING]:
+                    self._waiters += 1
+                    try:
+                        self._results.wait()
+                    finally:
+                        self._waiters -= 1
+            self._closed = True
+            abandoned = self._scheduler.drain()
+            abandoned += [t for t in self._tasks if t.state == RUNNING]
+            for task in abandoned:
+                self._fail(task, MasterClosedError(f"the master closed before {task} finished"))
+            self._scheduler.stop()
+            self._results.notify_all()
+        _open_masters.discard(self)
+        try:
+            self.hooks.cleanup()
+        except Exception:
+            log.warning("the %s interface's cleanup failed", self.interface_name, exc_info=True)
+        self._observe("on_master_closed", master=self)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran."""
+        return self._closed
+
+    # -- beyond the seed ----------------------------------------------------------------
+
+    def cancel(self, task: Task) -> bool:
+        """Cancel a queued task; a running one only if the interface can stop it."""
+        self._check_own(task)
+        with self._lock:
+            if task.state != QUEUED:
+                return False
+            self._fail(task, TaskCancelledError(f"{task} was cancelled"), CANCELLED)
+        return True
+
+    def as_completed(self, tasks: Iterable[Task] | None = None,
+                     timeout: float | None = None) -> Iterator[Task]:
+        """Yield tasks as they finish (each once), failed ones included: check ``exception()``."""
+        wanted = list(tasks) if tasks is not None else list(self._tasks)
+        for task in wanted:
+            self._check_own(task)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pending = {id(t): t for t in wanted}
+        with self._lock:
+            while pending:
+                ready = [t for t in pending.values() if t.done()]
+                for task in ready:
+                    del pending[id(task)]
+                    self._claim(task)
+                if ready:
+                    self._lock.release()
+                    try:
+                        yield from ready
+                    finally:
+                        self._lock.acquire()
+                    continue
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"{len(pending)} tasks still running after {timeout} s")
+                self._check_open()
+                self._waiters += 1
+                try:
+                    self._results.wait(remaining)
+                finally:
+                    self._waiters -= 1
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
+            **submit_options: Any) -> Iterator[Any]:
+        """Like the builtin ``map``, run as tasks; results come in input order."""
+        tasks = [self.submit_task(fn, args, **submit_options) for args in zip(*iterables)]
+        for task in tasks:
+            yield self.get_result(task)[1]
+
+    # -- what interfaces call --------------------------------------------------------------
+
+    def workers_changed(self) -> None:
+        """Workers appeared or vanished: match again now instead of at the next poll."""
+        with self._lock:
+            self._exhausted = None
+            self._scheduler.poke(workers_changed=True)
+
+    def workers_exhausted(self, reason: str) -> None:
+        """No worker will ever come: fail what is queued (and later submissions) with ``reason``."""
+        with self._lock:
+            self._exhausted = reason
+            for task in self._scheduler.drain():
+                self._fail(task, InterfaceError(reason))
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _virtual_task(self, name: str) -> Task:
+        """A running task that no interface runs: its owner calls ``task_finished`` itself."""
+        with self._lock:
+            self._check_open()
+            self._next_id += 1
+            task = Task(self, self._next_id, name, None, None)  # type: ignore[arg-type]
+            self._tasks.append(task)
+            self._unclaimed += 1
+            self._counts[QUEUED] += 1
+            self._set_state(task, RUNNING)
+            task.execute_time = time.time()
+            self._scheduler.in_flight += 1
+        return task
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MasterClosedError("this master is closed")
+
+    def _check_own(self, task: Any) -> None:
+        if not isinstance(task, Task):
+            raise TaskError(f"expected a Task, got {type(task).__name__} {task!r}")
+        if task._master is not self:
+            raise TaskError(f"{task} was not submitted to this master")
+
+    def _set_state(self, task: Task, state: str) -> None:
+        """Lock held."""
+        self._counts[task.state] -= 1
+        self._counts[state] += 1
+        task.state = state
+
+    def _claim(self, task: Task) -> None:
+        """Lock held."""
+        if not task._claimed:
+            task._claimed = True
+            self._unclaimed -= 1
+
+    def _finish(self, task: Task, state: str) -> None:
+        """Lock held: ``task`` reached a final state."""
+        self._set_state(task, state)
+        task.finish_time = time.time()
+        self._done.append(task)
+        if self._waiters:
+            self._results.notify_all()
+
+    def _fail(self, task: Task, error: BaseException, state: str = FAILED) -> None:
+        """Lock held."""
+        if task.state == RUNNING:
+            self._scheduler.in_flight -= 1
+            self._scheduler.poke()
+        task._error = error
+        self._finish(task, state)
+        self._observe_later(task, error)
+
+    def _observe_later(self, task: Task, error: BaseException) -> None:
+        if "on_task_failed" in self._observed:
+            threading.Thread(
+                target=self._observe, args=("on_task_failed",),
+                kwargs={"task": task, "error": error}, daemon=True,
+            ).start()
+
+    def _task_ended(self, task: Task, error: BaseException | None, result: Any) -> None:
+        """Any thread: the interface reported the end of ``task``."""
+        with self._lock:
+            live = task._live
+            task._live = False
+            if task.state != RUNNING:
+                counted = False
+            else:
+                counted = True
+                self._scheduler.in_flight -= 1
+                if error is None:
+                    task._result = result
+                    self._finish(task, FINISHED)
+                else:
+                    task._error = error
+                    self._finish(task, FAILED)
+        if live:
+            self._call_quietly(self.hooks.worker_finished, worker=task.worker)
+            with self._lock:
+                self._scheduler.poke(workers_changed=True)
+        if counted and self._observed:
+            if error is None:
+                self._observe("on_task_done", task=task)
+            else:
+                self._observe("on_task_failed", task=task, error=error)
+
+    def _task_lost(self, task: Task, reason: str, started: bool) -> None:
+        """Any thread: the worker running ``task`` vanished."""
+        retried = False
+        with self._lock:
+            task._live = False
+            if task.state != RUNNING:
+                return
+            self._scheduler.in_flight -= 1
+            if not started:
+                task.attempts -= 1
+            if task.attempts < task.max_attempts and not self._closed:
+                self._set_state(task, QUEUED)
+                task.worker = None
+                if self._exhausted is None:
+                    self._scheduler.add(task, front=True)
+                else:
+                    self._fail(task, InterfaceError(self._exhausted))
+                retried = started
+            else:
+                self._fail(task, WorkerLostError(
+                    f"{task} lost its worker {task.attempts} times, the most allowed "
+                    f"(max_attempts={task.max_attempts}); last: {reason}"
+                ))
+            self._scheduler.poke(workers_changed=True)
+        if retried:
+            self._observe("on_task_retried", task=task, reason=reason)
+
+    def _wait_one(self, task: Task, blocking: bool) -> Task | None:
+        with self._lock:
+            while not task.done():
+                if not blocking:
+                    return None
+                self._check_open()
+                self._waiters += 1
+                try:
+                    self._results.wait()
+                finally:
+                    self._waiters -= 1
+            self._claim(task)
+        return task
+
+    def _wait_any(self, wanted: list[Task] | None, blocking: bool) -> Task | None:
+        with self._lock:
+            while True:
+                found = self._pop_done(wanted)
+                if found is not None:
+                    return found
+                left = self._unclaimed if wanted is None else sum(not t._claimed for t in wanted)
+                if not blocking:
+                    return None
+                if left == 0:
+                    raise TaskError(
+                        "no task left to wait for: every task asked about was already handed out"
+                        if wanted is not None or self._tasks
+                        else "no task left to wait for: none was submitted"
+                    )
+                self._check_open()
+                self._waiters += 1
+                try:
+                    self._results.wait()
+                finally:
+                    self._waiters -= 1
+
+    def _pop_done(self, wanted: list[Task] | None) -> Task | None:
+        """Lock held: a finished, unclaimed task (of ``wanted``), now claimed."""
+        if wanted is None:
+            done = self._done
+            while done:
+                task = done.popleft()
+                if not task._claimed:
+                    self._claim(task)
+                    return task
+            return None
+        for task in wanted:
+            if not task._claimed and task.done():
+                self._claim(task)
+                return task
+        return None
+
+    def _call_quietly(self, hook: Any, **kwargs: Any) -> Any:
+        try:
+            return hook(**kwargs)
+        except Exception:
+            log.debug("optional hook %s raised; ignored", hook.name, exc_info=True)
+            return None
+
+    def _observe(self, name: str, **kwargs: Any) -> None:
+        if name in self._observed:
+            try:
+                getattr(self.hooks, name)(**kwargs)
+            except Exception:
+                log.warning("observer hook %s raised; ignored", name, exc_info=True)
+
+
+def _check_count(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+
+
+def _build_interface(interface: Any, options: dict[str, Any]) -> tuple[Any, str]:
+    if interface is None or isinstance(interface, str):
+        name, merged, _ = config.resolve(interface, options)
+        return plugins.create_interface(name, merged), name
+    if isinstance(interface, type):
+        try:
+            return interface(**options), interface.__name__
+        except TypeError as exc:
+            raise InterfaceError(f"cannot build {interface.__name__}: {exc}") from exc
+    if options:
+        raise InterfaceError(
+            f"options {', '.join(sorted(options))} were given beside an interface instance; "
+            "pass them to its constructor instead"
+        )
+    return interface, type(interface).__name__
+
+
+@atexit.register
+def _close_all() -> None:
+    """No worker process or batch job outlives the program."""
+    for master in list(_open_masters):
+        try:
+            master.close()
+        except Exception:
+            log.warning("closing %r at exit failed", master, exc_info=True)
+
+
+_signals_installed = False
+
+
+def _install_signal_handlers() -> None:
+    """Turn SIGTERM into a normal exit (so cleanup runs) unless the program set its own."""
+    global _signals_installed
+    if _signals_installed or threading.current_thread() is not threading.main_thread():
+        return
+    _signals_installed = True
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)

@@ -1,0 +1,357 @@
+"""Packing: turning ``submit_task``'s arguments into what a worker runtime can run.
+
+Everything a task needs is checked and pickled here, at submit time, so bad input
+fails in the user's own call with a message that says what and why. A function is
+pickled once per function object; the user's own code (``__main__``, and modules that
+no installed distribution owns) travels by value, installed packages by reference.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import os
+import pickle
+import sys
+import sysconfig
+import threading
+import types
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import cloudpickle
+
+from pymw_core import wire
+from pymw_core.errors import TaskError
+
+if sys.version_info >= (3, 10):
+    from importlib.metadata import packages_distributions
+else:  # pragma: no cover
+    from importlib_metadata import packages_distributions
+
+_FUNCTION_CACHE_SIZE = 1024
+
+
+@dataclass
+class Payload:
+    """A packed task. ``code`` is ``("f", fn_id, blob)`` or ``("s", name, source)``."""
+
+    code: tuple
+    args: bytes
+    extras: dict | None = None
+
+    def message(
+        self,
+        task_id: int,
+        send_code_blob: bool = True,
+        file_map: Callable[[str, str], str] | None = None,
+    ) -> tuple:
+        """The ``task`` frame for a worker.
+
+        ``send_code_blob=False`` leaves the function out (the worker has it already).
+        ``file_map(name, master_path) -> worker_path`` says where the worker finds each
+        data file when it cannot read the master's paths (uploaded, or transferred).
+        """
+        code = self.code
+        if code[0] == "f" and not send_code_blob:
+            code = ("f", code[1], None)
+        extras = self.extras
+        if file_map is not None and extras and extras.get("files"):
+            extras = dict(extras, files=[(n, file_map(n, p)) for n, p in extras["files"]])
+        return ("task", task_id, code, self.args, extras)
+
+    @property
+    def data_files(self) -> list[tuple[str, str]]:
+        """``(name, master_path)`` of each data file the task needs in its directory."""
+        return list(self.extras.get("files", ())) if self.extras else []
+
+
+class UserCode:
+    """Tells the user's own modules (shipped by value) from installed ones (by reference)."""
+
+    def __init__(self) -> None:
+        self._verdicts: dict[str, bool] = {}
+        self._owned: frozenset[str] | None = None
+        self._seen = -1
+        self._names: tuple[str, ...] = ()
+        self._install_dirs = tuple(
+            os.path.realpath(p)
+            for key in ("stdlib", "platstdlib", "purelib", "platlib")
+            if (p := sysconfig.get_paths().get(key))
+        )
+
+    def _is_user(self, name: str, module: types.ModuleType) -> bool:
+        if name in sys.builtin_module_names or name in getattr(sys, "stdlib_module_names", ()):
+            return False
+        path = getattr(module, "__file__", None)
+        if not path:
+            return False
+        if self._owned is None:
+            self._owned = frozenset(packages_distributions())
+        if name in self._owned:
+            return False
+        real = os.path.realpath(path)
+        return not any(real.startswith(d + os.sep) for d in self._install_dirs)
+
+    def names(self) -> tuple[str, ...]:
+        """Top-level names of the user's modules imported so far (``__main__`` first)."""
+        if len(sys.modules) != self._seen:
+            found = ["__main__"]
+            for name, module in list(sys.modules.items()):
+                if "." in name or name == "__main__" or not isinstance(module, types.ModuleType):
+                    continue
+                verdict = self._verdicts.get(name)
+                if verdict is None:
+                    verdict = self._verdicts[name] = self._is_user(name, module)
+                if verdict:
+                    found.append(name)
+            self._names = tuple(found)
+            self._seen = len(sys.modules)
+        return self._names
+
+    def mentioned_in(self, blob: bytes) -> bool:
+        """Whether a plain pickle refers to the user's code by name (so cannot load remotely)."""
+        return any(name.encode() in blob for name in self.names())
+
+
+class Packer:
+    """Packs tasks for one master. Thread-safe; caches functions and scripts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._functions: OrderedDict[Any, tuple] = OrderedDict()
+        self._next_fn_id = 0
+        self._scripts: dict[str, tuple[float, tuple, list]] = {}
+        self.user_code = UserCode()
+
+    # -- pickling ------------------------------------------------------------
+
+    def dumps_by_value(self, value: Any) -> bytes:
+        """cloudpickle with the user's modules registered by value for this one call."""
+        registered = []
+        with self._lock:
+            try:
+                for name in self.user_code.names()[1:]:
+                    module = sys.modules.get(name)
+                    if module is not None:
+                        try:
+                            cloudpickle.register_pickle_by_value(module)
+                            registered.append(module)
+                        except ValueError:
+                            pass
+                return cloudpickle.dumps(value, wire.PROTOCOL)
+            finally:
+                for module in registered:
+                    cloudpickle.unregister_pickle_by_value(module)
+
+    def dumps_data(self, value: Any, what: str) -> bytes:
+        """Pickle task data: plain pickle when it can load anywhere, else by value."""
+        try:
+            blob = pickle.dumps(value, wire.PROTOCOL)
+            if not self.user_code.mentioned_in(blob):
+                return blob
+        except Exception:
+            pass
+        try:
+            return self.dumps_by_value(value)
+        except Exception as exc:
+            raise TaskError(f"{what} cannot be pickled: {type(exc).__name__}: {exc}") from exc
+
+    def _function_code(self, fn: Callable) -> tuple:
+        try:
+            key: Any = fn
+            hash(key)
+        except TypeError:
+            key = id(fn)
+        with self._lock:
+            hit = self._functions.get(key)
+            if hit is not None and hit[0] is fn:
+                self._functions.move_to_end(key)
+                return hit[1]
+        try:
+            blob = self.dumps_by_value(fn)
+        except Exception as exc:
+            raise TaskError(
+                f"the function {getattr(fn, '__qualname__', fn)!r} cannot be pickled: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        with self._lock:
+            self._next_fn_id += 1
+            code = ("f", self._next_fn_id, blob)
+            self._functions[key] = (fn, code)
+            if len(self._functions) > _FUNCTION_CACHE_SIZE:
+                self._functions.popitem(last=False)
+        return code
+
+    # -- scripts -------------------------------------------------------------
+
+    def _script_code(self, path: str) -> tuple[tuple, list]:
+        real = os.path.abspath(path)
+        try:
+            mtime = os.stat(real).st_mtime
+            cached = self._scripts.get(real)
+            if cached and cached[0] == mtime:
+                return cached[1], cached[2]
+            with open(real, encoding="utf-8") as fh:
+                source = fh.read()
+        except OSError as exc:
+            raise TaskError(f"cannot read the script {path!r}: {exc}") from exc
+        try:
+            tree = ast.parse(source, real)
+        except SyntaxError as exc:
+            raise TaskError(f"the script {path!r} is not valid Python: {exc}") from exc
+        siblings = _sibling_modules(tree, os.path.dirname(real))
+        code = ("s", os.path.basename(real), source)
+        self._scripts[real] = (mtime, code, siblings)
+        return code, siblings
+
+    # -- the whole task ---------------------------------------------------------
+
+    def pack(
+        self,
+        executable: Any,
+        input_data: Any,
+        modules: Iterable = (),
+        dep_funcs: Iterable = (),
+        data_files: Iterable = (),
+    ) -> Payload:
+        """Check and pack one task; raise TaskError saying what is wrong and why."""
+        shipped: list = []
+        if isinstance(executable, (str, os.PathLike)):
+            path = os.fspath(executable)
+            if not os.path.isfile(path):
+                raise TaskError(
+                    f"executable {path!r} is not an existing script file (a string executable "
+                    "is the path of a Python script; pass a callable to run a function)"
+                )
+            code, shipped = self._script_code(path)
+            args = self.dumps_data(input_data, "input_data")
+        elif callable(executable):
+            code = self._function_code(executable)
+            if input_data is None:
+                input_data = ()
+            elif isinstance(input_data, list):
+                input_data = tuple(input_data)
+            elif not isinstance(input_data, tuple):
+                raise TaskError(
+                    "input_data for a function is the tuple of its positional arguments, not "
+                    f"{type(input_data).__name__}: write ({input_data!r},) for one argument"
+                )
+            args = self.dumps_data(input_data, "input_data") if input_data else b""
+        else:
+            raise TaskError(
+                "executable must be a callable or the path of a Python script, not "
+                f"{type(executable).__name__} {executable!r}"
+            )
+        extras: dict = {}
+        shipped = shipped + [m for mod in _as_tuple(modules, "modules") for m in _module_sources(mod)]
+        if shipped:
+            extras["modules"] = shipped
+        deps = _as_tuple(dep_funcs, "dep_funcs")
+        if deps:
+            for dep in deps:
+                if not callable(dep) or not hasattr(dep, "__name__"):
+                    raise TaskError(f"dep_funcs must hold named functions, not {dep!r}")
+            extras["deps"] = self.dumps_data(deps, "dep_funcs")
+        files = _data_files(_as_tuple(data_files, "data_files"))
+        if files:
+            extras["files"] = files
+        return Payload(code, args, extras or None)
+
+
+def _as_tuple(value: Any, what: str) -> tuple:
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes, os.PathLike, types.ModuleType)) or callable(value):
+        return (value,)
+    try:
+        return tuple(value)
+    except TypeError:
+        raise TaskError(f"{what} must be a sequence, not {type(value).__name__}") from None
+
+
+def _data_files(paths: tuple) -> list[tuple[str, str]]:
+    files, names = [], set()
+    for entry in paths:
+        if not isinstance(entry, (str, os.PathLike)):
+            raise TaskError(f"data_files holds paths, not {type(entry).__name__} {entry!r}")
+        path = os.path.abspath(os.fspath(entry))
+        if not os.path.isfile(path):
+            raise TaskError(f"data file {os.fspath(entry)!r} does not exist (or is not a file)")
+        if not os.access(path, os.R_OK):
+            raise TaskError(f"data file {os.fspath(entry)!r} is not readable")
+        name = os.path.basename(path)
+        if name in names:
+            raise TaskError(f"two data files are named {name!r}; they would overwrite each other")
+        names.add(name)
+        files.append((name, path))
+    return files
+
+
+def _module_sources(module: Any) -> list[tuple[str, str, bool]]:
+    """(name, source, is_package) for a module and, for a package, its submodules."""
+    if isinstance(module, str):
+        try:
+            module = importlib.import_module(module)
+        except ImportError as exc:
+            raise TaskError(f"module {module!r} in modules= cannot be imported: {exc}") from exc
+    if not isinstance(module, types.ModuleType):
+        raise TaskError(f"modules= holds module names or modules, not {module!r}")
+    path = getattr(module, "__file__", None)
+    if not path or not path.endswith(".py"):
+        raise TaskError(
+            f"module {module.__name__!r} has no Python source file to ship; "
+            "it must be installed on the workers instead"
+        )
+    if os.path.basename(path) != "__init__.py":
+        return [(module.__name__, _read(path), False)]
+    found = []
+    root = os.path.dirname(path)
+    for folder, _, names in os.walk(root):
+        rel = os.path.relpath(folder, root)
+        prefix = module.__name__ if rel == "." else module.__name__ + "." + rel.replace(os.sep, ".")
+        for name in sorted(names):
+            if not name.endswith(".py"):
+                continue
+            full = os.path.join(folder, name)
+            if name == "__init__.py":
+                found.append((prefix, _read(full), True))
+            elif os.path.isfile(os.path.join(folder, "__init__.py")):
+                found.append((prefix + "." + name[:-3], _read(full), False))
+    return found
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def _sibling_modules(tree: ast.AST, folder: str) -> list[tuple[str, str, bool]]:
+    """Modules a script imports that sit beside it: they are the user's, so they travel."""
+    wanted = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            wanted.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            wanted.add(node.module.split(".")[0])
+    found = []
+    for name in sorted(wanted):
+        single = os.path.join(folder, name + ".py")
+        if os.path.isfile(single):
+            found.append((name, _read(single), False))
+    return found
+
+
+def request_file(
+    payload: Payload, task_id: int, file_map: Callable[[str, str], str] | None = None
+) -> bytes:
+    """A self-contained request for ``python -m pymw_core.worker --file IN OUT``.
+
+    Its first frame names the master's Python so a mismatched worker refuses in words.
+    """
+    import sys as _sys
+
+    return wire.encode(("need", tuple(_sys.version_info[:2]))) + wire.encode(
+        payload.message(task_id, send_code_blob=True, file_map=file_map)
+    )

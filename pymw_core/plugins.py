@@ -1,0 +1,128 @@
+"""Finding interfaces by name and turning a plain class into pluggy hook implementations."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import sys
+from typing import Any, Callable
+
+import pluggy
+
+from pymw_core import hookspecs
+from pymw_core.errors import InterfaceError
+
+if sys.version_info >= (3, 10):
+    from importlib.metadata import EntryPoint, entry_points
+else:  # pragma: no cover
+    from importlib_metadata import EntryPoint, entry_points
+
+ENTRY_POINT_GROUP = "pymw.interfaces"
+OBSERVER_GROUP = "pymw.observers"
+_SPEC_NAMES = frozenset(hookspecs.INTERFACE_HOOKS + hookspecs.OBSERVER_HOOKS)
+
+
+class PluginManager(pluggy.PluginManager):
+    """A pluggy manager that takes a method named like a hook as its implementation.
+
+    pytest does the same for its ``pytest_`` functions; it is what lets an interface
+    be a plain class with no PyMW import.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT)
+        self.add_hookspecs(hookspecs)
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str):  # noqa: ANN201 - pluggy's type
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is not None or name not in _SPEC_NAMES:
+            return opts
+        if inspect.isroutine(getattr(plugin, name, None)):
+            return {}
+        return None
+
+
+def make_manager(interface: Any, observers: tuple = ()) -> PluginManager:
+    """Register ``interface`` (and observers) on a fresh manager, refusing what cannot work."""
+    if not callable(getattr(interface, "execute_task", None)):
+        raise InterfaceError(
+            f"{type(interface).__qualname__} is not a PyMW interface: it has no "
+            "execute_task(task, worker) method, the one hook every interface must implement"
+        )
+    manager = PluginManager()
+    for plugin in (interface, *observers):
+        try:
+            manager.register(plugin)
+        except pluggy.PluginValidationError as exc:
+            raise InterfaceError(f"{type(plugin).__qualname__} cannot be used: {exc}") from exc
+    return manager
+
+
+def installed_interfaces() -> dict[str, EntryPoint]:
+    """Every interface installed in this environment, by the name users write."""
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def installed_observers() -> dict[str, EntryPoint]:
+    """Observer plugins installed in this environment, by name."""
+    return {ep.name: ep for ep in entry_points(group=OBSERVER_GROUP)}
+
+
+def _suggest(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def load_factory(name: str) -> Callable[..., Any]:
+    """The class (or factory) an interface's entry point names."""
+    available = installed_interfaces()
+    if name not in available:
+        names = sorted(available)
+        listed = ", ".join(names) if names else "none"
+        raise InterfaceError(
+            f"no PyMW interface named {name!r} is installed (installed: {listed})."
+            f"{_suggest(name, names)}"
+        )
+    try:
+        return available[name].load()
+    except Exception as exc:
+        raise InterfaceError(
+            f"the interface {name!r} is installed but failed to load "
+            f"({available[name].value}): {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def check_options(name: str, factory: Callable[..., Any], options: dict[str, Any]) -> None:
+    """Refuse options the interface does not take, listing the ones it does."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [
+        p.name
+        for p in params.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"
+    ]
+    for option in options:
+        if option not in valid:
+            listed = ", ".join(valid) if valid else "none"
+            raise InterfaceError(
+                f"the {name!r} interface has no option {option!r} (its options: {listed})."
+                f"{_suggest(option, valid)}"
+            )
+
+
+def create_interface(name: str, options: dict[str, Any]) -> Any:
+    """Build the interface registered as ``name`` with ``options`` as keyword arguments."""
+    factory = load_factory(name)
+    check_options(name, factory, options)
+    try:
+        return factory(**options)
+    except InterfaceError:
+        raise
+    except Exception as exc:
+        raise InterfaceError(
+            f"the {name!r} interface could not start: {type(exc).__name__}: {exc}"
+        ) from exc

@@ -1,0 +1,209 @@
+"""Matching: queued tasks meet free workers, and ``execute_task`` runs off this thread.
+
+One scheduler thread per master matches in batches; a small pool of dispatch threads
+(grown only while every one is busy in a blocking ``execute_task``) makes the calls.
+No thread per task.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from queue import SimpleQueue
+from typing import TYPE_CHECKING, Any, Callable
+
+from pymw_core.task import QUEUED, RUNNING
+
+if TYPE_CHECKING:
+    from pymw_core.master import Master
+    from pymw_core.task import Task
+
+log = logging.getLogger("pymw")
+Matcher = Callable[[list, list], "tuple[Any, Any]"]
+
+
+class Dispatcher:
+    """Calls ``execute_task`` on a few reusable threads; an exception fails that task."""
+
+    def __init__(self, call: Callable[..., Any], on_error: Callable[[Task, BaseException], None],
+                 limit: int) -> None:
+        self._call = call
+        self._on_error = on_error
+        self._limit = limit
+        self._queue: SimpleQueue = SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._threads: list[threading.Thread] = []
+
+    def put(self, task: Task, worker: Any) -> None:
+        self._queue.put((task, worker))
+        with self._lock:
+            if self._idle == 0 and len(self._threads) < self._limit:
+                thread = threading.Thread(
+                    target=self._run, name=f"pymw-dispatch-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                self._idle += 1
+                thread.start()
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+
+    def _run(self) -> None:
+        get = self._queue.get
+        while True:
+            item = get()
+            with self._lock:
+                self._idle -= 1
+            if item is None:
+                return
+            task, worker = item
+            try:
+                self._call(task=task, worker=worker)
+            except BaseException as exc:  # the interface's failure is this task's answer
+                self._on_error(task, exc)
+            with self._lock:
+                self._idle += 1
+
+
+class Scheduler:
+    """Owns the queue. Every method that says "lock held" runs under ``master._lock``."""
+
+    POLL_SECONDS = 0.1  # re-ask get_available_workers this often when none are free
+
+    def __init__(self, master: Master, matcher: Matcher | None, max_in_flight: int) -> None:
+        self._master = master
+        self._hooks = master.hooks
+        self._matcher = matcher
+        self.max_in_flight = max_in_flight
+        self.queue: collections.deque[Task] = collections.deque()
+        self.in_flight = 0
+        self._wake = threading.Condition(master._lock)
+        self._sleeping = False
+        self._starved = False
+        self._stopped = False
+        self._has_workers_hook = bool(self._hooks.get_available_workers.get_hookimpls())
+        self._dispatcher = Dispatcher(self._hooks.execute_task, master._task_ended, max_in_flight)
+        self._thread = threading.Thread(target=self._run, name="pymw-scheduler", daemon=True)
+        self._thread.start()
+
+    # -- called with the lock held ------------------------------------------------------
+
+    def add(self, task: Task, front: bool = False) -> None:
+        if front:
+            self.queue.appendleft(task)
+        else:
+            self.queue.append(task)
+        if self._sleeping:
+            self._wake.notify()
+
+    def poke(self, workers_changed: bool = False) -> None:
+        if workers_changed:
+            self._starved = False
+        if self._sleeping:
+            self._wake.notify()
+
+    def drain(self) -> list[Task]:
+        """Empty the queue, returning the tasks still waiting in it."""
+        waiting = [t for t in self.queue if t.state == QUEUED]
+        self.queue.clear()
+        return waiting
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.notify()
+
+    # -- the scheduler thread -----------------------------------------------------------
+
+    def _run(self) -> None:
+        lock = self._master._lock
+        while True:
+            with lock:
+                while not self._stopped and (
+                    not self.queue or self.in_flight >= self.max_in_flight or self._starved
+                ):
+                    self._sleeping = True
+                    self._wake.wait(self.POLL_SECONDS if self._starved else None)
+                    self._sleeping = False
+                    self._starved = False
+                if self._stopped:
+                    break
+            workers = self._available_workers()
+            with lock:
+                if self._stopped:
+                    break
+                pairs = self._match(workers)
+                if not pairs and self.queue:
+                    self._starved = True
+            for task, worker in pairs:
+                self._master._call_quietly(self._hooks.reserve_worker, worker=worker)
+                self._master._observe("on_task_started", task=task, worker=worker)
+                self._dispatcher.put(task, worker)
+        self._dispatcher.stop()
+
+    def _available_workers(self) -> list | None:
+        if not self._has_workers_hook:
+            return None
+        try:
+            workers = self._hooks.get_available_workers()
+        except Exception:
+            log.debug("get_available_workers raised; treating every worker as None", exc_info=True)
+            return None
+        return workers if isinstance(workers, list) else None
+
+    def _next_queued(self) -> Task | None:
+        queue = self.queue
+        while queue:
+            task = queue.popleft()
+            if task.state == QUEUED:
+                return task
+        return None
+
+    def _match(self, workers: list | None) -> list[tuple[Task, Any]]:
+        room = self.max_in_flight - self.in_flight
+        if workers is not None:
+            room = min(room, len(workers))
+        pairs: list[tuple[Task, Any]] = []
+        if self._matcher is None or workers is None:
+            for index in range(room):
+                task = self._next_queued()
+                if task is None:
+                    break
+                pairs.append((task, None if workers is None else workers[index]))
+        else:
+            pairs = self._match_custom(list(workers), room)
+        now = time.time()
+        for task, worker in pairs:
+            self._master._set_state(task, RUNNING)
+            task.worker = worker
+            task.attempts += 1
+            task._live = True
+            task.execute_time = now
+        self.in_flight += len(pairs)
+        return pairs
+
+    def _match_custom(self, workers: list, room: int) -> list[tuple[Task, Any]]:
+        """PyMW's matcher contract: ``(tasks, workers) -> (task, worker)``, one pair a call."""
+        tasks = [t for t in self.queue if t.state == QUEUED]
+        pairs: list[tuple[Task, Any]] = []
+        while tasks and workers and len(pairs) < room:
+            try:
+                task, worker = self._matcher(tasks, workers)  # type: ignore[misc]
+            except Exception:
+                log.debug("the task matcher raised; using first-come-first-served", exc_info=True)
+                task, worker = tasks[0], workers[0]
+            if task is None:
+                break
+            if not any(t is task for t in tasks):
+                task = tasks[0]
+            if worker not in workers:
+                worker = workers[0]
+            tasks = [t for t in tasks if t is not task]
+            workers.remove(worker)
+            pairs.append((task, worker))
+        chosen = {id(t) for t, _ in pairs}
+        self.queue = collections.deque(t for t in self.queue if id(t) not in chosen)
+        return pairs
