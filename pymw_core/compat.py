@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from pymw_core.errors import InterfaceError, TaskError
 from pymw_core.master import Master
@@ -26,7 +27,7 @@ def _split(data: Sequence[Any], parts: int) -> list[Sequence[Any]]:
     return slices
 
 
-class PyMW_MapReduce:  # noqa: N801 - PyMW 0.x's name
+class PyMW_MapReduce:
     """PyMW 0.x's map-reduce helper over a master's tasks.
 
     ``submit_task_mapreduce`` splits ``input_data`` into ``num_worker`` slices, runs

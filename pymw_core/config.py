@@ -78,7 +78,9 @@ def load_config(cwd: str | None = None) -> Config:
 def resolve(name: str | None, options: dict[str, Any]) -> tuple[str, dict[str, Any], Config]:
     """The interface name and its merged options (arguments win over the file)."""
     config = load_config()
-    chosen = name or os.environ.get("PYMW_INTERFACE") or config.interface_name() or DEFAULT_INTERFACE
+    chosen = (
+        name or os.environ.get("PYMW_INTERFACE") or config.interface_name() or DEFAULT_INTERFACE
+    )
     merged = config.options_for(chosen)
     merged.update(options)
     return chosen, merged, config

@@ -11,7 +11,8 @@ from __future__ import annotations
 import collections
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pymw_core import wire
 from pymw_core.errors import InterfaceError
@@ -49,7 +50,9 @@ class WorkerConnection:
         self._in_flight: collections.deque[Task] = collections.deque()
         self._functions_sent: set[int] = set()
         self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._read_loop, name=f"pymw-read-{name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._read_loop, name=f"pymw-read-{name}", daemon=True
+        )
 
     def start(self) -> WorkerConnection:
         """Start reading; the worker's ``hello`` arrives on its own."""

@@ -27,7 +27,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec(firstresult=True)
 def execute_task(task: Task, worker: Any) -> None:
-    """Run ``task`` on ``worker``; call ``task.task_finished()`` (or ``task.worker_lost()``) when done.
+    """Run ``task`` on ``worker``; call ``task.task_finished()`` or ``task.worker_lost()`` after.
 
     May block until the task is done or return at once. Raising marks the task erroneous.
     """

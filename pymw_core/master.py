@@ -8,7 +8,8 @@ import logging
 import signal
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from pymw_core import config, plugins
 from pymw_core.errors import (
@@ -246,7 +247,8 @@ class Master:
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
             **submit_options: Any) -> Iterator[Any]:
         """Like the builtin ``map``, run as tasks; results come in input order."""
-        tasks = [self.submit_task(fn, args, **submit_options) for args in zip(*iterables)]
+        arguments = zip(*iterables, strict=False)
+        tasks = [self.submit_task(fn, args, **submit_options) for args in arguments]
         for task in tasks:
             yield self.get_result(task)[1]
 

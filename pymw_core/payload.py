@@ -17,18 +17,15 @@ import sysconfig
 import threading
 import types
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from importlib.metadata import packages_distributions
+from typing import Any
 
 import cloudpickle
 
 from pymw_core import wire
 from pymw_core.errors import TaskError
-
-if sys.version_info >= (3, 10):
-    from importlib.metadata import packages_distributions
-else:  # pragma: no cover
-    from importlib_metadata import packages_distributions
 
 _FUNCTION_CACHE_SIZE = 1024
 
@@ -82,24 +79,25 @@ class UserCode:
         )
 
     def _is_user(self, name: str, module: types.ModuleType) -> bool:
-        if name in sys.builtin_module_names or name in getattr(sys, "stdlib_module_names", ()):
+        top = name.partition(".")[0]
+        if top in sys.builtin_module_names or top in getattr(sys, "stdlib_module_names", ()):
             return False
         path = getattr(module, "__file__", None)
         if not path:
             return False
         if self._owned is None:
             self._owned = frozenset(packages_distributions())
-        if name in self._owned:
+        if top in self._owned:
             return False
         real = os.path.realpath(path)
         return not any(real.startswith(d + os.sep) for d in self._install_dirs)
 
     def names(self) -> tuple[str, ...]:
-        """Top-level names of the user's modules imported so far (``__main__`` first)."""
+        """Names of the user's modules imported so far (``__main__`` first)."""
         if len(sys.modules) != self._seen:
             found = ["__main__"]
             for name, module in list(sys.modules.items()):
-                if "." in name or name == "__main__" or not isinstance(module, types.ModuleType):
+                if name == "__main__" or not isinstance(module, types.ModuleType):
                     continue
                 verdict = self._verdicts.get(name)
                 if verdict is None:
@@ -245,7 +243,8 @@ class Packer:
                 f"{type(executable).__name__} {executable!r}"
             )
         extras: dict = {}
-        shipped = shipped + [m for mod in _as_tuple(modules, "modules") for m in _module_sources(mod)]
+        for module in _as_tuple(modules, "modules"):
+            shipped = shipped + _module_sources(module)
         if shipped:
             extras["modules"] = shipped
         deps = _as_tuple(dep_funcs, "dep_funcs")

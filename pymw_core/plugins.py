@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 import pluggy
 
 from pymw_core import hookspecs
 from pymw_core.errors import InterfaceError
-
-if sys.version_info >= (3, 10):
-    from importlib.metadata import EntryPoint, entry_points
-else:  # pragma: no cover
-    from importlib_metadata import EntryPoint, entry_points
 
 ENTRY_POINT_GROUP = "pymw.interfaces"
 OBSERVER_GROUP = "pymw.observers"
@@ -33,7 +29,7 @@ class PluginManager(pluggy.PluginManager):
         super().__init__(hookspecs.PROJECT)
         self.add_hookspecs(hookspecs)
 
-    def parse_hookimpl_opts(self, plugin: Any, name: str):  # noqa: ANN201 - pluggy's type
+    def parse_hookimpl_opts(self, plugin: Any, name: str):
         opts = super().parse_hookimpl_opts(plugin, name)
         if opts is not None or name not in _SPEC_NAMES:
             return opts

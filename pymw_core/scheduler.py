@@ -11,8 +11,9 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Callable
 from queue import SimpleQueue
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from pymw_core.task import QUEUED, RUNNING
 
@@ -27,8 +28,12 @@ Matcher = Callable[[list, list], "tuple[Any, Any]"]
 class Dispatcher:
     """Calls ``execute_task`` on a few reusable threads; an exception fails that task."""
 
-    def __init__(self, call: Callable[..., Any], on_error: Callable[[Task, BaseException], None],
-                 limit: int) -> None:
+    def __init__(
+        self,
+        call: Callable[..., Any],
+        on_error: Callable[[Task, BaseException, Any], None],
+        limit: int,
+    ) -> None:
         self._call = call
         self._on_error = on_error
         self._limit = limit
@@ -64,7 +69,7 @@ class Dispatcher:
             try:
                 self._call(task=task, worker=worker)
             except BaseException as exc:  # the interface's failure is this task's answer
-                self._on_error(task, exc)
+                self._on_error(task, exc, None)
             with self._lock:
                 self._idle += 1
 

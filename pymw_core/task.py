@@ -25,10 +25,30 @@ class Task:
     """
 
     __slots__ = (
-        "_master", "id", "name", "executable", "input_data", "modules", "dep_funcs",
-        "data_files", "payload", "max_attempts", "state", "worker", "attempts", "stdout",
-        "stderr", "_result", "_error", "_claimed", "_live", "submit_time", "execute_time",
-        "finish_time", "_worker_seconds", "__weakref__",
+        "__weakref__",
+        "_claimed",
+        "_error",
+        "_live",
+        "_master",
+        "_result",
+        "_worker_seconds",
+        "attempts",
+        "data_files",
+        "dep_funcs",
+        "executable",
+        "execute_time",
+        "finish_time",
+        "id",
+        "input_data",
+        "max_attempts",
+        "modules",
+        "name",
+        "payload",
+        "state",
+        "stderr",
+        "stdout",
+        "submit_time",
+        "worker",
     )
 
     # PyMW 0.x state names, kept for programs that compare against them.

@@ -28,7 +28,8 @@ import threading
 import time
 import traceback
 import types
-from typing import Any, BinaryIO, Callable
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 try:  # run from an uploaded zip, pymw_core's __init__ is a stub: import siblings by name
     from pymw_core import wire
@@ -66,7 +67,7 @@ class _ShippedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             self.sources[name] = (source, is_pkg)
             sys.modules.pop(name, None)
 
-    def find_spec(self, fullname, path, target=None):  # noqa: ANN001 - importlib's signature
+    def find_spec(self, fullname, path, target=None):
         if fullname not in self.sources:
             return None
         is_pkg = self.sources[fullname][1]
@@ -77,7 +78,7 @@ class _ShippedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             spec.submodule_search_locations = []
         return spec
 
-    def create_module(self, spec):  # noqa: ANN001
+    def create_module(self, spec):
         return None
 
     def exec_module(self, module: types.ModuleType) -> None:
@@ -97,10 +98,14 @@ def _dumps(value: Any) -> bytes:
 class Runtime:
     """Runs tasks one after another, caching functions and scripts between them."""
 
-    def __init__(self, scratch: str | None = None) -> None:
+    def __init__(self, scratch: str | None = None, chdir: bool = True) -> None:
+        """``chdir=False`` is for runtimes inside another program (threads): the process's
+        working directory is left alone, so data files are not in the task's cwd."""
         self._own_scratch = scratch is None
+        self._chdir = chdir
         self.scratch = scratch or tempfile.mkdtemp(prefix="pymw-worker-")
-        os.chdir(self.scratch)
+        if chdir:
+            os.chdir(self.scratch)
         self._functions: dict[int, Callable] = {}
         self._scripts: dict[tuple[str, int], types.CodeType] = {}
         self._modules = _ShippedModules()
@@ -109,11 +114,12 @@ class Runtime:
     def close(self) -> None:
         """Remove the scratch directory this runtime made."""
         if self._own_scratch:
-            os.chdir(tempfile.gettempdir())
+            if self._chdir:
+                os.chdir(tempfile.gettempdir())
             shutil.rmtree(self.scratch, ignore_errors=True)
 
     def run(self, message: tuple) -> tuple:
-        """Run one ``task`` message; return its ``done`` reply. Never raises for the task's faults."""
+        """Run one ``task`` message and return its ``done`` reply; the task's faults never raise."""
         _, task_id, code, args_blob, extras = message
         out, err = io.StringIO(), io.StringIO()
         saved = sys.stdout, sys.stderr
@@ -141,7 +147,8 @@ class Runtime:
         finally:
             sys.stdout, sys.stderr = saved
             if workdir is not None:
-                os.chdir(self.scratch)
+                if self._chdir:
+                    os.chdir(self.scratch)
                 shutil.rmtree(workdir, ignore_errors=True)
         seconds = time.perf_counter() - start
         if ok:
@@ -175,7 +182,8 @@ class Runtime:
         workdir = tempfile.mkdtemp(prefix="task-", dir=self.scratch)
         for name, path in files:
             shutil.copyfile(path, os.path.join(workdir, name))
-        os.chdir(workdir)
+        if self._chdir:
+            os.chdir(workdir)
         return workdir
 
     def _script(self, code: tuple, input_data: Any, deps: Any) -> Any:
@@ -227,7 +235,9 @@ def _pack_error(exc: BaseException, tb: str) -> bytes:
     try:
         return _dumps((exc, tb))
     except Exception:
-        stand_in = TaskError(f"{type(exc).__qualname__}: {exc} (the exception could not be pickled)")
+        stand_in = TaskError(
+            f"{type(exc).__qualname__}: {exc} (the exception could not be pickled)"
+        )
         return pickle.dumps((stand_in, tb), wire.PROTOCOL)
 
 

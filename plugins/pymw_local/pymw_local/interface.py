@@ -55,7 +55,9 @@ class LocalInterface:
         if num_workers is None:
             num_workers = _cpu_count()
         if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 1:
-            raise InterfaceError(f"num_workers must be a whole number of at least 1, not {num_workers!r}")
+            raise InterfaceError(
+                f"num_workers must be a whole number of at least 1, not {num_workers!r}"
+            )
         if not isinstance(prefetch, int) or isinstance(prefetch, bool) or prefetch < 0:
             raise InterfaceError(f"prefetch must be a whole number of at least 0, not {prefetch!r}")
         self.num_workers = num_workers

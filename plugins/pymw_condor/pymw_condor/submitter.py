@@ -1,0 +1,74 @@
+"""Batching: jobs handed over close together leave in one ``Schedd.submit`` (one cluster).
+
+``execute_task`` only queues its job here and returns; one thread flushes the queue
+``window`` seconds after its first job arrived, or at once when ``limit`` are waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+from pymw_core.errors import InterfaceError
+
+log = logging.getLogger("pymw.condor")
+
+
+class Batcher:
+    """Collects items and passes them to ``submit`` in lists of at most ``limit``."""
+
+    def __init__(self, submit: Callable[[list], None], window: float, limit: int) -> None:
+        self._submit = submit
+        self._window = window
+        self._limit = limit
+        self._cond = threading.Condition()
+        self._pending: list[Any] = []
+        self._since = 0.0
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="pymw-condor-submit", daemon=True)
+        self._thread.start()
+
+    def add(self, item: Any) -> None:
+        """Queue ``item`` for the next submit; InterfaceError once stopped."""
+        with self._cond:
+            if self._stopping:
+                raise InterfaceError("the condor interface is closed")
+            if not self._pending:
+                self._since = time.monotonic()
+                self._cond.notify()
+            self._pending.append(item)
+            if len(self._pending) == self._limit:
+                self._cond.notify()
+
+    def stop(self, timeout: float) -> list[Any]:
+        """Stop; wait up to ``timeout`` s for a submit in progress; return what never left."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join(timeout)
+        with self._cond:
+            left, self._pending = self._pending, []
+        return left
+
+    def _run(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._pending and not self._stopping:
+                    cond.wait()
+                while not self._stopping and len(self._pending) < self._limit:
+                    left = self._since + self._window - time.monotonic()
+                    if left <= 0:
+                        break
+                    cond.wait(left)
+                if self._stopping:
+                    return
+                batch = self._pending[: self._limit]
+                del self._pending[: self._limit]
+                # What is left has waited as long: it goes in the next round at once.
+            try:
+                self._submit(batch)
+            except Exception:  # the submit callback reports per task; never kill this thread
+                log.exception("submitting %d HTCondor jobs failed", len(batch))

@@ -1,0 +1,508 @@
+"""One remote host: its connections, its workers, and a thread that keeps them running.
+
+The host's thread brings the host up (connect, probe the Python, upload the runtime,
+start the workers on channels), then watches it: a worker that dies alone is replaced;
+a connection that breaks or stops answering heartbeats takes the whole host down, its
+tasks go back to the master (each :class:`WorkerConnection` hands back what it held),
+and the host is tried again after a back-off that doubles up to a minute. A host that
+can never work (a refused key, the wrong Python) is marked failed at once.
+
+Channels: a server allows ``MaxSessions`` (10 by default) per connection and the SFTP
+channel counts. The first connection carries SFTP, keeps one channel free for control
+commands (the clean-up), and up to ``max_sessions - 2`` workers; more workers get
+more connections. Channels are opened one at a time per connection.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import posixpath
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import paramiko
+
+from pymw_core.connection import WorkerConnection
+from pymw_core.errors import InterfaceError
+from pymw_ssh import remote, streams
+from pymw_ssh.connect import Heartbeat, HostError, open_client
+from pymw_ssh.sshconfig import Target
+
+if TYPE_CHECKING:
+    from pymw_ssh.interface import SSHInterface
+
+log = logging.getLogger("pymw.ssh")
+
+CONNECTING, UP, DOWN, FAILED, CLOSED = "connecting", "up", "down", "failed", "closed"
+_FIRST_RETRY = 1.0
+_LONGEST_RETRY = 60.0
+_START_FAILURES_ALLOWED = 3  # workers dying before their hello, in a row, on a live host
+
+
+@dataclass
+class Settings:
+    """The interface's options, checked, as every host reads them."""
+
+    python: list[str]
+    workers: int | None  # None: the host's CPU count
+    slots: int  # tasks on a worker at once: the running one and those prefetched
+    timeout: float
+    remote_dir: str
+    max_sessions: int
+    heartbeat_interval: float
+    heartbeat_timeout: float
+    reconnect_attempts: int
+    runtime: tuple[str, bytes]
+
+
+class Link:
+    """One SSH connection to a host and how many of its channels are taken."""
+
+    def __init__(self, client: paramiko.SSHClient, index: int, heartbeat: float, name: str,
+                 capacity: int) -> None:
+        self.client = client
+        self.transport: paramiko.Transport = client.get_transport()  # type: ignore[assignment]
+        self.index = index
+        self.capacity = capacity
+        self.channels = 0
+        self.lock = threading.Lock()  # channel opens go one at a time (paramiko shares errors)
+        self.heartbeat = Heartbeat(self.transport, heartbeat, f"{name}-{index}")
+
+    def alive(self) -> bool:
+        return self.transport.is_active()
+
+    def open_channel(self, timeout: float) -> paramiko.Channel | None:
+        """A new session channel, or None when this connection has no room left."""
+        with self.lock:
+            if self.channels >= self.capacity or not self.alive():
+                return None
+            try:
+                channel = self.transport.open_session(timeout=timeout)
+            except paramiko.ChannelException:  # the server allows fewer than we thought
+                self.capacity = self.channels
+                return None
+            self.channels += 1
+            return channel
+
+    def release(self) -> None:
+        with self.lock:
+            self.channels = max(0, self.channels - 1)
+
+    def close(self) -> None:
+        self.heartbeat.stop()
+        try:
+            self.client.close()
+        except Exception:
+            pass
+
+
+class RemoteWorker:
+    """One worker runtime on one channel: a worker as the master's scheduler sees it."""
+
+    def __init__(self, host: Host, link: Link, serial: int, generation: int,
+                 channel: paramiko.Channel, slots: int) -> None:
+        self.host = host
+        self.link = link
+        self.serial = serial
+        self.generation = generation
+        self.channel = channel
+        self.free = slots
+        self.pid: int | None = None
+        self.name = f"{host.name}/w{serial}"
+        self.stderr = streams.StderrDrain(channel, self.name)
+        self.writer = streams.ChannelWriter(channel)
+        self.connection = WorkerConnection(
+            streams.reader(channel), self.writer, name=self.name,  # type: ignore[arg-type]
+            on_closed=lambda conn, reason: host._worker_closed(self, reason),
+            describe_loss=lambda: host._describe_loss(self),
+        )
+
+    def __repr__(self) -> str:
+        return f"<ssh worker {self.name} pid={self.pid}>"
+
+
+class Host:
+    """A host's state and the thread that manages it. ``state`` is one of the constants above."""
+
+    def __init__(self, target: Target, settings: Settings, owner: SSHInterface,
+                 workers: int | None) -> None:
+        self.target = target
+        self.name = target.name
+        self.settings = settings
+        self.wanted = workers if workers is not None else settings.workers
+        self._owner = owner
+        self._lock = owner._lock  # guards workers, their free slots, and state
+        self.state = CONNECTING
+        self.error: str | None = None
+        self.workers: list[RemoteWorker] = []
+        self.links: list[Link] = []
+        self.info: dict[str, Any] = {}
+        self.generation = 0
+        self.reconnects = 0
+        self.tasks_done = 0
+        self.retry_at: float | None = None
+        self.first_attempt = threading.Event()
+        self._run_base = remote.new_run_id()
+        self._runs: dict[str, list[int]] = {}  # run dir -> pids of its workers
+        self._run_dir = ""
+        self._runtime_path = ""
+        self._sftp: paramiko.SFTPClient | None = None
+        self._sftp_lock = threading.Lock()
+        self._uploaded: set[tuple[int, str]] = set()
+        self._serial = 0
+        self._dead: collections.deque[RemoteWorker] = collections.deque()
+        self._start_failures = 0
+        self._lost_reason: str | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"pymw-host-{self.name}",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to stop every worker, clean up remotely, and close."""
+        self._stop.set()
+        self._wake.set()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    # -- what the interface asks ------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            workers = list(self.workers)
+        row: dict[str, Any] = {
+            "state": self.state,
+            "workers": len(workers),
+            "busy": sum(1 for w in workers if w.free < self.settings.slots),
+            "connections": sum(1 for link in self.links if link.alive()),
+            "tasks_done": self.tasks_done,
+            "reconnects": self.reconnects,
+            "error": self.error,
+        }
+        if self.info:
+            row["python"] = ".".join(map(str, self.info["python"]))
+            row["cpus"] = self.info["cpus"]
+        if self.state == DOWN and self.retry_at is not None:
+            row["retry_in"] = round(max(0.0, self.retry_at - time.monotonic()), 1)
+        return row
+
+    def remote_files(self, files: list[tuple[str, str]]) -> dict[str, str]:
+        """Upload what the host lacks of ``files``; their remote paths by name.
+
+        Raises :class:`HostError` when the host is gone (the task was not started) and
+        InterfaceError when the host is up but refused the file.
+        """
+        digests = [(name, path, remote.file_digest(path)) for name, path in files]
+        sftp, run, generation = self._sftp, self._run_dir, self.generation
+        if sftp is None or self.state != UP:
+            raise HostError(f"host {self.name} is {self.state}")
+        found = {}
+        for name, path, digest in digests:
+            target = posixpath.join(run, "files", digest)
+            key = (generation, digest)
+            if key not in self._uploaded:
+                with self._sftp_lock:
+                    if key not in self._uploaded:
+                        try:
+                            remote.upload(sftp, path, target, 0o600)
+                        except (OSError, EOFError, paramiko.SSHException) as exc:
+                            if not self.links or not self.links[0].alive():
+                                raise HostError(f"host {self.name} went away while receiving "
+                                                f"{name}: {exc}") from exc
+                            raise InterfaceError(f"host {self.name} refused the data file "
+                                                 f"{name} ({path}): {exc}") from exc
+                        self._uploaded.add(key)
+            found[name] = target
+        return found
+
+    # -- the host's thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        failures = 0
+        delay = _FIRST_RETRY
+        while not self._stop.is_set():
+            self.state = CONNECTING
+            try:
+                self._bring_up()
+            except (HostError, InterfaceError) as exc:
+                self._teardown()
+                failures += 1
+                permanent = getattr(exc, "permanent", False)
+                self.error = str(exc)
+                if self._stop.is_set():
+                    break
+                if permanent or failures > self.settings.reconnect_attempts:
+                    if not permanent:
+                        self.error += f" (gave up after {failures} attempts)"
+                    self.state = FAILED
+                    log.warning("%s", self.error)
+                    self.first_attempt.set()
+                    self._owner._host_changed(self)
+                    return
+                self.state = DOWN
+                self.retry_at = time.monotonic() + delay
+                if self.first_attempt.is_set():
+                    log.info("%s; trying again in %.0f s", self.error, delay)
+                self.first_attempt.set()
+                self._owner._host_changed(self)
+                if self._stop.wait(delay):
+                    break
+                delay = min(delay * 2, _LONGEST_RETRY)
+                continue
+            if self.generation > 1:
+                self.reconnects += 1
+                log.warning("host %s is back with %d workers", self.name, len(self.workers))
+            failures = 0
+            delay = _FIRST_RETRY
+            self.error = None
+            self.retry_at = None
+            self.state = UP
+            self.first_attempt.set()
+            self._owner._host_changed(self)
+            reason = self._watch()
+            if reason is None:  # asked to stop
+                break
+            self.error = reason
+            log.warning("host %s dropped out: %s; its running tasks go back to the queue",
+                        self.name, reason)
+            self._lost_reason = reason
+            self.state = DOWN
+            self._teardown()
+            self.retry_at = time.monotonic() + delay
+            self._owner._host_changed(self)
+            if self._stop.wait(delay):
+                break
+            delay = min(delay * 2, _LONGEST_RETRY)
+        self._close_remote()
+        self.state = CLOSED
+        self.first_attempt.set()
+
+    def _bring_up(self) -> None:
+        settings = self.settings
+        self.generation += 1
+        self._lost_reason = None
+        self._start_failures = 0
+        link = self._open_link()
+        run_id = f"{self._run_base}-{self.generation}"
+        self.info = remote.probe(link.transport, self.name, settings.python,
+                                 settings.remote_dir, run_id, settings.runtime[0],
+                                 settings.timeout)
+        self._run_dir = self.info["run"]
+        self._runs[self._run_dir] = []
+        try:
+            sftp = link.client.open_sftp()
+            sftp.get_channel().settimeout(max(settings.timeout, 30.0))  # type: ignore[union-attr]
+            link.channels += 1
+            self._sftp = sftp
+            self._runtime_path = remote.ensure_runtime(sftp, self.info["root"], settings.runtime,
+                                                       self.info["cached"])
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise HostError(f"host {self.name}: uploading the worker runtime failed: "
+                            f"{type(exc).__name__}: {exc}") from exc
+        count = self.wanted or int(self.info["cpus"]) or 1
+        started = []
+        for _ in range(count):
+            if self._stop.is_set():
+                raise HostError(f"host {self.name}: closing")
+            started.append(self._start_worker())
+        for worker in started:
+            self._await_hello(worker)
+        with self._lock:
+            self.workers.extend(started)
+        self._record_pids()
+
+    def _open_link(self) -> Link:
+        client = open_client(self.target, self.settings.timeout)
+        reserve = 2 if not self.links else 0  # SFTP and a spare control channel
+        link = Link(client, len(self.links), self.settings.heartbeat_interval, self.name,
+                    max(1, self.settings.max_sessions - reserve))
+        self.links.append(link)
+        return link
+
+    def _channel(self) -> tuple[Link, paramiko.Channel]:
+        for link in self.links:
+            channel = link.open_channel(self.settings.timeout)
+            if channel is not None:
+                return link, channel
+        link = self._open_link()
+        channel = link.open_channel(self.settings.timeout)
+        if channel is None:
+            raise HostError(f"host {self.name}: a new connection could not open a channel "
+                            "(the server's MaxSessions is 0?)")
+        return link, channel
+
+    def _start_worker(self) -> RemoteWorker:
+        self._serial += 1
+        scratch = posixpath.join(self._run_dir, f"w{self._serial}")
+        try:
+            link, channel = self._channel()
+            channel.exec_command(remote.worker_command(self.settings.python,
+                                                       self._runtime_path, scratch))
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise HostError(f"host {self.name}: starting a worker failed: "
+                            f"{type(exc).__name__}: {exc}") from exc
+        worker = RemoteWorker(self, link, self._serial, self.generation, channel,
+                              self.settings.slots)
+        worker.connection.start()
+        return worker
+
+    def _await_hello(self, worker: RemoteWorker) -> None:
+        try:
+            hello = worker.connection.wait_ready(max(self.settings.timeout, 30.0))
+        except InterfaceError as exc:
+            raise HostError(f"host {self.name}: {exc}") from exc
+        worker.pid = hello.get("pid")
+        self._runs[self._run_dir].append(worker.pid)  # type: ignore[arg-type]
+
+    def _record_pids(self) -> None:
+        with self._sftp_lock:
+            try:
+                remote.write_pids(self._sftp, self._run_dir, self._runs[self._run_dir])  # type: ignore[arg-type]
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                log.debug("host %s: recording worker pids failed: %s", self.name, exc)
+
+    def _watch(self) -> str | None:
+        """Until the host is lost (its reason) or the interface closes (None)."""
+        tick = min(1.0, self.settings.heartbeat_interval / 2)
+        while True:
+            self._wake.wait(tick)
+            self._wake.clear()
+            if self._stop.is_set():
+                return None
+            for link in self.links:
+                if not link.alive():
+                    return self._connection_lost(link)
+                silent = link.heartbeat.silent_for()
+                if silent > self.settings.heartbeat_timeout:
+                    return (f"host {self.name} did not answer a heartbeat for {silent:.1f} s "
+                            "(frozen, or the network is down)")
+            while self._dead:
+                worker = self._dead.popleft()
+                if not worker.channel.eof_received:
+                    # The channel closed without the worker's end of stream: the connection
+                    # is going. paramiko closes channels just before it marks the transport.
+                    deadline = time.monotonic() + 1.0
+                    while worker.link.alive() and time.monotonic() < deadline:
+                        time.sleep(0.02)
+                    if not worker.link.alive():
+                        return self._connection_lost(worker.link)
+                reason = self._replace(worker)
+                if reason is not None:
+                    return reason
+
+    def _connection_lost(self, link: Link) -> str:
+        exc = link.transport.get_exception()
+        detail = f": {type(exc).__name__}: {exc}" if exc else ""
+        return f"the connection to host {self.name} broke{detail}"
+
+    def _replace(self, dead: RemoteWorker) -> str | None:
+        """Start a worker in place of one that died alone; a reason if the host is unusable."""
+        if dead.connection.hello is None:
+            self._start_failures += 1
+        else:
+            self._start_failures = 0
+        if self._start_failures >= _START_FAILURES_ALLOWED:
+            return (f"host {self.name}: {self._start_failures} workers in a row died as they "
+                    f"started; last: {dead.connection.error}")
+        log.warning("host %s: worker %s ended (%s); starting another", self.name, dead.name,
+                    dead.connection.error or "its stream ended")
+        try:
+            worker = self._start_worker()
+            self._await_hello(worker)
+        except HostError as exc:
+            if not all(link.alive() for link in self.links):
+                return str(exc)
+            self._start_failures += 1
+            if self._start_failures >= _START_FAILURES_ALLOWED:
+                return str(exc)
+            self._wake.set()
+            return None
+        with self._lock:
+            self.workers.append(worker)
+        self._record_pids()
+        self._owner._host_changed(self)
+        return None
+
+    def _worker_closed(self, worker: RemoteWorker, reason: str) -> None:
+        """A worker's stream ended (reader thread); its tasks were already handed back."""
+        with self._lock:
+            if worker in self.workers:
+                self.workers.remove(worker)
+        worker.link.release()
+        if self._stop.is_set() or worker.generation != self.generation or self.state != UP:
+            return
+        self._dead.append(worker)
+        self._wake.set()
+
+    def _describe_loss(self, worker: RemoteWorker) -> str:
+        if self._lost_reason and worker.generation == self.generation:
+            return self._lost_reason
+        channel = worker.channel
+        if channel.eof_received:
+            channel.status_event.wait(1.0)
+            status = channel.exit_status
+            how = f"exited with status {status}" if status >= 0 else "was killed by a signal"
+            text = f"remote worker {worker.name} (pid {worker.pid}) {how}"
+        else:
+            text = self._connection_lost(worker.link)
+        time.sleep(0.01)  # let the stderr drain catch the last lines
+        tail = worker.stderr.text()
+        if tail:
+            text += f"; its last output:\n{tail}"
+        return text
+
+    def _teardown(self) -> None:
+        """Close every connection: each worker hands its tasks back as its stream ends."""
+        with self._lock:
+            self.workers.clear()
+        for link in self.links:
+            link.close()
+        self.links = []
+        self._sftp = None
+
+    def _close_remote(self) -> None:
+        """Stop this host's workers and remove the run's directories, then disconnect."""
+        with self._lock:
+            workers = list(self.workers)
+            self.workers.clear()
+        for worker in workers:
+            worker.connection.close()  # "bye" after what it holds...
+            worker.writer.close()  # ...and EOF: an idle worker exits now
+        runs = {run: pids for run, pids in self._runs.items() if pids or run == self._run_dir}
+        if self.links and runs:
+            try:
+                self._clean(runs)
+            except Exception as exc:
+                log.warning("host %s: removing the run directory failed: %s", self.name, exc)
+        for link in self.links:
+            link.close()
+        self.links = []
+        self._sftp = None
+
+    def _clean(self, runs: dict[str, list[int]]) -> None:
+        timeout = self.settings.timeout
+        spare = None
+        for link in [*self.links, None]:
+            if link is None:
+                spare = open_client(self.target, timeout)
+                transport = spare.get_transport()
+            elif not link.alive():
+                continue
+            else:
+                transport = link.transport
+            try:
+                for run, pids in runs.items():
+                    remote.clean(transport, self.settings.python, run, pids, timeout)
+                return
+            except paramiko.ChannelException:
+                continue
+            finally:
+                if spare is not None:
+                    spare.close()

@@ -1,0 +1,306 @@
+"""The ``pymw`` command: list interfaces, show the effective configuration, check it.
+
+Exit codes a script can rely on: 0 all good, 1 a check failed (the interface could
+not start, the probe task failed or timed out, the Python versions differ), 2 a usage
+or configuration error (bad arguments, unreadable config file, unknown interface or
+option).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from pymw_core import config, plugins
+from pymw_core.errors import InterfaceError
+
+OK, FAILED, USAGE = 0, 1, 2
+
+
+# -- the effective configuration ------------------------------------------------------
+
+
+@dataclass
+class Effective:
+    """What a ``Master(interface=None)`` started here would use, and why."""
+
+    config_file: str | None = None
+    config_data: dict[str, Any] = field(default_factory=dict)
+    config_unusable: bool = False
+    env_interface: str | None = None
+    env_config: str | None = None
+    interface: str | None = None
+    chosen_by: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    installed: dict[str, str] | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "config_file": self.config_file,
+            "config": self.config_data,
+            "env": {"PYMW_INTERFACE": self.env_interface, "PYMW_CONFIG": self.env_config},
+            "interface": self.interface,
+            "chosen_by": self.chosen_by,
+            "options": self.options,
+            "installed": self.installed,
+            "errors": self.errors,
+        }
+
+
+def _describe_entry_point(ep: Any) -> dict[str, str]:
+    dist = getattr(ep, "dist", None)
+    return {
+        "name": ep.name,
+        "distribution": getattr(dist, "name", None) or "?",
+        "version": getattr(dist, "version", None) or "?",
+        "target": ep.value,
+    }
+
+
+def effective(interface: str | None = None) -> Effective:
+    """Resolve the interface and its options as the master does, recording each source.
+
+    Problems (bad config file, unknown interface, unknown option) are collected in
+    ``errors`` rather than raised, so they can be shown beside what is known.
+    """
+    eff = Effective(
+        env_interface=os.environ.get("PYMW_INTERFACE") or None,
+        env_config=os.environ.get("PYMW_CONFIG") or None,
+    )
+    try:
+        cfg = config.load_config()
+        eff.config_file, eff.config_data = cfg.path, cfg.data
+        from_file = cfg.interface_name()
+    except InterfaceError as exc:
+        eff.errors.append(str(exc))
+        eff.config_unusable = True
+        cfg, from_file = config.Config(), None
+    if interface:
+        eff.interface, eff.chosen_by = interface, "--interface"
+    elif eff.env_interface:
+        eff.interface, eff.chosen_by = eff.env_interface, "PYMW_INTERFACE"
+    elif from_file:
+        eff.interface, eff.chosen_by = from_file, f"config file {cfg.path}"
+    else:
+        eff.interface, eff.chosen_by = config.DEFAULT_INTERFACE, "default"
+    try:
+        eff.options = cfg.options_for(eff.interface)
+    except InterfaceError as exc:
+        eff.errors.append(str(exc))
+    installed = plugins.installed_interfaces()
+    if eff.interface in installed:
+        eff.installed = _describe_entry_point(installed[eff.interface])
+    try:
+        factory = plugins.load_factory(eff.interface)
+        plugins.check_options(eff.interface, factory, eff.options)
+    except InterfaceError as exc:
+        eff.errors.append(str(exc))
+    return eff
+
+
+# -- subcommands ---------------------------------------------------------------------
+
+
+def cmd_interfaces(args: argparse.Namespace, out: TextIO) -> int:
+    rows = [_describe_entry_point(ep) for ep in plugins.installed_interfaces().values()]
+    rows.sort(key=lambda row: row["name"])
+    if args.json:
+        json.dump(rows, out, indent=2)
+        out.write("\n")
+        return OK
+    if not rows:
+        print(f"no PyMW interface is installed (entry-point group {plugins.ENTRY_POINT_GROUP!r});"
+              " try: pip install pymw-local", file=out)
+        return FAILED
+    headers = {"name": "NAME", "distribution": "DISTRIBUTION", "version": "VERSION",
+               "target": "TARGET"}
+    widths = {key: max(len(headers[key]), *(len(row[key]) for row in rows)) for key in headers}
+    for row in [headers, *rows]:
+        print("  ".join(row[key].ljust(widths[key]) for key in headers).rstrip(), file=out)
+    return OK
+
+
+def cmd_config(args: argparse.Namespace, out: TextIO) -> int:
+    eff = effective(args.interface)
+    if args.json:
+        json.dump(eff.as_dict(), out, indent=2, default=str)
+        out.write("\n")
+        return USAGE if eff.errors else OK
+    _print_effective(eff, out)
+    if eff.errors:
+        for error in eff.errors:
+            print(f"error: {error}", file=out)
+        return USAGE
+    return OK
+
+
+def _print_effective(eff: Effective, out: TextIO) -> None:
+    looked = "none found (looked for $PYMW_CONFIG, ./pymw.toml, [tool.pymw] in ./pyproject.toml)"
+    if eff.config_unusable:
+        looked = "unusable (see the error below)"
+    print(f"config file:    {eff.config_file or looked}", file=out)
+    print(f"PYMW_INTERFACE: {eff.env_interface or '(not set)'}", file=out)
+    print(f"interface:      {eff.interface}  (chosen by: {eff.chosen_by})", file=out)
+    if eff.installed:
+        info = eff.installed
+        print(f"installed as:   {info['distribution']} {info['version']} ({info['target']})",
+              file=out)
+    else:
+        print("installed as:   not installed", file=out)
+    if eff.options:
+        print("options:", file=out)
+        for key, value in sorted(eff.options.items()):
+            print(f"  {key} = {value!r}", file=out)
+    else:
+        print("options:        (none: the interface's defaults)", file=out)
+
+
+def _make_probe() -> Callable[[], dict[str, Any]]:
+    # A nested function is pickled by value, so the probe runs on a worker that has
+    # only the bare worker runtime (no pymw_core.cli), as remote interfaces provide.
+    def probe() -> dict[str, Any]:
+        import os
+        import platform
+        import socket
+        import sys
+
+        return {
+            "python": tuple(sys.version_info[:3]),
+            "implementation": platform.python_implementation(),
+            "executable": sys.executable,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        }
+
+    return probe
+
+
+def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    from pymw_core.master import Master
+
+    eff = effective(args.interface)
+    _print_effective(eff, out)
+    if eff.errors:
+        installed = plugins.installed_interfaces()
+        # An installed interface whose import fails is broken, not misconfigured.
+        broken = eff.interface in installed and any("failed to load" in e for e in eff.errors)
+        for error in eff.errors:
+            print(f"[FAIL] {error}", file=out)
+        return FAILED if broken else USAGE
+
+    def report(ok: bool, text: str) -> None:
+        print(f"[{'ok' if ok else 'FAIL'}]{'  ' if ok else ''} {text}", file=out)
+
+    started = time.monotonic()
+    try:
+        master = Master(eff.interface)
+    except InterfaceError as exc:
+        report(False, f"the {eff.interface!r} interface could not start: {exc}")
+        return FAILED
+    except Exception as exc:
+        report(False, f"the {eff.interface!r} interface could not start: "
+                      f"{type(exc).__name__}: {exc}")
+        return FAILED
+    failed = False
+    try:
+        report(True, f"interface {eff.interface!r} started in {time.monotonic() - started:.2f} s")
+        sent = time.monotonic()
+        task = master.submit_task(_make_probe())
+        deadline = sent + args.timeout
+        while not task.done() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not task.done():
+            report(False, f"the probe task did not finish within {args.timeout:g} s "
+                          "(no worker reached? raise --timeout for a busy batch system)")
+            return FAILED
+        try:
+            _, info = master.get_result(task)
+        except Exception as exc:
+            report(False, f"the probe task failed: {type(exc).__name__}: {exc}")
+            return FAILED
+        report(True, f"probe task ran on host {info['host']} (pid {info['pid']}) "
+                     f"in {time.monotonic() - sent:.2f} s")
+        theirs = tuple(info["python"])
+        mine = tuple(sys.version_info[:3])
+        shown = ".".join(map(str, theirs))
+        if theirs[:2] == mine[:2]:
+            report(True, f"worker Python {shown} ({info['executable']}) matches the master's "
+                         f"{'.'.join(map(str, mine))}")
+        else:
+            failed = True
+            report(False, f"worker Python {shown} ({info['executable']}) differs from the "
+                          f"master's {'.'.join(map(str, mine))}: the minor versions must match")
+        status = master.get_status()
+        extra = {k: v for k, v in status.items() if k not in _MASTER_COUNTERS}
+        if extra:
+            print("interface status: " + ", ".join(f"{k}={v!r}" for k, v in extra.items()),
+                  file=out)
+    finally:
+        master.close()
+    print("check failed" if failed else "all checks passed", file=out)
+    return FAILED if failed else OK
+
+
+_MASTER_COUNTERS = frozenset(
+    ("interface", "submitted", "queued", "running", "finished", "failed", "cancelled", "tasks")
+)
+
+
+# -- entry point ------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pymw_core import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="pymw",
+        description="PyMW: list installed interfaces, show and check the configuration.",
+        epilog="exit codes: 0 all good, 1 a check failed, 2 usage or configuration error",
+    )
+    parser.add_argument("--version", action="version", version=f"pymw-core {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    listing = commands.add_parser(
+        "interfaces", help="list the installed interfaces (entry-point group pymw.interfaces)"
+    )
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(run=cmd_interfaces)
+
+    show = commands.add_parser(
+        "config", help="show the effective configuration: config file, interface, options"
+    )
+    show.add_argument("--interface", metavar="NAME", help="resolve as Master(NAME) would")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(run=cmd_config)
+
+    check = commands.add_parser(
+        "check", help="start the configured interface and run one probe task on it"
+    )
+    check.add_argument("--interface", metavar="NAME", help="check this interface instead")
+    check.add_argument("--timeout", metavar="S", type=float, default=120.0,
+                       help="seconds to wait for the probe task (default: 120)")
+    check.set_defaults(run=cmd_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``pymw`` command with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # argparse exits 2 on bad usage, 0 on --help
+        return stop.code if isinstance(stop.code, int) else USAGE
+    if getattr(args, "timeout", 1.0) <= 0:
+        print("pymw: error: --timeout must be positive", file=sys.stderr)
+        return USAGE
+    try:
+        return args.run(args, sys.stdout)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,112 @@
+"""The worker protocol: frames, the version handshake, file mode."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from pymw_core import InterfaceError, wire
+from pymw_core.connection import WorkerConnection
+from pymw_core.payload import Packer, request_file
+from pymw_core.worker import run_file
+
+
+def test_frames_round_trip_including_large_ones():
+    stream = io.BytesIO()
+    big = os.urandom(3 * wire.WRITE_SLICE + 5)
+    wire.write_message(stream, ("a", 1))
+    wire.write_message(stream, ("big", big))
+    stream.seek(0)
+    assert wire.read_message(stream) == ("a", 1)
+    assert wire.read_message(stream) == ("big", big)
+    assert wire.read_message(stream) is None
+
+
+def test_a_truncated_frame_is_an_error():
+    data = wire.encode(("x", b"0123456789"))
+    with pytest.raises(EOFError, match="inside a frame"):
+        wire.read_message(io.BytesIO(data[:-3]))
+
+
+def test_a_worker_of_another_python_minor_version_is_refused():
+    r_fd, w_fd = os.pipe()
+    reader = os.fdopen(r_fd, "rb")
+    writer = os.fdopen(w_fd, "wb")
+    conn = WorkerConnection(reader, io.BytesIO(), name="fake").start()
+    wire.write_message(writer, ("hello", {"python": (3, 7, 1), "executable": "/opt/py37"}))
+    with pytest.raises(InterfaceError) as info:
+        conn.wait_ready(5)
+    text = str(info.value)
+    assert "3.7.1" in text and "{}.{}".format(*sys.version_info[:2]) in text
+    writer.close()
+
+
+def test_a_worker_that_dies_before_hello_is_reported():
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    conn = WorkerConnection(proc.stdout, proc.stdin, name="dies").start()
+    with pytest.raises(InterfaceError, match="failed to start"):
+        conn.wait_ready(10)
+    proc.wait()
+
+
+def test_file_mode_runs_one_task(tmp_path):
+    packer = Packer()
+    payload = packer.pack(divmod, (17, 5))
+    (tmp_path / "in").write_bytes(request_file(payload, 9))
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        run_file(str(tmp_path / "in"), str(tmp_path / "out"))
+    finally:
+        os.chdir(cwd)
+    with open(tmp_path / "out", "rb") as fh:
+        reply = wire.read_message(fh)
+    assert reply[0] == "done" and reply[1] == 9 and reply[2] is True
+
+
+def test_file_mode_refuses_another_python(tmp_path):
+    payload = Packer().pack(divmod, (1, 1))
+    data = wire.encode(("need", (2, 7))) + wire.encode(payload.message(1))
+    (tmp_path / "in").write_bytes(data)
+    run_file(str(tmp_path / "in"), str(tmp_path / "out"))
+    import pickle
+
+    with open(tmp_path / "out", "rb") as fh:
+        reply = wire.read_message(fh)
+    error, _ = pickle.loads(reply[3])
+    assert reply[2] is False and "2.7" in str(error) and "minor versions must match" in str(error)
+
+
+class OneProcess:
+    """An interface of one real worker process, all tasks pipelined on one connection."""
+
+    def __init__(self):
+        self.closed = threading.Event()
+        self.proc = subprocess.Popen([sys.executable, "-m", "pymw_core.worker"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.conn = WorkerConnection(self.proc.stdout, self.proc.stdin, name="pipe",
+                                     on_closed=lambda c, r: self.closed.set()).start()
+
+    def execute_task(self, task, worker):
+        self.conn.send(task)
+
+    def cleanup(self):
+        self.conn.close()
+
+
+def test_connection_pipelines_over_a_real_worker_process():
+    from pymw_core import Master
+
+    interface = OneProcess()
+    assert interface.conn.wait_ready(10)["pid"] == interface.proc.pid
+    with Master(interface) as m:
+        tasks = [m.submit_task(divmod, (i, 3)) for i in range(50)]
+        assert [m.get_result(t)[1] for t in tasks] == [divmod(i, 3) for i in range(50)]
+    assert interface.closed.wait(10)  # "bye" made the worker exit and close its stream
+    assert interface.proc.wait(10) == 0

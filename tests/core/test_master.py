@@ -1,0 +1,266 @@
+"""The master's contract from DESIGN.md, run through the real worker runtime in-process."""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+
+import pytest
+from pymw_testing import Inline, Never, Workers
+
+from pymw_core import (
+    Master,
+    MasterClosedError,
+    RemoteTraceback,
+    Task,
+    TaskError,
+)
+
+
+def square(x):
+    return x * x
+
+
+class Scaler:
+    def __init__(self, k):
+        self.k = k
+
+    def scale(self, x):
+        return self.k * x
+
+
+class CustomError(Exception):
+    pass
+
+
+def raise_custom(msg):
+    raise CustomError(msg)
+
+
+@pytest.fixture
+def master():
+    with Master(Inline()) as m:
+        yield m
+
+
+def test_functions_lambdas_closures_methods_and_builtins(master):
+    offset = 7
+    tasks = [
+        master.submit_task(square, (3,)),
+        master.submit_task(lambda a, b: a - b, (10, 4)),
+        master.submit_task(lambda: offset + 1),
+        master.submit_task(Scaler(5).scale, (2,)),
+        master.submit_task(pow, (2, 8)),
+        master.submit_task(functools.partial(pow, 3), [2]),
+    ]
+    assert [master.get_result(t)[1] for t in tasks] == [9, 6, 8, 10, 256, 9]
+
+
+def test_get_result_returns_the_task_and_every_time_for_a_task(master):
+    task = master.submit_task(square, (4,))
+    assert master.get_result(task) == (task, 16)
+    assert master.get_result(task) == (task, 16)
+    assert isinstance(task, Task) and task.state == "finished"
+
+
+def test_get_result_any_hands_each_task_out_once_then_refuses(master):
+    tasks = {master.submit_task(square, (i,)) for i in range(5)}
+    seen = set()
+    for _ in range(5):
+        task, result = master.get_result()
+        assert result == task.input_data[0] ** 2
+        seen.add(task)
+    assert seen == tasks
+    with pytest.raises(TaskError, match="already handed out"):
+        master.get_result()
+
+
+def test_get_result_on_a_fresh_master_never_hangs(master):
+    with pytest.raises(TaskError, match="none was submitted"):
+        master.get_result()
+    assert master.get_result(blocking=False) == (None, None)
+
+
+def test_get_result_list_form(master):
+    tasks = [master.submit_task(square, (i,)) for i in range(4)]
+    got = []
+    pending = list(tasks[:2])
+    while pending:
+        task, result = master.get_result(pending)
+        pending.remove(task)
+        got.append(result)
+    assert sorted(got) == [0, 1]
+    with pytest.raises(TaskError, match="already handed out"):
+        master.get_result(tasks[:2])
+    # the "any" form still has the other two, and never the ones handed out
+    rest = sorted(master.get_result()[1] for _ in range(2))
+    assert rest == [4, 9]
+
+
+def test_non_blocking_returns_none_pair_while_nothing_is_done():
+    never = Never()
+    with Master(never) as m:
+        task = m.submit_task(square, (1,))
+        assert m.get_result(blocking=False) == (None, None)
+        assert m.get_result(task, blocking=False) == (None, None)
+        assert m.get_result([task], blocking=False) == (None, None)
+        deadline = time.time() + 5
+        while not never.tasks and time.time() < deadline:
+            time.sleep(0.01)
+        never.tasks[0].task_finished(None, "late")
+        assert m.get_result(task) == (task, "late")
+
+
+def test_exception_keeps_its_type_and_carries_the_worker_traceback(master):
+    task = master.submit_task(raise_custom, ("boom",))
+    with pytest.raises(CustomError, match="boom") as info:
+        master.get_result(task)
+    cause = info.value.__cause__
+    assert isinstance(cause, RemoteTraceback)
+    assert "raise_custom" in cause.tb and "CustomError: boom" in cause.tb
+    assert task.state == "failed" and isinstance(task.exception(), CustomError)
+    # asked again, the same exception again
+    with pytest.raises(CustomError):
+        master.get_result(task)
+
+
+def test_stdout_and_stderr_are_captured(master):
+    import sys
+
+    def chatty():
+        print("to out")
+        print("to err", file=sys.stderr)
+        return 1
+
+    task = master.submit_task(chatty)
+    master.get_result(task)
+    assert task.stdout == "to out\n"
+    assert task.stderr == "to err\n"
+
+
+def test_foreign_and_bogus_arguments_raise_task_error(master):
+    with Master(Inline()) as other:
+        foreign = other.submit_task(square, (2,))
+        with pytest.raises(TaskError, match="not submitted to this master"):
+            master.get_result(foreign)
+        with pytest.raises(TaskError, match="not submitted to this master"):
+            master.get_result([foreign])
+    with pytest.raises(TaskError, match="not str"):
+        master.get_result("task")
+    with pytest.raises(TaskError, match="empty list"):
+        master.get_result([])
+    with pytest.raises(TaskError, match="expected a Task"):
+        master.get_result([1])
+
+
+def test_time_bookkeeping(master):
+    task = master.submit_task(time.sleep, (0.05,))
+    assert task.get_total_time() is None
+    master.get_result(task)
+    assert task.get_execution_time() >= 0.05
+    assert task.get_total_time() >= task.get_execution_time()
+
+
+def test_get_status_counts_and_merges_the_interface_dictionary():
+    with Master(Workers()) as m:
+        tasks = [m.submit_task(square, (i,)) for i in range(3)]
+        for t in tasks:
+            m.get_result(t)
+        bad = m.submit_task(raise_custom, ("x",))
+        with pytest.raises(CustomError):
+            m.get_result(bad)
+        status = m.get_status()
+    assert status["free"] == 2
+    assert status["submitted"] == 4 and status["finished"] == 3 and status["failed"] == 1
+    assert status["queued"] == 0 and status["running"] == 0
+    assert status["tasks"] == [*tasks, bad]
+
+
+def test_close_runs_cleanup_once_and_then_refuses_work():
+    inline = Inline()
+    m = Master(inline)
+    task = m.submit_task(square, (2,))
+    m.get_result(task)
+    m.close()
+    m.close()
+    assert inline.cleanups == 1 and m.closed
+    with pytest.raises(MasterClosedError):
+        m.submit_task(square, (1,))
+    with pytest.raises(MasterClosedError):
+        m.get_result(task)
+
+
+def test_with_block_closes():
+    inline = Inline()
+    with Master(inline) as m:
+        m.get_result(m.submit_task(square, (2,)))
+    assert m.closed and inline.cleanups == 1
+
+
+def test_close_abandons_what_is_queued_or_running_and_wakes_waiters():
+    never = Never()
+    m = Master(never)
+    tasks = [m.submit_task(square, (i,)) for i in range(3)]
+    errors = []
+
+    def wait():
+        try:
+            m.get_result(tasks[0])
+        except MasterClosedError as exc:
+            errors.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.1)
+    m.close()
+    waiter.join(5)
+    assert not waiter.is_alive() and len(errors) == 1
+    assert all(t.state == "failed" for t in tasks)
+    assert all(isinstance(t.exception(), MasterClosedError) for t in tasks)
+
+
+def test_close_wait_lets_running_tasks_finish():
+    with Master(Inline()) as m:
+        task = m.submit_task(time.sleep, (0.2,))
+        m.close(wait=True)
+        assert task.state == "finished"
+
+
+def test_custom_matcher_replaces_first_come_first_served():
+    seen = []
+
+    def last_task_first(tasks, workers):
+        seen.append((len(tasks), list(workers)))
+        return tasks[-1], workers[-1]
+
+    interface = Workers(("w1", "w2"))
+    never_started = threading.Event()
+    with Master(interface, scheduler_func=last_task_first) as m:
+        never_started.set()
+        tasks = [m.submit_task(square, (i,)) for i in range(4)]
+        assert sorted(m.get_result()[1] for _ in range(4)) == [0, 1, 4, 9]
+    assert seen, "the matcher was never called"
+    assert all(worker in ("w1", "w2") for _, worker in interface.executed)
+    assert ("reserve", "w2") in interface.calls and ("finished", "w2") in interface.calls
+    assert tasks
+
+
+def test_submit_from_many_threads():
+    with Master(Inline()) as m:
+        tasks: list = []
+        lock = threading.Lock()
+
+        def submit(base):
+            for i in range(50):
+                t = m.submit_task(square, (base + i,))
+                with lock:
+                    tasks.append(t)
+
+        threads = [threading.Thread(target=submit, args=(k * 100,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        results = sorted(m.get_result()[1] for _ in range(200))
+    assert results == sorted((k * 100 + i) ** 2 for k in range(4) for i in range(50))

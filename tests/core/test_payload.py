@@ -1,0 +1,162 @@
+"""Packing at submit time: bad input fails early and clearly; code ships as DESIGN.md says."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import threading
+
+import pytest
+from pymw_testing import Inline
+
+from pymw_core import Master, TaskError
+from pymw_core.payload import Packer
+
+
+def add(a, b):
+    return a + b
+
+
+@pytest.fixture
+def master():
+    with Master(Inline()) as m:
+        yield m
+
+
+def test_not_callable_and_not_a_script(master):
+    with pytest.raises(TaskError, match="callable or the path of a Python script, not int"):
+        master.submit_task(42)
+
+
+def test_missing_script(master, tmp_path):
+    with pytest.raises(TaskError, match="not an existing script file"):
+        master.submit_task(str(tmp_path / "nope.py"))
+
+
+def test_script_with_a_syntax_error(master, tmp_path):
+    script = tmp_path / "broken.py"
+    script.write_text("def (:\n")
+    with pytest.raises(TaskError, match="not valid Python"):
+        master.submit_task(str(script))
+
+
+def test_unpicklable_arguments(master):
+    with pytest.raises(TaskError, match="input_data cannot be pickled"):
+        master.submit_task(add, (threading.Lock(), 1))
+
+
+def test_input_data_must_be_a_tuple_for_functions(master):
+    with pytest.raises(TaskError, match=r"write \(5,\) for one argument"):
+        master.submit_task(abs, 5)
+
+
+def test_missing_data_file(master, tmp_path):
+    with pytest.raises(TaskError, match="data file .*missing.txt.* does not exist"):
+        master.submit_task(add, (1, 2), data_files=[str(tmp_path / "missing.txt")])
+
+
+def test_duplicate_data_file_names(master, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for d in "ab":
+        (tmp_path / d / "same.txt").write_text(d)
+    with pytest.raises(TaskError, match="two data files are named 'same.txt'"):
+        master.submit_task(add, (1, 2), data_files=[tmp_path / "a/same.txt", tmp_path / "b/same.txt"])
+
+
+def test_unknown_module_in_modules(master):
+    with pytest.raises(TaskError, match="module 'no_such_module_xyz' in modules= cannot be imported"):
+        master.submit_task(add, (1, 2), modules=["no_such_module_xyz"])
+
+
+def test_bad_dep_funcs(master):
+    with pytest.raises(TaskError, match="dep_funcs must hold named functions"):
+        master.submit_task(add, (1, 2), dep_funcs=[42])
+
+
+def test_unpicklable_function(master):
+    lock = threading.Lock()
+
+    def uses_lock():
+        return lock.locked()
+
+    with pytest.raises(TaskError, match="cannot be pickled"):
+        master.submit_task(uses_lock)
+
+
+def test_a_function_is_pickled_once_per_function_object():
+    packer = Packer()
+    first = packer.pack(add, (1, 2))
+    second = packer.pack(add, (3, 4))
+    assert first.code is second.code
+    other = packer.pack(lambda: 1, None)
+    assert other.code[1] != first.code[1]
+
+
+def test_module_values_are_captured_at_first_submit(master):
+    box = {"k": 1}
+
+    def read_box():
+        return box["k"]
+
+    first = master.submit_task(read_box)
+    box["k"] = 2  # a worker process would have seen the value at the first pickling
+    second = master.submit_task(read_box)
+    assert master.get_result(first)[1] == 1
+    assert master.get_result(second)[1] == 1
+
+
+def test_pymw_0x_script_runs_unchanged(master, tmp_path):
+    (tmp_path / "helper_mod_for_script.py").write_text("def triple(x):\n    return 3 * x\n")
+    script = tmp_path / "worker_script.py"
+    script.write_text(textwrap.dedent("""
+        from pymw_app import *
+        import helper_mod_for_script
+        data = pymw_get_input()
+        print("got", data)
+        pymw_return_output([helper_mod_for_script.triple(v) for v in data])
+    """))
+    task = master.submit_task(str(script), [1, 2, 3])
+    assert master.get_result(task)[1] == [3, 6, 9]
+    assert task.stdout == "got [1, 2, 3]\n"
+
+
+def test_script_globals_and_dep_funcs(master, tmp_path):
+    def double(x):
+        return 2 * x
+
+    script = tmp_path / "uses_dep.py"
+    script.write_text("pymw_return_output(double(pymw_get_input()))\n")
+    task = master.submit_task(str(script), 21, dep_funcs=[double])
+    assert master.get_result(task)[1] == 42
+
+
+def test_script_exit_status(master, tmp_path):
+    script = tmp_path / "exits.py"
+    script.write_text("import sys\npymw_return_output('partial')\nsys.exit(pymw_get_input())\n")
+    assert master.get_result(master.submit_task(str(script), 0))[1] == "partial"
+    with pytest.raises(SystemExit):
+        master.get_result(master.submit_task(str(script), 3))
+
+
+def test_modules_are_shipped_by_source(master, tmp_path, monkeypatch):
+    (tmp_path / "shipped_helper_xyz.py").write_text("VALUE = 41\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def use_helper():
+        import shipped_helper_xyz
+
+        return shipped_helper_xyz.VALUE + 1
+
+    task = master.submit_task(use_helper, modules=["shipped_helper_xyz"])
+    assert master.get_result(task)[1] == 42
+    sys.modules.pop("shipped_helper_xyz", None)
+
+
+def test_user_code_is_recognised():
+    packer = Packer()
+    names = packer.user_code.names()
+    assert names[0] == "__main__"
+    assert "pymw_testing" in names  # the tests' own helper module: nobody installed it
+    for installed in ("pluggy", "cloudpickle", "pymw_core", "os", "pytest"):
+        assert installed not in names

@@ -1,0 +1,276 @@
+"""The local interface with real worker processes: reuse, failures, cleanup, volume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from pymw_core import InterfaceError, Master, WorkerLostError
+
+
+def pid():
+    return os.getpid()
+
+
+def square(x):
+    return x * x
+
+
+def alive(process_id: int) -> bool:
+    try:
+        os.kill(process_id, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purpose
+    try:
+        with open(f"/proc/{process_id}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_dead(pids, seconds=10.0):
+    deadline = time.time() + seconds
+    while time.time() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.05)
+    return [p for p in pids if alive(p)]
+
+
+@pytest.fixture
+def master():
+    with Master("local", num_workers=2) as m:
+        yield m
+
+
+def test_local_is_the_default(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PYMW_INTERFACE", raising=False)
+    monkeypatch.delenv("PYMW_CONFIG", raising=False)
+    with Master() as m:
+        assert m.interface_name == "local"
+        assert m.get_result(m.submit_task(square, (7,)))[1] == 49
+
+
+def test_workers_are_reused_not_started_per_task(master):
+    tasks = [master.submit_task(pid) for _ in range(200)]
+    pids = {master.get_result(t)[1] for t in tasks}
+    assert pids <= set(master.get_status()["pids"])
+    assert 1 <= len(pids) <= 2
+    assert os.getpid() not in pids
+
+
+def test_user_module_code_ships_by_value(master, tmp_path, monkeypatch):
+    (tmp_path / "local_user_mod_abc.py").write_text(
+        "FACTOR = 6\n\ndef times(x):\n    return FACTOR * x\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import local_user_mod_abc
+
+    # the worker process cannot import local_user_mod_abc: it must come by value
+    task = master.submit_task(local_user_mod_abc.times, (7,))
+    assert master.get_result(task)[1] == 42
+    sys.modules.pop("local_user_mod_abc", None)
+
+
+def test_user_classes_round_trip_as_themselves(master):
+    from pymw_testing import Never  # a class from the tests' own (uninstalled) module
+
+    def make():
+        return Never()
+
+    result = master.get_result(master.submit_task(make))[1]
+    assert type(result) is Never
+
+
+def test_data_files_land_in_the_task_directory(master, tmp_path):
+    data = tmp_path / "numbers.txt"
+    data.write_text("1 2 3 4\n")
+
+    def total():
+        with open("numbers.txt") as fh:
+            return sum(int(v) for v in fh.read().split()), os.getcwd()
+
+    first = master.submit_task(total, data_files=[str(data)])
+    second = master.submit_task(total, data_files=[str(data)])
+    (s1, cwd1), (s2, cwd2) = master.get_result(first)[1], master.get_result(second)[1]
+    assert s1 == s2 == 10
+    assert cwd1 != cwd2 and not os.path.exists(cwd1)  # each task its own, removed after
+    assert str(tmp_path) not in cwd1
+
+
+def test_result_that_cannot_be_pickled(master):
+    def make_lock():
+        import threading
+
+        return threading.Lock()
+
+    from pymw_core import TaskError
+
+    with pytest.raises(TaskError, match="result .*could not be pickled"):
+        master.get_result(master.submit_task(make_lock))
+
+
+def test_exception_that_cannot_be_pickled(master):
+    def raise_odd():
+        import threading
+
+        class Odd(Exception):
+            def __init__(self):
+                super().__init__("odd")
+                self.lock = threading.Lock()
+
+        raise Odd()
+
+    from pymw_core import TaskError
+
+    with pytest.raises(TaskError, match="Odd: odd .*could not be pickled"):
+        master.get_result(master.submit_task(raise_odd))
+
+
+def kill_self(sig):
+    os.kill(os.getpid(), sig)
+    time.sleep(10)
+
+
+def exit_hard():
+    os._exit(7)
+
+
+def segfault():
+    import ctypes
+
+    ctypes.string_at(0)
+
+
+@pytest.mark.parametrize(
+    "fn,args,words",
+    [
+        (kill_self, (signal.SIGKILL,), "SIGKILL"),
+        (exit_hard, (), "exited with status 7"),
+        (segfault, (), "SIGSEGV"),
+    ],
+)
+def test_a_task_that_kills_its_worker_fails_after_the_bound(fn, args, words):
+    with Master("local", num_workers=2, max_attempts=3) as m:
+        bad = m.submit_task(fn, args)
+        good = [m.submit_task(square, (i,)) for i in range(20)]
+        with pytest.raises(WorkerLostError, match=f"lost its worker 3 times.*{words}"):
+            m.get_result(bad)
+        assert [m.get_result(t)[1] for t in good] == [i * i for i in range(20)]
+        assert bad.attempts == 3
+        assert m.get_status()["restarts"] >= 2  # the third replacement may still be starting
+
+
+def test_worker_killed_from_outside_mid_task_is_rerun(tmp_path):
+    marker = tmp_path / "started"
+
+    def slow_once(path):
+        import pathlib
+
+        p = pathlib.Path(path)
+        first = not p.exists()
+        p.write_text(str(os.getpid()))
+        if first:
+            time.sleep(30)
+        return "done"
+
+    with Master("local", num_workers=1) as m:
+        task = m.submit_task(slow_once, (str(marker),))
+        queued = [m.submit_task(square, (i,)) for i in range(3)]
+        deadline = time.time() + 10
+        while not marker.exists() and time.time() < deadline:
+            time.sleep(0.02)
+        victim = int(marker.read_text())
+        os.kill(victim, signal.SIGKILL)
+        assert m.get_result(task)[1] == "done"
+        assert task.attempts == 2
+        # the tasks queued behind it on the same process were not charged an attempt
+        assert [m.get_result(t)[1] for t in queued] == [0, 1, 4]
+        assert all(t.attempts == 1 for t in queued)
+
+
+def test_close_leaves_no_worker_process():
+    m = Master("local", num_workers=3)
+    m.get_result(m.submit_task(square, (2,)))
+    pids = m.get_status()["pids"]
+    assert all(alive(p) for p in pids)
+    m.submit_task(time.sleep, (30,))
+    m.close()
+    assert wait_dead(pids) == []
+
+
+PROGRAM = textwrap.dedent("""
+    import sys, time
+    from pymw_core import Master
+    m = Master("local", num_workers=2)
+    m.get_result(m.submit_task(pow, (2, 2)))
+    for _ in range(4):
+        m.submit_task(time.sleep, (60,))
+    print(" ".join(map(str, m.get_status()["pids"])), flush=True)
+    if sys.argv[1] == "exit":
+        sys.exit(0)          # no close(): interpreter exit must clean up
+    m.get_result()           # Ctrl-C arrives while waiting here
+""")
+
+
+@pytest.mark.parametrize("how", ["exit", "sigint", "sigterm", "sigkill"])
+def test_no_worker_outlives_the_program(tmp_path, how):
+    script = tmp_path / "prog.py"
+    script.write_text(PROGRAM)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "exit" if how == "exit" else "wait"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert len(pids) == 2
+    if how != "exit":
+        sig = {"sigint": signal.SIGINT, "sigterm": signal.SIGTERM, "sigkill": signal.SIGKILL}[how]
+        time.sleep(0.2)
+        proc.send_signal(sig)
+    proc.wait(timeout=20)
+    # SIGKILL gives the master no chance: the workers notice their parent is gone
+    assert wait_dead(pids, 10) == []
+
+
+def test_tens_of_thousands_of_queued_tasks():
+    with Master("local", num_workers=2) as m:
+        tasks = [m.submit_task(square, (i,)) for i in range(20000)]
+        total = sum(m.get_result()[1] for _ in range(len(tasks)))
+    assert total == sum(i * i for i in range(20000))
+
+
+def test_results_and_arguments_of_tens_of_megabytes(master):
+    blob = os.urandom(30 * 1024 * 1024)
+
+    def echo_twice(data):
+        return data + data[:1024]
+
+    result = master.get_result(master.submit_task(echo_twice, (blob,)))[1]
+    assert len(result) == len(blob) + 1024 and result[:1024] == blob[:1024]
+
+
+def test_bad_num_workers():
+    with pytest.raises(InterfaceError, match="num_workers must be a whole number"):
+        Master("local", num_workers=0)
+
+
+def test_unknown_option_lists_the_valid_ones():
+    with pytest.raises(InterfaceError, match=r"no option 'num_worker'.*num_workers.*Did you mean 'num_workers'"):
+        Master("local", num_worker=2)
+
+
+def test_workers_that_cannot_start_fail_tasks_instead_of_hanging(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", "/nonexistent")
+    import pymw_local.interface as li
+
+    monkeypatch.setattr(li.sys, "executable", "/bin/false")
+    with Master("local", num_workers=1) as m:
+        task = m.submit_task(square, (1,))
+        with pytest.raises(InterfaceError, match="die as they start"):
+            m.get_result(task)
