@@ -23,6 +23,7 @@ from pymw_core.errors import (
     TaskTimeoutError,
     WorkerLostError,
 )
+from pymw_core.executor import PyMWExecutor
 from pymw_core.hookspecs import hookimpl
 from pymw_core.master import Master
 from pymw_core.task import Task
@@ -35,6 +36,7 @@ __all__ = [
     "Master",
     "MasterClosedError",
     "PyMWError",
+    "PyMWExecutor",
     "PyMW_MapReduce",
     "PyMW_Master",
     "PyMW_Task",

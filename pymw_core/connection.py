@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -87,6 +88,8 @@ class WorkerConnection:
             code = payload.code
             first = code[0] == "f" and code[1] not in self._functions_sent
             message = payload.message(task.id, send_code_blob=first, file_map=file_map)
+            # Nothing ahead of it: it starts now; else it waits (0.0: not started yet).
+            task.execute_time = 0.0 if self._in_flight else time.time()
             self._in_flight.append(task)
             try:
                 wire.write_message(self._writer, message)
@@ -116,6 +119,8 @@ class WorkerConnection:
                 kind = message[0]
                 if kind == "done":
                     task = self._in_flight.popleft()
+                    if self._in_flight:  # the next one starts now (timeouts count from here)
+                        self._in_flight[0].execute_time = time.time()
                     deliver(task, message)
                 elif kind == "hello":
                     self._greet(message[1])

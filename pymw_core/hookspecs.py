@@ -59,6 +59,15 @@ def cleanup() -> None:
 
 
 @hookspec(firstresult=True)
+def stop_task(task: Task, worker: Any) -> None:
+    """Stop ``task``, running on ``worker``, for a timeout or a cancel (replace the worker).
+
+    The master has already recorded the task's end; whatever the worker reports later
+    is ignored. Without this hook a cancelled or timed-out task runs on to its end.
+    """
+
+
+@hookspec(firstresult=True)
 def attach_master(master: Master) -> None:
     """Called once with the adopting master, so the interface can wake its scheduler.
 
@@ -117,6 +126,7 @@ INTERFACE_HOOKS = (
     "worker_finished",
     "get_status",
     "cleanup",
+    "stop_task",
     "attach_master",
 )
 OBSERVER_HOOKS = (

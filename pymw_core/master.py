@@ -12,11 +12,14 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from pymw_core import config, plugins
+from pymw_core.observers import resolve_observers
+from pymw_core.deadlines import Deadlines
 from pymw_core.errors import (
     InterfaceError,
     MasterClosedError,
     TaskCancelledError,
     TaskError,
+    TaskTimeoutError,
     WorkerLostError,
 )
 from pymw_core.payload import Packer
@@ -42,24 +45,28 @@ class Master:
         scheduler_func: Matcher | None = None,
         max_attempts: int = 3,
         max_in_flight: int = 256,
+        timeout: float | None = None,
         observers: Iterable[Any] = (),
+        progress: bool = False,
         loglevel: int | None = None,
         delete_files: bool = True,
         **options: Any,
     ) -> None:
         _check_count("max_attempts", max_attempts)
         _check_count("max_in_flight", max_in_flight)
+        _check_timeout(timeout)
         if loglevel is not None:
             log.setLevel(loglevel)
         self.delete_files = delete_files  # PyMW 0.x setting; interfaces read it for their files
         self.max_attempts = max_attempts
+        self.timeout = timeout
+        watchers = resolve_observers([*observers, *(["progress"] if progress else [])])
         self.interface, self.interface_name = _build_interface(interface, options)
-        self._manager = plugins.make_manager(self.interface, tuple(observers))
+        self._manager = plugins.make_manager(self.interface, tuple(watchers))
         self.hooks = self._manager.hook
-        self._observed = {
-            name for name in self._manager.hook.__dict__
-            if name.startswith("on_") and getattr(self.hooks, name).get_hookimpls()
-        }
+        self._observed: set[str] = set()
+        self._refresh_observed()
+        self._has_stop_hook = bool(self.hooks.stop_task.get_hookimpls())
         self._lock = threading.Lock()
         self._results = threading.Condition(self._lock)
         self._waiters = 0
@@ -71,6 +78,7 @@ class Master:
         self._unclaimed = 0
         self._counts = dict.fromkeys((QUEUED, RUNNING, FINISHED, FAILED, CANCELLED), 0)
         self._packer = Packer()
+        self._deadlines = Deadlines(self._expire)
         self._scheduler = Scheduler(self, scheduler_func, max_in_flight)
         _open_masters.add(self)
         _install_signal_handlers()
@@ -98,12 +106,19 @@ class Master:
         data_files: Iterable[str] = (),
         *,
         max_attempts: int | None = None,
+        timeout: float | None = None,
     ) -> Task:
-        """Queue ``executable`` (a callable, or a script's path) to run with ``input_data``."""
+        """Queue ``executable`` (a callable, or a script's path) to run with ``input_data``.
+
+        ``timeout`` (seconds of running, default the master's) and ``max_attempts``
+        (runs allowed when workers are lost) override the master's settings for this task.
+        """
         self._check_open()
-        payload = self._packer.pack(executable, input_data, modules, dep_funcs, data_files)
         if max_attempts is not None:
             _check_count("max_attempts", max_attempts)
+        _check_timeout(timeout)
+        payload = self._packer.pack(executable, input_data, modules, dep_funcs, data_files)
+        failed = None
         with self._lock:
             self._check_open()
             self._next_id += 1
@@ -112,6 +127,7 @@ class Master:
                 modules=tuple(modules or ()), dep_funcs=tuple(dep_funcs or ()),
                 data_files=tuple(data_files or ()),
                 max_attempts=max_attempts or self.max_attempts,
+                timeout=timeout if timeout is not None else self.timeout,
             )
             self._tasks.append(task)
             self._unclaimed += 1
@@ -119,8 +135,10 @@ class Master:
             if self._exhausted is None:
                 self._scheduler.add(task)
             else:
-                self._fail(task, InterfaceError(self._exhausted))
+                failed = self._fail(task, InterfaceError(self._exhausted))
         self._observe("on_task_submitted", task=task)
+        if failed:
+            self._observe_failures([failed])
         return task
 
     def get_result(
@@ -186,11 +204,15 @@ class Master:
             self._closed = True
             abandoned = self._scheduler.drain()
             abandoned += [t for t in self._tasks if t.state == RUNNING]
-            for task in abandoned:
+            failures = [
                 self._fail(task, MasterClosedError(f"the master closed before {task} finished"))
+                for task in abandoned
+            ]
             self._scheduler.stop()
+            self._deadlines.stop()
             self._results.notify_all()
         _open_masters.discard(self)
+        self._observe_failures(failures)
         try:
             self.hooks.cleanup()
         except Exception:
@@ -205,13 +227,32 @@ class Master:
     # -- beyond the seed ----------------------------------------------------------------
 
     def cancel(self, task: Task) -> bool:
-        """Cancel a queued task; a running one only if the interface can stop it."""
+        """Cancel a task: a queued one always, a running one if the interface can stop it.
+
+        Returns False if the task had already ended or cannot be stopped. A cancelled
+        task's ``get_result`` raises :class:`TaskCancelledError`.
+        """
         self._check_own(task)
         with self._lock:
-            if task.state != QUEUED:
+            if task.state == RUNNING and not self._has_stop_hook:
                 return False
-            self._fail(task, TaskCancelledError(f"{task} was cancelled"), CANCELLED)
+            if task.state not in (QUEUED, RUNNING):
+                return False
+            running = task.state == RUNNING
+            failed = self._fail(task, TaskCancelledError(f"{task} was cancelled"), CANCELLED)
+        if running:
+            self._call_quietly(self.hooks.stop_task, task=task, worker=task.worker)
+        self._observe_failures([failed])
         return True
+
+    def add_observer(self, observer: Any) -> None:
+        """Register an observer plugin (an object or a registered name) on this master."""
+        for plugin in resolve_observers([observer]):
+            try:
+                self._manager.register(plugin)
+            except Exception as exc:
+                raise InterfaceError(f"observer {plugin!r} cannot be used: {exc}") from exc
+        self._refresh_observed()
 
     def as_completed(self, tasks: Iterable[Task] | None = None,
                      timeout: float | None = None) -> Iterator[Task]:
@@ -246,11 +287,20 @@ class Master:
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
             **submit_options: Any) -> Iterator[Any]:
-        """Like the builtin ``map``, run as tasks; results come in input order."""
+        """Like the builtin ``map``, run as tasks; results come in input order.
+
+        Every task is submitted before the first result is awaited. The first failure
+        is raised where its result would be; the tasks after it still run. Options such
+        as ``timeout`` and ``max_attempts`` apply to each task.
+        """
         arguments = zip(*iterables, strict=False)
         tasks = [self.submit_task(fn, args, **submit_options) for args in arguments]
-        for task in tasks:
-            yield self.get_result(task)[1]
+
+        def results() -> Iterator[Any]:
+            for task in tasks:
+                yield self.get_result(task)[1]
+
+        return results()
 
     # -- what interfaces call --------------------------------------------------------------
 
@@ -264,8 +314,8 @@ class Master:
         """No worker will ever come: fail what is queued (and later submissions) with ``reason``."""
         with self._lock:
             self._exhausted = reason
-            for task in self._scheduler.drain():
-                self._fail(task, InterfaceError(reason))
+            failures = [self._fail(t, InterfaceError(reason)) for t in self._scheduler.drain()]
+        self._observe_failures(failures)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -313,21 +363,44 @@ class Master:
         if self._waiters:
             self._results.notify_all()
 
-    def _fail(self, task: Task, error: BaseException, state: str = FAILED) -> None:
-        """Lock held."""
+    def _fail(self, task: Task, error: BaseException, state: str = FAILED) -> Task:
+        """Lock held: end ``task`` with ``error``; the caller observes it after unlocking."""
         if task.state == RUNNING:
             self._scheduler.in_flight -= 1
             self._scheduler.poke()
         task._error = error
         self._finish(task, state)
-        self._observe_later(task, error)
+        return task
 
-    def _observe_later(self, task: Task, error: BaseException) -> None:
+    def _observe_failures(self, tasks: list[Task]) -> None:
+        """Lock not held."""
         if "on_task_failed" in self._observed:
-            threading.Thread(
-                target=self._observe, args=("on_task_failed",),
-                kwargs={"task": task, "error": error}, daemon=True,
-            ).start()
+            for task in tasks:
+                self._observe("on_task_failed", task=task, error=task._error)
+
+    def _refresh_observed(self) -> None:
+        self._observed = {
+            name for name in self._manager.hook.__dict__
+            if name.startswith("on_") and getattr(self.hooks, name).get_hookimpls()
+        }
+
+    def _started(self, task: Task) -> None:
+        """Lock held: ``task`` was just matched with a worker."""
+        if task.timeout is not None:
+            self._deadlines.add(task, task.timeout, task.attempts)
+
+    def _expire(self, task: Task, attempt: int) -> None:
+        """Deadline thread: ``task`` ran past its timeout."""
+        with self._lock:
+            if task.state != RUNNING or task.attempts != attempt:
+                return
+            failed = self._fail(task, TaskTimeoutError(
+                f"{task} ran longer than its timeout of {task.timeout} s"
+                + ("" if self._has_stop_hook else
+                   f"; the {self.interface_name} interface cannot stop it, so it runs on")
+            ))
+        self._call_quietly(self.hooks.stop_task, task=task, worker=task.worker)
+        self._observe_failures([failed])
 
     def _task_ended(self, task: Task, error: BaseException | None, result: Any) -> None:
         """Any thread: the interface reported the end of ``task``."""
@@ -358,6 +431,7 @@ class Master:
     def _task_lost(self, task: Task, reason: str, started: bool) -> None:
         """Any thread: the worker running ``task`` vanished."""
         retried = False
+        failed = None
         with self._lock:
             task._live = False
             if task.state != RUNNING:
@@ -371,16 +445,18 @@ class Master:
                 if self._exhausted is None:
                     self._scheduler.add(task, front=True)
                 else:
-                    self._fail(task, InterfaceError(self._exhausted))
+                    failed = self._fail(task, InterfaceError(self._exhausted))
                 retried = started
             else:
-                self._fail(task, WorkerLostError(
+                failed = self._fail(task, WorkerLostError(
                     f"{task} lost its worker {task.attempts} times, the most allowed "
                     f"(max_attempts={task.max_attempts}); last: {reason}"
                 ))
             self._scheduler.poke(workers_changed=True)
         if retried:
             self._observe("on_task_retried", task=task, reason=reason)
+        if failed:
+            self._observe_failures([failed])
 
     def _wait_one(self, task: Task, blocking: bool) -> Task | None:
         with self._lock:
@@ -452,6 +528,13 @@ class Master:
 def _check_count(name: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+
+
+def _check_timeout(value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"timeout must be a positive number of seconds or None, not {value!r}")
 
 
 def _build_interface(interface: Any, options: dict[str, Any]) -> tuple[Any, str]:

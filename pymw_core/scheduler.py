@@ -187,6 +187,7 @@ class Scheduler:
             task.attempts += 1
             task._live = True
             task.execute_time = now
+            self._master._started(task)
         self.in_flight += len(pairs)
         return pairs
 

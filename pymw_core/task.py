@@ -33,6 +33,7 @@ class Task:
         "_result",
         "_worker_seconds",
         "attempts",
+        "timeout",
         "data_files",
         "dep_funcs",
         "executable",
@@ -69,6 +70,7 @@ class Task:
         dep_funcs: tuple = (),
         data_files: tuple = (),
         max_attempts: int = 3,
+        timeout: float | None = None,
     ) -> None:
         self._master = master
         self.id = task_id
@@ -79,6 +81,7 @@ class Task:
         self.data_files = data_files
         self.payload = payload
         self.max_attempts = max_attempts
+        self.timeout = timeout
         self.state = QUEUED
         self.worker: Any = None
         self.attempts = 0

@@ -184,9 +184,12 @@ def test_worker_killed_from_outside_mid_task_is_rerun(tmp_path):
         task = m.submit_task(slow_once, (str(marker),))
         queued = [m.submit_task(square, (i,)) for i in range(3)]
         deadline = time.time() + 10
-        while not marker.exists() and time.time() < deadline:
+        while time.time() < deadline:  # the file may exist before its pid is written
+            text = marker.read_text() if marker.exists() else ""
+            if text.strip():
+                break
             time.sleep(0.02)
-        victim = int(marker.read_text())
+        victim = int(text)
         os.kill(victim, signal.SIGKILL)
         assert m.get_result(task)[1] == "done"
         assert task.attempts == 2

@@ -101,6 +101,15 @@ class LocalInterface:
         except InterfaceError as exc:  # died between matching and sending: not the task's fault
             task.worker_lost(str(exc), started=False)
 
+    def stop_task(self, task: Any, worker: _Process) -> None:
+        """Kill the process if ``task`` is the one it runs; it is replaced, and the tasks
+        queued behind it go back to the master uncharged. A task still waiting behind
+        another is left to run; the master ignores its result."""
+        connection = worker.connection
+        running = connection.tasks()[:1] if connection is not None else []
+        if running and running[0] is task:
+            _kill(worker.popen)
+
     def get_status(self) -> dict[str, Any]:
         with self._lock:
             return {

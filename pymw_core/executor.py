@@ -1,0 +1,108 @@
+"""A ``concurrent.futures.Executor`` on any PyMW interface.
+
+Code written for ``ProcessPoolExecutor`` runs unchanged::
+
+    with PyMWExecutor("ssh", hosts=["node1", "node2"]) as pool:
+        print(list(pool.map(pow, [2, 3], [10, 10])))
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from concurrent.futures import Executor, Future
+from typing import Any, Callable
+
+from pymw_core.master import Master
+from pymw_core.task import Task
+
+
+class TaskFuture(Future):
+    """A Future bound to a PyMW task; ``cancel()`` cancels the task (even a running one,
+    where the interface can stop it)."""
+
+    def __init__(self, task: Task, settle: Callable[[Task], None]) -> None:
+        super().__init__()
+        self.task = task
+        self.cancelling = False
+        self._settle = settle
+
+    def cancel(self) -> bool:
+        if self.done():
+            return False
+        self.cancelling = True  # the task's cancellation must not settle us as failed
+        try:
+            if not self.task.cancel():
+                return False
+            return super().cancel()
+        finally:
+            self.cancelling = False
+            if self.task.done() and not self.done():
+                self._settle(self.task)
+
+
+class PyMWExecutor(Executor):
+    """Submits each call as a PyMW task. Give an interface name and master options, or
+    an existing ``master`` (left open at shutdown)."""
+
+    def __init__(self, interface: Any = None, *, master: Master | None = None,
+                 **master_options: Any) -> None:
+        self._own_master = master is None
+        self.master = master if master is not None else Master(interface, **master_options)
+        self._futures: dict[int, TaskFuture] = {}
+        self._lock = threading.Lock()
+        self._shutdown = False
+        self.master.add_observer(self)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        call = functools.partial(fn, **kwargs) if kwargs else fn
+        task = self.master.submit_task(call, args)
+        future = TaskFuture(task, self._settle)
+        with self._lock:
+            self._futures[task.id] = future
+        if task.done():
+            self._settle(task)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._shutdown = True
+        if cancel_futures:
+            with self._lock:
+                pending = list(self._futures.values())
+            for future in pending:
+                future.cancel()
+        if self._own_master:
+            self.master.close(wait=wait)
+        elif wait:
+            with self._lock:
+                pending = list(self._futures.values())
+            for future in pending:
+                try:
+                    future.exception()
+                except BaseException:
+                    pass
+
+    # -- observer hooks: the master tells us when tasks end ----------------------------
+
+    def on_task_done(self, task: Task) -> None:
+        self._settle(task)
+
+    def on_task_failed(self, task: Task, error: BaseException) -> None:
+        self._settle(task)
+
+    def _settle(self, task: Task) -> None:
+        with self._lock:
+            future = self._futures.get(task.id)
+            if future is None or future.cancelling:
+                return
+            del self._futures[task.id]
+        if future.done():
+            return
+        try:
+            _, result = self.master.get_result(task)
+        except BaseException as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)

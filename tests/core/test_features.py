@@ -1,0 +1,256 @@
+"""Beyond the seed: map, as_completed, cancel, timeouts, observers, the Executor adapter."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+
+import pytest
+from pymw_testing import Inline, Never
+
+from pymw_core import (
+    InterfaceError,
+    Master,
+    PyMWExecutor,
+    TaskCancelledError,
+    TaskTimeoutError,
+)
+
+
+def inc(x):
+    return x + 1
+
+
+def fail_on(x, bad):
+    if x == bad:
+        raise KeyError(x)
+    return x
+
+
+def test_map_yields_results_in_input_order():
+    with Master(Inline()) as m:
+        assert list(m.map(pow, [2, 3, 4], [2, 2, 2])) == [4, 9, 16]
+        assert list(m.map(inc, [])) == []
+
+
+def test_map_raises_the_first_failure_in_order():
+    with Master(Inline()) as m:
+        results = m.map(fail_on, range(5), [3] * 5)
+        assert [next(results) for _ in range(3)] == [0, 1, 2]
+        with pytest.raises(KeyError):
+            next(results)
+
+
+def test_as_completed_yields_each_task_once_failures_included():
+    with Master(Inline()) as m:
+        tasks = [m.submit_task(fail_on, (i, 2)) for i in range(5)]
+        seen = list(m.as_completed(tasks))
+    assert sorted(t.id for t in seen) == sorted(t.id for t in tasks)
+    failed = [t for t in seen if t.exception() is not None]
+    assert len(failed) == 1 and isinstance(failed[0].exception(), KeyError)
+
+
+def test_as_completed_timeout():
+    with Master(Never()) as m:
+        task = m.submit_task(inc, (1,))
+        with pytest.raises(TimeoutError, match="1 tasks still running"):
+            list(m.as_completed([task], timeout=0.2))
+
+
+def test_cancel_a_queued_task():
+    interface = Never()
+    with Master(interface, max_in_flight=1) as m:
+        first = m.submit_task(inc, (1,))
+        second = m.submit_task(inc, (2,))
+        assert second.cancel() is True
+        assert second.cancel() is False
+        with pytest.raises(TaskCancelledError):
+            m.get_result(second)
+        assert m.get_status()["cancelled"] == 1
+        # an interface that cannot stop tasks cannot cancel a running one
+        deadline = time.time() + 5
+        while first.state != "running" and time.time() < deadline:
+            time.sleep(0.01)
+        assert first.cancel() is False
+
+
+class Stoppable(Never):
+    def __init__(self):
+        super().__init__()
+        self.stopped = []
+
+    def stop_task(self, task, worker):
+        self.stopped.append(task)
+
+
+def test_cancel_a_running_task_asks_the_interface_to_stop_it():
+    interface = Stoppable()
+    with Master(interface) as m:
+        task = m.submit_task(inc, (1,))
+        deadline = time.time() + 5
+        while task.state != "running" and time.time() < deadline:
+            time.sleep(0.01)
+        assert task.cancel() is True
+        assert interface.stopped == [task]
+        with pytest.raises(TaskCancelledError):
+            m.get_result(task)
+        task.task_finished(None, "too late")  # a late report is ignored
+        with pytest.raises(TaskCancelledError):
+            m.get_result(task)
+
+
+def test_timeout_fails_the_task_with_its_own_exception_type():
+    interface = Stoppable()
+    with Master(interface, timeout=0.2) as m:
+        task = m.submit_task(inc, (1,))
+        other = m.submit_task(inc, (2,), timeout=30)
+        with pytest.raises(TaskTimeoutError, match="timeout of 0.2 s"):
+            m.get_result(task)
+        assert interface.stopped == [task]
+        assert not other.done()
+
+
+@pytest.mark.parametrize("bad", [0, -1, "soon", True])
+def test_bad_timeouts_are_refused(bad):
+    with pytest.raises(ValueError, match="timeout"):
+        Master(Inline(), timeout=bad)
+    with Master(Inline()) as m, pytest.raises(ValueError, match="timeout"):
+        m.submit_task(inc, (1,), timeout=bad)
+
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+        self.lock = threading.Lock()
+
+    def _add(self, *event):
+        with self.lock:
+            self.events.append(event)
+
+    def on_task_submitted(self, task):
+        self._add("submitted", task.id)
+
+    def on_task_started(self, task, worker):
+        self._add("started", task.id)
+
+    def on_task_done(self, task):
+        self._add("done", task.id)
+
+    def on_task_failed(self, task, error):
+        self._add("failed", task.id, type(error).__name__)
+
+    def on_task_retried(self, task, reason):
+        self._add("retried", task.id)
+
+    def on_master_closed(self, master):
+        self._add("closed")
+
+
+class LoseOnce(Inline):
+    def __init__(self):
+        super().__init__()
+        self.lost = set()
+
+    def execute_task(self, task, worker):
+        if task.id not in self.lost:
+            self.lost.add(task.id)
+            task.worker_lost("first try lost")
+            return
+        super().execute_task(task, worker)
+
+
+def test_observers_see_every_event():
+    recorder = Recorder()
+    with Master(LoseOnce(), observers=[recorder]) as m:
+        ok = m.submit_task(inc, (1,))
+        bad = m.submit_task(fail_on, (1, 1))
+        m.get_result(ok)
+        with pytest.raises(KeyError):
+            m.get_result(bad)
+    events = recorder.events
+    for task_id in (ok.id, bad.id):
+        mine = [e[0] for e in events if len(e) > 1 and e[1] == task_id]
+        assert mine[0] == "submitted" and mine.count("started") == 2 and "retried" in mine
+    assert ("done", ok.id) in events
+    assert ("failed", bad.id, "KeyError") in events
+    assert events[-1] == ("closed",)
+
+
+def test_add_observer_later_and_a_raising_observer_is_ignored(caplog):
+    class Broken:
+        def on_task_done(self, task):
+            raise RuntimeError("observer bug")
+
+    with Master(Inline()) as m:
+        m.add_observer(Broken())
+        assert m.get_result(m.submit_task(inc, (1,)))[1] == 2
+        deadline = time.time() + 5  # observers run on the thread that reported the end
+        while "observer hook" not in caplog.text and time.time() < deadline:
+            time.sleep(0.01)
+    assert "observer hook on_task_done raised" in caplog.text
+
+
+def test_unknown_observer_name():
+    with pytest.raises(InterfaceError, match="no PyMW observer named 'nope'.*log, progress"):
+        Master(Inline(), observers=["nope"])
+
+
+def test_log_observer_writes_structured_records(caplog):
+    caplog.set_level(logging.DEBUG, logger="pymw.tasks")
+    with Master(Inline(), observers=["log"]) as m:
+        task = m.submit_task(inc, (1,))
+        m.get_result(task)
+        bad = m.submit_task(fail_on, (2, 2))
+        with pytest.raises(KeyError):
+            m.get_result(bad)
+    records = [r for r in caplog.records if r.name == "pymw.tasks"]
+    events = [(r.pymw_event, r.task_id) for r in records]
+    assert ("submitted", task.id) in events and ("done", task.id) in events
+    failed = [r for r in records if r.pymw_event == "failed"]
+    assert failed[0].task_id == bad.id and "KeyError" in failed[0].error
+    assert failed[0].levelno == logging.WARNING
+
+
+def test_progress_bar_counts_tasks(capsys):
+    with Master(Inline(), progress=True) as m:
+        bar = next(p for p in m._manager.get_plugins() if type(p).__name__ == "ProgressBar")
+        list(m.map(inc, range(10)))
+        bad = m.submit_task(fail_on, (1, 1))
+        with pytest.raises(KeyError):
+            m.get_result(bad)
+        assert bar.bar.total == 11 and bar.bar.n == 11 and bar.failed == 1
+    assert "11/11" in capsys.readouterr().err
+
+
+def test_executor_runs_concurrent_futures_code():
+    with PyMWExecutor(master=Master(Inline())) as pool:
+        futures = [pool.submit(pow, 2, i) for i in range(5)]
+        assert [f.result(timeout=10) for f in futures] == [1, 2, 4, 8, 16]
+        assert list(pool.map(inc, range(3))) == [1, 2, 3]
+        keyword = pool.submit(sorted, [3, 1, 2], reverse=True)
+        assert keyword.result(timeout=10) == [3, 2, 1]
+        failing = pool.submit(fail_on, 1, 1)
+        assert isinstance(failing.exception(timeout=10), KeyError)
+        done, _ = concurrent.futures.wait(futures, timeout=10)
+        assert len(done) == 5
+
+
+def test_executor_cancel_and_shutdown():
+    pool = PyMWExecutor(master=Master(Never(), max_in_flight=1))
+    first = pool.submit(inc, 1)
+    second = pool.submit(inc, 2)
+    assert second.cancel() and second.cancelled()
+    pool.shutdown(wait=False, cancel_futures=True)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        pool.submit(inc, 3)
+    pool.master.close()
+    assert first.done() or not first.cancel()
+
+
+def test_executor_owns_the_master_it_makes():
+    with PyMWExecutor("local", num_workers=1) as pool:
+        assert pool.submit(inc, 41).result(timeout=30) == 42
+        master = pool.master
+    assert master.closed
