@@ -6,7 +6,8 @@ import heapq
 import itertools
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pymw_core.task import Task

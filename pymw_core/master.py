@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from pymw_core import config, plugins
-from pymw_core.observers import resolve_observers
 from pymw_core.deadlines import Deadlines
 from pymw_core.errors import (
     InterfaceError,
@@ -22,6 +21,7 @@ from pymw_core.errors import (
     TaskTimeoutError,
     WorkerLostError,
 )
+from pymw_core.observers import resolve_observers
 from pymw_core.payload import Packer
 from pymw_core.scheduler import Matcher, Scheduler
 from pymw_core.task import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, Task

@@ -33,7 +33,6 @@ class Task:
         "_result",
         "_worker_seconds",
         "attempts",
-        "timeout",
         "data_files",
         "dep_funcs",
         "executable",
@@ -49,6 +48,7 @@ class Task:
         "stderr",
         "stdout",
         "submit_time",
+        "timeout",
         "worker",
     )
 
