@@ -43,7 +43,8 @@ def reduce_counts(pairs: list[tuple[str, int]]) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     args_parser = parser("Count the words of a text with map-reduce tasks.")
-    args_parser.add_argument("--file", default=DEFAULT_TEXT, help="text to count (default: %(default)s)")
+    args_parser.add_argument("--file", default=DEFAULT_TEXT,
+                             help="text to count (default: examples/data/words.txt)")
     args_parser.add_argument("--parts", type=int, default=4,
                              help="map tasks, and as many reduce tasks (default: 4)")
     args_parser.add_argument("--top", type=int, default=10, help="words to print (default: 10)")

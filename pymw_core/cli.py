@@ -1,9 +1,9 @@
 """The ``pymw`` command: list interfaces, show the effective configuration, check it.
 
-Exit codes a script can rely on: 0 all good, 1 a check failed (the interface could
-not start, the probe task failed or timed out, the Python versions differ), 2 a usage
-or configuration error (bad arguments, unreadable config file, unknown interface or
-option).
+Exit codes a script can rely on: 0 all good, 1 a check failed (the interface is
+installed but does not import, could not start, the probe task failed or timed out,
+the Python versions differ; no interface installed at all), 2 a usage or configuration
+error (bad arguments, unreadable config file, unknown interface or option).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class Effective:
     chosen_by: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     installed: dict[str, str] | None = None
+    broken: bool = False
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -50,6 +51,7 @@ class Effective:
             "chosen_by": self.chosen_by,
             "options": self.options,
             "installed": self.installed,
+            "broken": self.broken,
             "errors": self.errors,
         }
 
@@ -99,10 +101,20 @@ def effective(interface: str | None = None) -> Effective:
         eff.installed = _describe_entry_point(installed[eff.interface])
     try:
         factory = plugins.load_factory(eff.interface)
+    except InterfaceError as exc:
+        eff.errors.append(str(exc))
+        eff.broken = eff.interface in installed  # installed, but importing it fails
+        return eff
+    try:
         plugins.check_options(eff.interface, factory, eff.options)
     except InterfaceError as exc:
         eff.errors.append(str(exc))
     return eff
+
+
+def _error_code(eff: Effective) -> int:
+    """A broken installation is a failed check (1); anything else is configuration (2)."""
+    return FAILED if eff.broken else USAGE
 
 
 # -- subcommands ---------------------------------------------------------------------
@@ -132,12 +144,12 @@ def cmd_config(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         json.dump(eff.as_dict(), out, indent=2, default=str)
         out.write("\n")
-        return USAGE if eff.errors else OK
+        return _error_code(eff) if eff.errors else OK
     _print_effective(eff, out)
     if eff.errors:
         for error in eff.errors:
             print(f"error: {error}", file=out)
-        return USAGE
+        return _error_code(eff)
     return OK
 
 
@@ -188,12 +200,9 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     eff = effective(args.interface)
     _print_effective(eff, out)
     if eff.errors:
-        installed = plugins.installed_interfaces()
-        # An installed interface whose import fails is broken, not misconfigured.
-        broken = eff.interface in installed and any("failed to load" in e for e in eff.errors)
         for error in eff.errors:
             print(f"[FAIL] {error}", file=out)
-        return FAILED if broken else USAGE
+        return _error_code(eff)
 
     def report(ok: bool, text: str) -> None:
         print(f"[{'ok' if ok else 'FAIL'}]{'  ' if ok else ''} {text}", file=out)

@@ -67,6 +67,7 @@ class Master:
         self._observed: set[str] = set()
         self._refresh_observed()
         self._has_stop_hook = bool(self.hooks.stop_task.get_hookimpls())
+        self._worker_finished = plugins.direct_call(self.hooks.worker_finished)
         self._lock = threading.Lock()
         self._results = threading.Condition(self._lock)
         self._waiters = 0
@@ -419,7 +420,7 @@ class Master:
                     task._error = error
                     self._finish(task, FAILED)
         if live:
-            self._call_quietly(self.hooks.worker_finished, worker=task.worker)
+            self._call_quietly(self._worker_finished, worker=task.worker)
             with self._lock:
                 self._scheduler.poke(workers_changed=True)
         if counted and self._observed:
@@ -514,7 +515,8 @@ class Master:
         try:
             return hook(**kwargs)
         except Exception:
-            log.debug("optional hook %s raised; ignored", hook.name, exc_info=True)
+            name = getattr(hook, "name", None) or getattr(hook, "__name__", hook)
+            log.debug("optional hook %s raised; ignored", name, exc_info=True)
             return None
 
     def _observe(self, name: str, **kwargs: Any) -> None:

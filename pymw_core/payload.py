@@ -72,6 +72,7 @@ class UserCode:
         self._owned: frozenset[str] | None = None
         self._seen = -1
         self._names: tuple[str, ...] = ()
+        self._encoded: tuple[tuple[str, ...], tuple[bytes, ...]] = ((), ())
         self._install_dirs = tuple(
             os.path.realpath(p)
             for key in ("stdlib", "platstdlib", "purelib", "platlib")
@@ -110,7 +111,15 @@ class UserCode:
 
     def mentioned_in(self, blob: bytes) -> bool:
         """Whether a plain pickle refers to the user's code by name (so cannot load remotely)."""
-        return any(name.encode() in blob for name in self.names())
+        if b"\x93" not in blob:
+            return False  # no STACK_GLOBAL opcode byte (protocol 5): it names no code at all
+        return any(name in blob for name in self._encoded_names())
+
+    def _encoded_names(self) -> tuple[bytes, ...]:
+        names = self.names()
+        if self._encoded[0] is not names:
+            self._encoded = (names, tuple(n.encode() for n in names))
+        return self._encoded[1]
 
 
 class Packer:
@@ -216,7 +225,12 @@ class Packer:
     ) -> Payload:
         """Check and pack one task; raise TaskError saying what is wrong and why."""
         shipped: list = []
-        if isinstance(executable, (str, os.PathLike)):
+        if callable(executable) and not isinstance(executable, str):
+            code = self._function_code(executable)
+            if type(input_data) is not tuple:
+                input_data = _arguments(input_data)
+            args = self.dumps_data(input_data, "input_data") if input_data else b""
+        elif isinstance(executable, (str, os.PathLike)):
             path = os.fspath(executable)
             if not os.path.isfile(path):
                 raise TaskError(
@@ -225,23 +239,16 @@ class Packer:
                 )
             code, shipped = self._script_code(path)
             args = self.dumps_data(input_data, "input_data")
-        elif callable(executable):
-            code = self._function_code(executable)
-            if input_data is None:
-                input_data = ()
-            elif isinstance(input_data, list):
-                input_data = tuple(input_data)
-            elif not isinstance(input_data, tuple):
-                raise TaskError(
-                    "input_data for a function is the tuple of its positional arguments, not "
-                    f"{type(input_data).__name__}: write ({input_data!r},) for one argument"
-                )
-            args = self.dumps_data(input_data, "input_data") if input_data else b""
         else:
             raise TaskError(
                 "executable must be a callable or the path of a Python script, not "
                 f"{type(executable).__name__} {executable!r}"
             )
+        if not (shipped or modules or dep_funcs or data_files):
+            return Payload(code, args)
+        return Payload(code, args, self._extras(shipped, modules, dep_funcs, data_files))
+
+    def _extras(self, shipped: list, modules: Any, dep_funcs: Any, data_files: Any) -> dict | None:
         extras: dict = {}
         for module in _as_tuple(modules, "modules"):
             shipped = shipped + _module_sources(module)
@@ -256,7 +263,19 @@ class Packer:
         files = _data_files(_as_tuple(data_files, "data_files"))
         if files:
             extras["files"] = files
-        return Payload(code, args, extras or None)
+        return extras or None
+
+
+def _arguments(input_data: Any) -> tuple:
+    """A function's positional arguments from ``input_data`` (None, a tuple or a list)."""
+    if input_data is None:
+        return ()
+    if isinstance(input_data, (tuple, list)):
+        return tuple(input_data)
+    raise TaskError(
+        "input_data for a function is the tuple of its positional arguments, not "
+        f"{type(input_data).__name__}: write ({input_data!r},) for one argument"
+    )
 
 
 def _as_tuple(value: Any, what: str) -> tuple:

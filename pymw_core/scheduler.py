@@ -15,6 +15,7 @@ from collections.abc import Callable
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
+from pymw_core.plugins import direct_call
 from pymw_core.task import QUEUED, RUNNING
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ class Dispatcher:
 
     def put(self, task: Task, worker: Any) -> None:
         self._queue.put((task, worker))
+        if self._idle:  # racy read: at worst one thread more, started below under the lock
+            return
         with self._lock:
             if self._idle == 0 and len(self._threads) < self._limit:
                 thread = threading.Thread(
@@ -91,7 +94,13 @@ class Scheduler:
         self._starved = False
         self._stopped = False
         self._has_workers_hook = bool(self._hooks.get_available_workers.get_hookimpls())
-        self._dispatcher = Dispatcher(self._hooks.execute_task, master._task_ended, max_in_flight)
+        self._get_workers = direct_call(self._hooks.get_available_workers)
+        self._reserve = direct_call(self._hooks.reserve_worker)
+        self._execute = direct_call(self._hooks.execute_task)
+        # An interface whose execute_task only hands the task over says so with
+        # ``blocking_execute = False``: then it is called right here, no thread hop.
+        self._inline = getattr(master.interface, "blocking_execute", True) is False
+        self._dispatcher = Dispatcher(self._execute, master._task_ended, max_in_flight)
         self._thread = threading.Thread(target=self._run, name="pymw-scheduler", daemon=True)
         self._thread.start()
 
@@ -144,16 +153,22 @@ class Scheduler:
                 if not pairs and self.queue:
                     self._starved = True
             for task, worker in pairs:
-                self._master._call_quietly(self._hooks.reserve_worker, worker=worker)
+                self._master._call_quietly(self._reserve, worker=worker)
                 self._master._observe("on_task_started", task=task, worker=worker)
-                self._dispatcher.put(task, worker)
+                if self._inline:
+                    try:
+                        self._execute(task=task, worker=worker)
+                    except BaseException as exc:  # the interface's failure is this task's answer
+                        self._master._task_ended(task, exc, None)
+                else:
+                    self._dispatcher.put(task, worker)
         self._dispatcher.stop()
 
     def _available_workers(self) -> list | None:
         if not self._has_workers_hook:
             return None
         try:
-            workers = self._hooks.get_available_workers()
+            workers = self._get_workers()
         except Exception:
             log.debug("get_available_workers raised; treating every worker as None", exc_info=True)
             return None

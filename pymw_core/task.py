@@ -30,6 +30,7 @@ class Task:
         "_error",
         "_live",
         "_master",
+        "_name",
         "_result",
         "_worker_seconds",
         "attempts",
@@ -42,7 +43,6 @@ class Task:
         "input_data",
         "max_attempts",
         "modules",
-        "name",
         "payload",
         "state",
         "stderr",
@@ -95,8 +95,15 @@ class Task:
         self.execute_time = 0.0
         self.finish_time = 0.0
         self._worker_seconds: float | None = None
-        name = getattr(executable, "__name__", None) or str(executable).rsplit("/", 1)[-1]
-        self.name = f"{name}#{task_id}"
+        self._name: str | None = None
+
+    @property
+    def name(self) -> str:
+        """``<function or script name>#<id>``, for messages and logs."""
+        if self._name is None:
+            base = getattr(self.executable, "__name__", None) or str(self.executable)
+            self._name = f"{base.rsplit('/', 1)[-1]}#{self.id}"
+        return self._name
 
     def __repr__(self) -> str:
         return f"<Task {self.name} {self.state}>"

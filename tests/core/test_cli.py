@@ -258,6 +258,15 @@ def test_check_broken_install_exits_1(capsys, installed):
     assert "needs libfoo" in out
 
 
+def test_config_shows_a_broken_install_and_exits_1(capsys, installed):
+    code, out, _ = cli(capsys, "config", "--json", "--interface", "broken")
+    assert code == 1
+    data = json.loads(out)
+    assert data["broken"] is True
+    assert data["installed"]["target"] == "pymw_cli_broken:Thing"
+    assert "ImportError: needs libfoo" in data["errors"][0]
+
+
 def test_check_timeout_exits_1(capsys, installed):
     code, out, _ = cli(capsys, "check", "--interface", "stuck", "--timeout", "0.3")
     assert code == 1

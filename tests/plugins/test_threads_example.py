@@ -11,11 +11,18 @@ import re
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from conftest import require
 
-from pymw_core import InterfaceError, Master, RemoteTraceback
+from pymw_core import (
+    InterfaceError,
+    Master,
+    RemoteTraceback,
+    TaskCancelledError,
+    TaskTimeoutError,
+)
 from pymw_core.plugins import installed_interfaces
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -160,3 +167,33 @@ def test_the_guide_shows_the_example_verbatim():
     for path, code in blocks:
         with open(os.path.join(ROOT, path), encoding="utf-8") as fh:
             assert code == fh.read(), f"docs/writing-an-interface.md is out of date for {path}"
+
+
+def nap(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def test_without_stop_task_a_timed_out_task_fails_but_runs_on():
+    with Master(NAME, num_threads=1) as master:
+        slow = master.submit_task(nap, (0.6,), timeout=0.1)
+        with pytest.raises(TaskTimeoutError, match="cannot stop it, so it runs on"):
+            master.get_result(slow)
+        assert master.get_status()["idle"] == 0  # its worker is still busy with it
+        assert not slow.cancel()  # already ended
+        after = master.submit_task(square, (4,))
+        assert master.get_result(after)[1] == 16  # ran once the worker came back
+        assert master.get_status()["tasks_done"] == 2
+
+
+def test_without_stop_task_a_running_task_cannot_be_cancelled():
+    with Master(NAME, num_threads=1) as master:
+        running = master.submit_task(nap, (0.3,))
+        queued = master.submit_task(nap, (0.3,))
+        while running.state != "running" or master.get_status()["idle"]:
+            time.sleep(0.01)
+        assert not running.cancel()
+        assert queued.cancel()
+        assert master.get_result(running)[1] == 0.3
+        with pytest.raises(TaskCancelledError):
+            master.get_result(queued)

@@ -23,6 +23,8 @@ from pymw_core.errors import InterfaceError
 
 _START_FAILURES_ALLOWED = 3  # processes dying before they say hello, in a row
 _STDERR_TAIL_LINES = 40
+_INLINE_SEND_LIMIT = 256 * 1024  # bytes; larger tasks are written from their own thread
+_PIPE_SIZE = 1 << 20  # room for many small tasks in flight without a blocking write
 
 
 class _Process:
@@ -50,6 +52,8 @@ class LocalInterface:
     ``prefetch`` tasks wait on each process behind the one it runs (0 turns this off:
     better balance for long, uneven tasks; less throughput for tiny ones).
     """
+
+    blocking_execute = False  # execute_task only queues the task on a pipe
 
     def __init__(self, num_workers: int | None = None, prefetch: int = 1) -> None:
         if num_workers is None:
@@ -96,10 +100,12 @@ class LocalInterface:
             worker.free += 1
 
     def execute_task(self, task: Any, worker: _Process) -> None:
-        try:
-            worker.connection.send(task)  # type: ignore[union-attr]
-        except InterfaceError as exc:  # died between matching and sending: not the task's fault
-            task.worker_lost(str(exc), started=False)
+        payload = task.payload
+        if len(payload.args) + len(payload.code[2] or b"") > _INLINE_SEND_LIMIT:
+            # A big write could wait on a busy worker's pipe: never stall the scheduler.
+            threading.Thread(target=_send, args=(worker, task), daemon=True).start()
+        else:
+            _send(worker, task)
 
     def stop_task(self, task: Any, worker: _Process) -> None:
         """Kill the process if ``task`` is the one it runs; it is replaced, and the tasks
@@ -158,6 +164,7 @@ class LocalInterface:
             cwd=scratch,
             start_new_session=True,  # the terminal's Ctrl-C goes to the master, which cleans up
         )
+        _grow_pipe(popen.stdin)
         process = _Process(index, self.slots, popen, scratch)
         process.connection = WorkerConnection(
             popen.stdout,  # type: ignore[arg-type]
@@ -222,6 +229,13 @@ class LocalInterface:
             self._master.workers_changed()
 
 
+def _send(worker: _Process, task: Any) -> None:
+    try:
+        worker.connection.send(task)  # type: ignore[union-attr]
+    except InterfaceError as exc:  # died between matching and sending: not the task's fault
+        task.worker_lost(str(exc), started=False)
+
+
 def _drain_stderr(process: _Process) -> None:
     """Pass the process's own stderr through (tasks' output is captured separately)."""
     stream = process.popen.stderr
@@ -232,6 +246,16 @@ def _drain_stderr(process: _Process) -> None:
             sys.stderr.write(line)
         except (OSError, ValueError):
             pass
+
+
+def _grow_pipe(stream: Any) -> None:
+    """Linux lets a pipe hold up to 1 MiB; the default 64 KiB fills with a few tasks."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(stream.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_SIZE)
+    except (ImportError, OSError, ValueError):
+        pass
 
 
 def _kill(popen: subprocess.Popen) -> None:
