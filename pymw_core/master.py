@@ -311,6 +311,16 @@ class Master:
             self._exhausted = None
             self._scheduler.poke(workers_changed=True)
 
+    def worker_up(self, worker: Any) -> None:
+        """An interface reports a new worker: observers hear of it, the scheduler wakes."""
+        self._observe("on_worker_up", worker=worker)
+        self.workers_changed()
+
+    def worker_down(self, worker: Any, reason: str) -> None:
+        """An interface reports a worker gone (its tasks go through ``task.worker_lost``)."""
+        self._observe("on_worker_lost", worker=worker, reason=reason)
+        self.workers_changed()
+
     def workers_exhausted(self, reason: str) -> None:
         """No worker will ever come: fail what is queued (and later submissions) with ``reason``."""
         with self._lock:
@@ -419,7 +429,7 @@ class Master:
                 else:
                     task._error = error
                     self._finish(task, FAILED)
-        if live:
+        if live and not self._closed:  # after cleanup() the interface owes us nothing
             self._call_quietly(self._worker_finished, worker=task.worker)
             with self._lock:
                 self._scheduler.poke(workers_changed=True)

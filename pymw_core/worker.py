@@ -113,6 +113,8 @@ class Runtime:
 
     def close(self) -> None:
         """Remove the scratch directory this runtime made."""
+        if self._modules in sys.meta_path:
+            sys.meta_path.remove(self._modules)
         if self._own_scratch:
             if self._chdir:
                 os.chdir(tempfile.gettempdir())
@@ -140,9 +142,13 @@ class Runtime:
             else:
                 result = self._script(code, pickle.loads(args_blob), deps)
             ok = True
-        except BaseException as exc:  # the task's own failure, whatever it is, is its answer
+        except Exception as exc:  # the task's own failure is its answer
             ok = False
             result = exc
+            tb = traceback.format_exc()
+        except BaseException as exc:  # SystemExit and friends must not end the master's program
+            ok = False
+            result = TaskError(f"the task raised {type(exc).__name__}{exc.args!r}")
             tb = traceback.format_exc()
         finally:
             sys.stdout, sys.stderr = saved

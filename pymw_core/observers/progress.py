@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymw_core.errors import InterfaceError
-
 
 class ProgressBar:
     """Counts tasks as they are submitted and as they end (failures shown beside)."""
@@ -14,7 +12,7 @@ class ProgressBar:
         try:
             from tqdm.auto import tqdm
         except ImportError:
-            raise InterfaceError(
+            raise ImportError(
                 "progress=True needs tqdm: pip install 'pymw-core[progress]'"
             ) from None
         options = {"total": 0, "unit": "task", "desc": "pymw", "dynamic_ncols": True}

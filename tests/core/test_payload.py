@@ -135,7 +135,7 @@ def test_script_exit_status(master, tmp_path):
     script = tmp_path / "exits.py"
     script.write_text("import sys\npymw_return_output('partial')\nsys.exit(pymw_get_input())\n")
     assert master.get_result(master.submit_task(str(script), 0))[1] == "partial"
-    with pytest.raises(SystemExit):
+    with pytest.raises(TaskError, match=r"the task raised SystemExit\(3,\)"):
         master.get_result(master.submit_task(str(script), 3))
 
 

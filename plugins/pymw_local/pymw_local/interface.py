@@ -81,6 +81,10 @@ class LocalInterface:
 
     def attach_master(self, master: Any) -> None:
         self._master = master
+        with self._lock:
+            processes = list(self._processes)
+        for process in processes:
+            master.worker_up(process)
 
     def get_available_workers(self) -> list[_Process]:
         """Free slots, idle processes first, so work spreads before it queues."""
@@ -147,11 +151,11 @@ class LocalInterface:
 
     # -- processes ---------------------------------------------------------------------------
 
-    def _spawn(self) -> None:
-        """Start one worker process (lock not held)."""
+    def _spawn(self) -> _Process | None:
+        """Start one worker process (lock not held); None once closing."""
         with self._lock:
             if self._closed:
-                return
+                return None
             index = self._started
             self._started += 1
         scratch = os.path.join(self._root, f"w{index}")
@@ -179,9 +183,10 @@ class LocalInterface:
         with self._lock:
             if self._closed:
                 _kill(popen)
-                return
+                return None
             self._processes.append(process)
         process.connection.start()
+        return process
 
     def _describe_exit(self, process: _Process) -> str:
         try:
@@ -216,6 +221,8 @@ class LocalInterface:
         shutil.rmtree(process.scratch, ignore_errors=True)
         if closing:
             return
+        if self._master is not None:
+            self._master.worker_down(process, reason)
         if give_up:
             if self._master is not None:
                 self._master.workers_exhausted(
@@ -224,9 +231,9 @@ class LocalInterface:
                 )
             return
         self._restarts += 1
-        self._spawn()
-        if self._master is not None:
-            self._master.workers_changed()
+        replacement = self._spawn()
+        if self._master is not None and replacement is not None:
+            self._master.worker_up(replacement)
 
 
 def _send(worker: _Process, task: Any) -> None:
