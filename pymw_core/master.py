@@ -76,6 +76,7 @@ class Master:
         self._next_id = 0
         self._tasks: list[Task] = []
         self._done: collections.deque[Task] = collections.deque()
+        self._listeners: list[collections.deque[Task]] = []  # as_completed calls under way
         self._unclaimed = 0
         self._counts = dict.fromkeys((QUEUED, RUNNING, FINISHED, FAILED, CANCELLED), 0)
         self._packer = Packer()
@@ -263,28 +264,36 @@ class Master:
             self._check_own(task)
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = {id(t): t for t in wanted}
+        # Each task that ends from now on is appended here, so no wake-up rescans them all.
+        ended: collections.deque[Task] = collections.deque()
         with self._lock:
+            self._listeners.append(ended)
+            ended.extend(t for t in wanted if t.done())
+        try:
             while pending:
-                ready = [t for t in pending.values() if t.done()]
-                for task in ready:
-                    del pending[id(task)]
-                    self._claim(task)
-                if ready:
-                    self._lock.release()
-                    try:
-                        yield from ready
-                    finally:
-                        self._lock.acquire()
-                    continue
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise TimeoutError(f"{len(pending)} tasks still running after {timeout} s")
-                self._check_open()
-                self._waiters += 1
-                try:
-                    self._results.wait(remaining)
-                finally:
-                    self._waiters -= 1
+                with self._lock:
+                    while not ended:
+                        remaining = None if deadline is None else deadline - time.monotonic()
+                        if remaining is not None and remaining <= 0:
+                            raise TimeoutError(
+                                f"{len(pending)} tasks still running after {timeout} s"
+                            )
+                        self._check_open()
+                        self._waiters += 1
+                        try:
+                            self._results.wait(remaining)
+                        finally:
+                            self._waiters -= 1
+                    ready = []
+                    while ended:
+                        task = ended.popleft()
+                        if pending.pop(id(task), None) is not None:
+                            self._claim(task)
+                            ready.append(task)
+                yield from ready
+        finally:
+            with self._lock:
+                self._listeners.remove(ended)
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
             **submit_options: Any) -> Iterator[Any]:
@@ -371,6 +380,8 @@ class Master:
         self._set_state(task, state)
         task.finish_time = time.time()
         self._done.append(task)
+        for listener in self._listeners:
+            listener.append(task)
         if self._waiters:
             self._results.notify_all()
 

@@ -30,7 +30,7 @@ from pymw_core.errors import TaskError
 _FUNCTION_CACHE_SIZE = 1024
 
 
-@dataclass
+@dataclass(slots=True)
 class Payload:
     """A packed task. ``code`` is ``("f", fn_id, blob)`` or ``("s", name, source)``."""
 
