@@ -55,7 +55,7 @@ class PyMW_MapReduce:
         if num_worker < 1:
             raise TaskError(f"num_worker must be at least 1, not {num_worker}")
         master = self._master
-        options = {"modules": modules, "dep_funcs": dep_funcs}
+        options: dict[str, Any] = {"modules": modules, "dep_funcs": dep_funcs}
 
         whole = master._virtual_task(f"mapreduce:{getattr(exec_map, '__name__', 'map')}")
         maps = [master.submit_task(exec_map, (part,), **options)

@@ -347,7 +347,7 @@ def _read(path: str) -> str:
 
 def _sibling_modules(tree: ast.AST, folder: str) -> list[tuple[str, str, bool]]:
     """Modules a script imports that sit beside it: they are the user's, so they travel."""
-    wanted = set()
+    wanted: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             wanted.update(alias.name.split(".")[0] for alias in node.names)

@@ -83,8 +83,9 @@ class _ShippedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def exec_module(self, module: types.ModuleType) -> None:
         source = self.sources[module.__name__][0]
-        module.__file__ = module.__spec__.origin
-        exec(compile(source, module.__spec__.origin, "exec"), module.__dict__)
+        origin = f"<pymw shipped {module.__name__}>"
+        module.__file__ = origin
+        exec(compile(source, origin, "exec"), module.__dict__)
 
 
 def _dumps(value: Any) -> bytes:
@@ -207,8 +208,7 @@ class Runtime:
             box[0] = value
 
         app = types.ModuleType("pymw_app")  # PyMW 0.x scripts may `from pymw_app import *`
-        app.pymw_get_input = pymw_get_input
-        app.pymw_return_output = pymw_return_output
+        app.__dict__.update(pymw_get_input=pymw_get_input, pymw_return_output=pymw_return_output)
         sys.modules["pymw_app"] = app
         namespace = {
             "__name__": "__main__",
