@@ -36,6 +36,9 @@ class Master:
     ``interface`` is an installed interface's name, an interface instance, or None
     (``PYMW_INTERFACE``, else the config file, else ``"local"``). Keyword arguments
     other than the master's own settings are the interface's options.
+
+    ``max_in_flight`` bounds the tasks handed to the interface and not yet back
+    (default: the interface's ``default_max_in_flight``, else 256).
     """
 
     def __init__(
@@ -44,7 +47,7 @@ class Master:
         *,
         scheduler_func: Matcher | None = None,
         max_attempts: int = 3,
-        max_in_flight: int = 256,
+        max_in_flight: int | None = None,
         timeout: float | None = None,
         observers: Iterable[Any] = (),
         progress: bool = False,
@@ -53,7 +56,8 @@ class Master:
         **options: Any,
     ) -> None:
         _check_count("max_attempts", max_attempts)
-        _check_count("max_in_flight", max_in_flight)
+        if max_in_flight is not None:
+            _check_count("max_in_flight", max_in_flight)
         _check_timeout(timeout)
         if loglevel is not None:
             log.setLevel(loglevel)
@@ -81,6 +85,9 @@ class Master:
         self._counts = dict.fromkeys((QUEUED, RUNNING, FINISHED, FAILED, CANCELLED), 0)
         self._packer = Packer()
         self._deadlines = Deadlines(self._expire)
+        if max_in_flight is None:  # the interface may know better (a batch system: thousands)
+            hint = getattr(self.interface, "default_max_in_flight", None)
+            max_in_flight = hint if isinstance(hint, int) and hint >= 1 else 256
         self._scheduler = Scheduler(self, scheduler_func, max_in_flight)
         _open_masters.add(self)
         _install_signal_handlers()

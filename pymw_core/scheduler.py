@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from pymw_core.task import Task
 
 log = logging.getLogger("pymw")
+_MAX_DISPATCH_THREADS = 256  # blocking execute_task calls at once, whatever max_in_flight is
 Matcher = Callable[[list, list], "tuple[Any, Any]"]
 
 
@@ -100,7 +101,9 @@ class Scheduler:
         # An interface whose execute_task only hands the task over says so with
         # ``blocking_execute = False``: then it is called right here, no thread hop.
         self._inline = getattr(master.interface, "blocking_execute", True) is False
-        self._dispatcher = Dispatcher(self._execute, master._task_ended, max_in_flight)
+        self._dispatcher = Dispatcher(
+            self._execute, master._task_ended, min(max_in_flight, _MAX_DISPATCH_THREADS)
+        )
         self._thread = threading.Thread(target=self._run, name="pymw-scheduler", daemon=True)
         self._thread.start()
 

@@ -16,9 +16,11 @@ What a test must do:
 * Create the job event log before opening ``htcondor2.JobEventLog`` on it, in such a dir.
 * Run jobs with ``pool.python_for_jobs()`` and ``transfer_executable = False``. It is the
   *base* interpreter: a venv's site-packages are not visible to jobs.
-* Expect one pool per machine (collector on 127.0.0.1:9618) and a clean slate per ``start()``:
-  it kills and unmounts what any earlier (crashed) run left in the chroot and wipes the job
-  queue, spool and daemon logs (``<root>/var/log/condor``).
+* Expect one pool per machine (collector on 127.0.0.1:9618). The live process that started
+  it owns it (flock on ``<root>.run.lock``); another process's ``start()`` raises "in use",
+  its ``stop()`` leaves it alone. Once the owner is gone, ``start()``/``stop()`` kill and
+  unmount whatever it left in the chroot. Every ``start()`` wipes the job queue, spool and
+  daemon logs (``<root>/var/log/condor``): no job survives a restart.
 
 CLI: ``python tests/condor/pool.py build|smoke`` (smoke needs ``htcondor2``).
 """

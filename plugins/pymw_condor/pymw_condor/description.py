@@ -1,19 +1,20 @@
 """The submit description: one per run, shared by every cluster the run submits.
 
-What differs between tasks travels as itemdata (``pymw_task``, ``pymw_files``), so a
+What differs between tasks travels as itemdata (``pymw_task``, and ``pymw_data``: the
+task's data files, each after a comma, usually empty), so a
 batch of any size is one ``Schedd.submit`` call and one cluster. Each job runs::
 
     PYTHON pymw-runtime-<hash>.zip --file pymw-task-N.in pymw-task-N.out
 
 in its scratch directory, with the runtime zip, its request and its data files brought
-in by HTCondor's file transfer, and only the reply file brought back.
+in by HTCondor's file transfer, and only the reply file brought back (as ``.reply``).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from pymw_core.errors import InterfaceError
 
@@ -24,7 +25,7 @@ FILE_PREFIX = "pymw-task-"
 # Commands PyMW's job layout depends on; a user's value would break the run silently.
 RESERVED = frozenset({
     "executable", "arguments", "transfer_executable", "initialdir", "initial_dir", "iwd",
-    "log", "output", "error", "transfer_output_files", "queue",
+    "log", "output", "error", "transfer_output_files", "transfer_output_remaps", "queue",
     f"+{RUN_ATTRIBUTE}".lower(), f"my.{RUN_ATTRIBUTE}".lower(),
     f"+{TASK_ATTRIBUTE}".lower(), f"my.{TASK_ATTRIBUTE}".lower(),
 })
@@ -32,10 +33,19 @@ RESERVED = frozenset({
 APPENDED = frozenset({"transfer_input_files"})
 
 
-def task_files(task_id: int) -> tuple[str, str, str, str]:
-    """Names, relative to the run directory, of a task's request, reply, stdout and stderr."""
+class TaskFiles(NamedTuple):
+    """Names, relative to the run directory, of one task's files."""
+
+    request: str  # the worker's input (``need`` and ``task`` frames)
+    placeholder: str  # empty; travels in so that the job's reply file always exists
+    reply: str  # the worker's ``done`` frame, brought back (remapped from the placeholder name)
+    stderr: str  # the job's own stderr (the task's output is inside the reply)
+
+
+def task_files(task_id: int) -> TaskFiles:
+    """The run-directory names of task ``task_id``'s files."""
     stem = f"{FILE_PREFIX}{task_id}"
-    return f"{stem}.in", f"{stem}.out", f"{stem}.stdout", f"{stem}.stderr"
+    return TaskFiles(f"{stem}.in", f"{stem}.out", f"{stem}.reply", f"{stem}.stderr")
 
 
 def check_python(python: Any) -> tuple[str, str]:
@@ -110,14 +120,17 @@ def build(
         "arguments": f'"{prefix}{runtime_name} --file {stem}.in {stem}.out"',
         "initialdir": run_dir,
         "log": log_path,
-        "output": f"{stem}.stdout",
+        "output": "/dev/null",  # the task's own output travels in the reply
         "error": f"{stem}.stderr",
         "should_transfer_files": "YES",
         "when_to_transfer_output": "ON_EXIT",
-        # The reply file also travels *in* (empty), so it always exists to come back: a
-        # job whose Python died comes back without a result instead of going on hold.
-        "transfer_input_files": "$(pymw_files)",
+        # The reply file also travels *in* (an empty placeholder), so it always exists to
+        # come back: a job whose Python died ends without a result instead of on hold.
+        # It comes back under another name: the shadow, running as the job owner, must
+        # create the file it writes (it cannot chmod a placeholder the master owns).
+        "transfer_input_files": f"{runtime_name}, {stem}.in, {stem}.out$(pymw_data)",
         "transfer_output_files": f"{stem}.out",
+        "transfer_output_remaps": f'"{stem}.out = {stem}.reply"',
         "notification": "Never",
         f"+{RUN_ATTRIBUTE}": f'"{run_id}"',
         f"+{TASK_ATTRIBUTE}": "$(pymw_task)",

@@ -20,7 +20,7 @@ class JobHeldError(TaskError):
         self.code = code
         self.subcode = subcode
 
-    def __reduce__(self):  # noqa: ANN204 - keyword-only fields survive pickling
+    def __reduce__(self):
         return _rebuild, (str(self), self.job, self.reason, self.code, self.subcode)
 
 

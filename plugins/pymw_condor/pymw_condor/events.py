@@ -11,7 +11,8 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import htcondor2
 
@@ -21,10 +22,12 @@ log = logging.getLogger("pymw.condor")
 class EventFollower:
     """Hands each event of the log at ``path`` to ``handle``, on a thread of its own."""
 
-    def __init__(self, path: str, handle: Callable[[Any], None], poll: float) -> None:
+    def __init__(self, path: str, handle: Callable[[Any], None], poll: float,
+                 tick: Callable[[], None] | None = None) -> None:
         # The file must exist first: opened on a missing log, the reader never sees events.
         self._log = htcondor2.JobEventLog(path)
         self._handle = handle
+        self._tick = tick  # called once a round, for what is due after a delay
         self._poll = poll
         self._stop = threading.Event()
         self._again: collections.deque[Callable[[], None]] = collections.deque()
@@ -59,6 +62,8 @@ class EventFollower:
                         self._dispatch(self._handle, event)
                 except Exception:
                     log.exception("reading the job event log failed; retrying")
+                if self._tick is not None:
+                    self._dispatch(self._tick)
                 if not seen:
                     self._stop.wait(self._poll)
         finally:

@@ -48,20 +48,24 @@ _TOTALS = ("completed", "removed", "evicted", "without_result")
 _STDERR_TAIL = 2000  # bytes of a job's own stderr quoted when it ends without a result
 _REMOVE_WAIT = 10.0  # seconds close() waits for removed jobs to leave the queue
 _SUBMIT_WAIT = 60.0  # seconds close() waits for a submit in progress
+# An eviction event also starts a removal (evicted, then aborted) and a hold of a running
+# job (evicted, then held); only when neither follows is it a real eviction.
+_EVICTION_GRACE = 2.0
 
 
 class _Job:
     """One HTCondor job of one task attempt, and what PyMW knows of it."""
 
-    __slots__ = ("task", "files", "key", "state", "ours", "host")
+    __slots__ = ("evicted_at", "files", "host", "key", "ours", "state", "task")
 
     def __init__(self, task: Any, files: str) -> None:
         self.task = task
-        self.files = files  # transfer_input_files of this job
+        self.files = files  # ",path" for each data file: the pymw_data item
         self.key: tuple[int, int] | None = None  # (cluster, proc) once submitted
         self.state = UNSUBMITTED
         self.ours = False  # PyMW is removing it: its later events change nothing
         self.host = ""
+        self.evicted_at: float | None = None
 
     @property
     def id(self) -> str:
@@ -84,17 +88,25 @@ class CondorInterface:
     ``work_dir``: where request, reply and log files go (default: a private temporary
     directory); the execute side never needs to see it. ``submit``: extra
     submit-description commands (``requirements``, ``request_memory``, ...), applied
-    after PyMW's; ``transfer_input_files`` is appended to. ``batch_window`` seconds after
-    a task arrives, the tasks waiting go in one submit (at most ``batch_max``).
-    ``connect_timeout``: seconds to wait for the schedd at start.
+    after PyMW's; ``transfer_input_files`` is appended to. Tasks go in one submit once
+    none has joined for ``batch_window`` seconds or ``batch_max`` are waiting.
+    ``connect_timeout``: seconds to wait for the schedd at start. ``poll_interval``:
+    seconds between reads of the job event log when nothing happens.
     """
+
+    # The pool schedules, not the master: let a whole submit_task loop become one
+    # cluster and keep a large pool's queue full (Master(max_in_flight=...) overrides).
+    default_max_in_flight = 100_000
+
+    blocking_execute = False  # execute_task only queues: the master may call it inline
+    eviction_grace = _EVICTION_GRACE  # seconds an eviction waits for a removal or hold
 
     def __init__(
         self,
         python: str | None = None,
         work_dir: str | os.PathLike | None = None,
         submit: dict[str, Any] | None = None,
-        batch_window: float = 0.05,
+        batch_window: float = 0.1,
         batch_max: int = 1000,
         connect_timeout: float = 20.0,
         poll_interval: float = 0.05,
@@ -109,6 +121,8 @@ class CondorInterface:
         self.python = python
         self.connect_timeout = connect_timeout
         self._schedd, self.schedd_name = connect(connect_timeout)
+        # One call to the schedd at a time: the bindings make no promise about threads.
+        self._schedd_lock = threading.Lock()
 
         self.run_id = uuid.uuid4().hex[:12]
         self._shared_owner = os.geteuid() == 0  # root's jobs run as another user: open up
@@ -136,12 +150,14 @@ class CondorInterface:
         self._lock = threading.Condition()
         self._jobs: dict[tuple[int, int], _Job] = {}
         self._early: dict[tuple[int, int], list[Any]] = {}
-        self._job_ids: dict[int, tuple[int, int]] = {}
+        self._latest: dict[int, _Job] = {}  # task id -> its latest job
         self._states = dict.fromkeys(_LIVE_STATES, 0)
         self._totals = dict.fromkeys(_TOTALS, 0)
         self._clusters = 0
         self._closed = False
-        self._follower = EventFollower(self.log_path, self._on_event, poll_interval)
+        self._evicted: dict[tuple[int, int], _Job] = {}
+        self._follower = EventFollower(self.log_path, self._on_event, poll_interval,
+                                       tick=self._check_evictions)
         self._batcher = Batcher(self._submit_batch, batch_window, batch_max)
 
     def __repr__(self) -> str:
@@ -151,16 +167,19 @@ class CondorInterface:
         if self._shared_owner:
             os.chmod(self.run_dir, 0o777)  # the shadow writes replies and the log here
         self._runtime_name, data = bundle.runtime_zip()
-        with open(os.path.join(self.run_dir, self._runtime_name), "wb") as fh:
-            fh.write(data)
-        self.log_path = os.path.join(self.run_dir, "jobs.log")
-        with open(self.log_path, "w"):
-            pass  # must exist before the reader opens it, and be writable by the job owner
-        self._open_up(self.log_path)
+        self._write(self._runtime_name, data)
+        self._empty = self._write("empty", b"")
+        # The log must exist before the reader opens it, and the job owner must write it.
+        self.log_path = self._write("jobs.log", b"", 0o666)
 
-    def _open_up(self, path: str) -> None:
+    def _write(self, name: str, data: bytes, mode: int = 0o644) -> str:
+        """Write a file of the run; as root, readable (or ``mode``) whatever the umask."""
+        path = os.path.join(self.run_dir, name)
+        with open(path, "wb") as fh:
+            fh.write(data)
         if self._shared_owner:
-            os.chmod(path, 0o666)
+            os.chmod(path, mode)
+        return path
 
     # -- hooks ------------------------------------------------------------------------------
 
@@ -169,8 +188,8 @@ class CondorInterface:
 
     def execute_task(self, task: Any, worker: Any) -> None:
         """Write the task's request and queue its job for the next submit; return at once."""
-        request_name, reply_name, _, _ = description.task_files(task.id)
-        files = [self._runtime_name, request_name, reply_name]
+        names = description.task_files(task.id)
+        files = []
         for name, path in task.payload.data_files:
             if name.startswith(description.FILE_PREFIX) or name == self._runtime_name:
                 raise TaskError(f"data file {path!r} has a name PyMW's condor interface uses "
@@ -179,16 +198,20 @@ class CondorInterface:
                 raise TaskError(f"data file {path!r}: HTCondor cannot transfer a path "
                                 "containing a comma or a newline")
             files.append(path)
-        data = request_file(task.payload, task.id, file_map=lambda name, path: name)
-        with open(os.path.join(self.run_dir, request_name), "wb") as fh:
-            fh.write(data)
-        reply = os.path.join(self.run_dir, reply_name)
-        with open(reply, "wb"):
-            pass  # travels in empty, so a job whose Python died still brings a file back
-        self._open_up(reply)
-        job = _Job(task, ",".join(files))
+        self._write(names.request, request_file(task.payload, task.id,
+                                                file_map=lambda name, path: name))
+        placeholder = os.path.join(self.run_dir, names.placeholder)
+        try:  # travels in empty, so a job whose Python died still brings a file back
+            os.link(self._empty, placeholder)  # a link costs far less than a new file
+        except FileExistsError:
+            pass
+        except OSError:
+            with open(placeholder, "wb"):
+                pass
+        job = _Job(task, "".join("," + path for path in files))
         with self._lock:
             self._states[UNSUBMITTED] += 1
+            self._latest[task.id] = job
         try:
             self._batcher.add(job)
         except InterfaceError:
@@ -214,15 +237,18 @@ class CondorInterface:
             if self._closed:
                 return
             self._closed = True
-        self._batcher.stop(_SUBMIT_WAIT)
+        never_left = self._batcher.stop(_SUBMIT_WAIT)
         with self._lock:
+            for job in never_left:
+                self._set_state(job, None)
             for job in self._jobs.values():
                 job.ours = True
             submitted = self._clusters
         if submitted:
             try:
-                remove(self._schedd, f'{description.RUN_ATTRIBUTE} == "{self.run_id}"',
-                       "PyMW: the master closed")
+                with self._schedd_lock:
+                    remove(self._schedd, f'{description.RUN_ATTRIBUTE} == "{self.run_id}"',
+                           "PyMW: the master closed")
             except Exception as exc:
                 log.warning("could not remove the HTCondor jobs of run %s (constraint "
                             '%s == "%s"): %s', self.run_id, description.RUN_ATTRIBUTE,
@@ -237,41 +263,69 @@ class CondorInterface:
         else:
             log.info("PyMW kept the HTCondor run's files in %s", self.run_dir)
 
+    def stop_task(self, task: Any, worker: Any) -> None:
+        """The task was cancelled or ran past its timeout: remove its job (or never submit it)."""
+        with self._lock:
+            job = self._latest.get(task.id)
+            if job is None or job.task is not task or job.ours:
+                return
+            job.ours = True
+            submitted = job.key is not None and job.key in self._jobs
+            if submitted:
+                self._set_state(job, REMOVING)
+        if submitted:
+            self._remove_quietly(job, "PyMW: the task was cancelled or ran past its timeout")
+            self._tidy(task.id)
+        elif self._batcher.discard(job):
+            with self._lock:
+                self._set_state(job, None)
+            self._tidy(task.id)
+        # else it is being submitted right now: _submit_batch removes it once it has an id
+
     # -- beyond the hooks ---------------------------------------------------------------------
 
     def job_id(self, task: Any) -> str | None:
         """``"cluster.proc"`` of the latest job of ``task``, or None before it was submitted."""
         with self._lock:
-            key = self._job_ids.get(task.id)
+            job = self._latest.get(task.id)
+            key = job.key if job is not None else None
         return f"{key[0]}.{key[1]}" if key else None
 
     # -- submitting ---------------------------------------------------------------------------
 
     def _submit_batch(self, batch: list[_Job], retry: bool = True) -> None:
         """On the submitter thread: one submit, one cluster, one proc per job, in order."""
-        items = iter([{"pymw_task": str(job.task.id), "pymw_files": job.files} for job in batch])
+        items = iter([{"pymw_task": str(job.task.id), "pymw_data": job.files} for job in batch])
         try:
-            result = self._schedd.submit(self._description, itemdata=items)
+            with self._schedd_lock:
+                result = self._schedd.submit(self._description, itemdata=items)
         except Exception as exc:
             self._submit_failed(batch, exc, retry)
             return
         cluster, first = result.cluster(), result.first_proc()
-        keys = []
+        keys, stopped = [], []
         with self._lock:
             self._clusters += 1
             for index, job in enumerate(batch):
                 job.key = key = (cluster, first + index)
-                self._set_state(job, IDLE)
+                job.files = ""  # no longer needed
                 self._jobs[key] = job
-                self._job_ids[job.task.id] = key
+                self._set_state(job, REMOVING if job.ours else IDLE)
+                if job.ours:  # stopped while it was being submitted
+                    stopped.append(job)
                 if key in self._early:
                     keys.append(key)
         if keys:  # their events came before submit() returned
             self._follower.call_soon(lambda: self._flush_early(keys))
+        for job in stopped:
+            self._remove_quietly(job, "PyMW: the task was cancelled or ran past its timeout")
+            self._tidy(job.task.id)
 
     def _submit_failed(self, batch: list[_Job], exc: BaseException, retry: bool) -> None:
         try:
-            self._schedd = connect(self.connect_timeout)[0]
+            schedd = connect(self.connect_timeout)[0]
+            with self._schedd_lock:
+                self._schedd = schedd
         except InterfaceError as gone:
             error: InterfaceError = gone
             reachable = False
@@ -332,6 +386,7 @@ class CondorInterface:
                 return  # already left the queue
             if kind in (ET.JOB_TERMINATED, ET.JOB_ABORTED):
                 del self._jobs[job.key]
+                self._evicted.pop(job.key, None)  # type: ignore[arg-type]
                 self._set_state(job, None)
                 self._lock.notify_all()
                 if job.ours:
@@ -352,11 +407,18 @@ class CondorInterface:
             elif kind == ET.JOB_UNSUSPENDED:
                 self._set_state(job, RUNNING)
                 return
-            elif kind in (ET.JOB_HELD, ET.JOB_EVICTED):
+            elif kind == ET.JOB_EVICTED:
+                # Back to idle in HTCondor's queue; decided in _check_evictions unless a
+                # removal or a hold follows.
+                self._set_state(job, IDLE)
+                if job.evicted_at is None:
+                    job.evicted_at = time.monotonic()
+                    self._evicted[job.key] = job  # type: ignore[index]
+                return
+            elif kind == ET.JOB_HELD:
                 job.ours = True
-                self._set_state(job, HELD if kind == ET.JOB_HELD else REMOVING)
-                if kind == ET.JOB_EVICTED:
-                    self._totals["evicted"] += 1
+                self._evicted.pop(job.key, None)  # type: ignore[arg-type]
+                self._set_state(job, HELD)
             else:
                 return
         if kind == ET.JOB_TERMINATED:
@@ -366,19 +428,36 @@ class CondorInterface:
             reason = event.get("Reason", "no reason given")
             job.task.worker_lost(f"HTCondor job {job.id} was removed by someone other than "
                                  f"PyMW: {reason}")
-        elif kind == ET.JOB_HELD:
-            self._held(job, event)
         else:
+            self._held(job, event)
+
+    def _check_evictions(self) -> None:
+        """On the follower thread: evictions with no removal or hold after them are lost
+        attempts. PyMW removes the job and the master's retry rule decides."""
+        if not self._evicted:
+            return
+        now = time.monotonic()
+        due = []
+        with self._lock:
+            for key, job in list(self._evicted.items()):
+                if now - (job.evicted_at or now) >= self.eviction_grace:
+                    del self._evicted[key]
+                    if not job.ours and key in self._jobs:
+                        job.ours = True
+                        self._set_state(job, REMOVING)
+                        self._totals["evicted"] += 1
+                        due.append(job)
+        for job in due:
             self._remove_quietly(job, "PyMW: evicted; PyMW submits the task again")
             self._tidy(job.task.id)
             where = f" from {job.host}" if job.host else ""
             job.task.worker_lost(f"HTCondor job {job.id} was evicted{where}")
 
     def _terminated(self, job: _Job, event: Any) -> None:
-        _, reply_name, _, stderr_name = description.task_files(job.task.id)
+        names = description.task_files(job.task.id)
         reply = None
         try:
-            with open(os.path.join(self.run_dir, reply_name), "rb") as fh:
+            with open(os.path.join(self.run_dir, names.reply), "rb") as fh:
                 reply = wire.read_message(fh)
         except Exception:
             reply = None
@@ -390,7 +469,7 @@ class CondorInterface:
             how = f"exited with status {event.get('ReturnValue', '?')}"
         else:
             how = f"was killed by signal {event.get('TerminatedBySignal', '?')}"
-        tail = _tail(os.path.join(self.run_dir, stderr_name))
+        tail = _tail(os.path.join(self.run_dir, names.stderr))
         self._tidy(job.task.id)
         with self._lock:
             self._totals["without_result"] += 1
@@ -412,7 +491,8 @@ class CondorInterface:
 
     def _remove_quietly(self, job: _Job, reason: str) -> None:
         try:
-            remove(self._schedd, job.id, reason)
+            with self._schedd_lock:
+                remove(self._schedd, job.id, reason)
         except Exception as exc:  # close() removes the whole run again
             log.warning("could not remove HTCondor job %s: %s", job.id, exc)
 

@@ -1,7 +1,9 @@
 """Batching: jobs handed over close together leave in one ``Schedd.submit`` (one cluster).
 
-``execute_task`` only queues its job here and returns; one thread flushes the queue
-``window`` seconds after its first job arrived, or at once when ``limit`` are waiting.
+``execute_task`` only queues its job here and returns; one thread sends the queue once
+no job has joined it for ``window`` seconds (so a loop of ``submit_task`` calls becomes
+one submit), once ``limit`` are waiting, or ``MAX_WAIT_WINDOWS`` windows after the first
+joined, whichever comes first.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pymw_core.errors import InterfaceError
 
 log = logging.getLogger("pymw.condor")
+MAX_WAIT_WINDOWS = 20  # a steady trickle of jobs still leaves at least this often
 
 
 class Batcher:
@@ -25,7 +29,8 @@ class Batcher:
         self._limit = limit
         self._cond = threading.Condition()
         self._pending: list[Any] = []
-        self._since = 0.0
+        self._since = 0.0  # when the oldest waiting item joined
+        self._last = 0.0  # when the newest did
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="pymw-condor-submit", daemon=True)
         self._thread.start()
@@ -35,12 +40,22 @@ class Batcher:
         with self._cond:
             if self._stopping:
                 raise InterfaceError("the condor interface is closed")
+            self._last = time.monotonic()
             if not self._pending:
-                self._since = time.monotonic()
+                self._since = self._last
                 self._cond.notify()
             self._pending.append(item)
             if len(self._pending) == self._limit:
                 self._cond.notify()
+
+    def discard(self, item: Any) -> bool:
+        """Take ``item`` back if it has not left yet; False if it is being submitted or was."""
+        with self._cond:
+            try:
+                self._pending.remove(item)
+            except ValueError:
+                return False
+            return True
 
     def stop(self, timeout: float) -> list[Any]:
         """Stop; wait up to ``timeout`` s for a submit in progress; return what never left."""
@@ -59,7 +74,9 @@ class Batcher:
                 while not self._pending and not self._stopping:
                     cond.wait()
                 while not self._stopping and len(self._pending) < self._limit:
-                    left = self._since + self._window - time.monotonic()
+                    due = min(self._last + self._window,
+                              self._since + self._window * MAX_WAIT_WINDOWS)
+                    left = due - time.monotonic()
                     if left <= 0:
                         break
                     cond.wait(left)
@@ -68,6 +85,7 @@ class Batcher:
                 batch = self._pending[: self._limit]
                 del self._pending[: self._limit]
                 # What is left has waited as long: it goes in the next round at once.
+                self._last = self._since
             try:
                 self._submit(batch)
             except Exception:  # the submit callback reports per task; never kill this thread

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import posixpath
 import threading
 import time
@@ -40,6 +41,11 @@ CONNECTING, UP, DOWN, FAILED, CLOSED = "connecting", "up", "down", "failed", "cl
 _FIRST_RETRY = 1.0
 _LONGEST_RETRY = 60.0
 _START_FAILURES_ALLOWED = 3  # workers dying before their hello, in a row, on a live host
+# Adaptive prefetch: queue enough tasks on a worker to cover this much of its work, so
+# tiny tasks travel many to a packet while long ones stay in the master's queue, where
+# any worker that frees up can take them.
+_PIPELINE_SECONDS = 0.002
+MAX_PREFETCH = 8
 
 
 @dataclass
@@ -48,7 +54,7 @@ class Settings:
 
     python: list[str]
     workers: int | None  # None: the host's CPU count
-    slots: int  # tasks on a worker at once: the running one and those prefetched
+    prefetch: int | None  # tasks queued behind the running one; None: adapt to task length
     timeout: float
     remote_dir: str
     max_sessions: int
@@ -100,20 +106,31 @@ class Link:
 
 
 class RemoteWorker:
-    """One worker runtime on one channel: a worker as the master's scheduler sees it."""
+    """One worker runtime on one channel: a worker as the master's scheduler sees it.
+
+    It holds ``depth`` tasks at once: the running one and those queued behind it. With
+    adaptive prefetch the depth follows the pace at which the worker finishes tasks
+    back to back: 2 for tasks of a few milliseconds or more, up to ``1 + MAX_PREFETCH``.
+    """
 
     def __init__(self, host: Host, link: Link, serial: int, generation: int,
-                 channel: paramiko.Channel, slots: int) -> None:
+                 channel: paramiko.Channel, prefetch: int | None) -> None:
         self.host = host
         self.link = link
         self.serial = serial
         self.generation = generation
         self.channel = channel
-        self.free = slots
+        self.adaptive = prefetch is None
+        self.depth = 1 + (1 if prefetch is None else prefetch)
+        self.in_flight = 0
+        self.pace: float | None = None  # seconds between back-to-back completions (EWMA)
+        self._last_done = 0.0
+        self._streak = False  # the last completion left work queued: the worker stayed busy
         self.pid: int | None = None
+        self.run_dir = host._run_dir
         self.name = f"{host.name}/w{serial}"
         self.stderr = streams.StderrDrain(channel, self.name)
-        self.writer = streams.ChannelWriter(channel)
+        self.writer = streams.ChannelWriter(channel, self.name)
         self.connection = WorkerConnection(
             streams.reader(channel), self.writer, name=self.name,  # type: ignore[arg-type]
             on_closed=lambda conn, reason: host._worker_closed(self, reason),
@@ -122,6 +139,22 @@ class RemoteWorker:
 
     def __repr__(self) -> str:
         return f"<ssh worker {self.name} pid={self.pid}>"
+
+    @property
+    def free(self) -> int:
+        return self.depth - self.in_flight
+
+    def finished(self, now: float) -> None:
+        """One task came back (interface lock held): update the pace and the depth."""
+        if self._streak:
+            gap = now - self._last_done
+            self.pace = gap if self.pace is None else self.pace + 0.2 * (gap - self.pace)
+            if self.adaptive:
+                wanted = math.ceil(_PIPELINE_SECONDS / max(self.pace, 1e-6))
+                self.depth = 1 + min(MAX_PREFETCH, max(1, wanted))
+        self.in_flight -= 1
+        self._last_done = now
+        self._streak = self.in_flight > 0
 
 
 class Host:
@@ -151,6 +184,7 @@ class Host:
         self._runtime_path = ""
         self._sftp: paramiko.SFTPClient | None = None
         self._sftp_lock = threading.Lock()
+        self._control_lock = threading.Lock()
         self._uploaded: set[tuple[int, str]] = set()
         self._serial = 0
         self._dead: collections.deque[RemoteWorker] = collections.deque()
@@ -180,7 +214,7 @@ class Host:
         row: dict[str, Any] = {
             "state": self.state,
             "workers": len(workers),
-            "busy": sum(1 for w in workers if w.free < self.settings.slots),
+            "busy": sum(1 for w in workers if w.in_flight),
             "connections": sum(1 for link in self.links if link.alive()),
             "tasks_done": self.tasks_done,
             "reconnects": self.reconnects,
@@ -192,6 +226,15 @@ class Host:
         if self.state == DOWN and self.retry_at is not None:
             row["retry_in"] = round(max(0.0, self.retry_at - time.monotonic()), 1)
         return row
+
+    def has_files(self, files: list[tuple[str, str]]) -> bool:
+        """Whether the host already holds these files as they are now (no upload needed)."""
+        generation = self.generation
+        for _, path in files:
+            digest = remote.known_digest(path)
+            if digest is None or (generation, digest) not in self._uploaded:
+                return False
+        return True
 
     def remote_files(self, files: list[tuple[str, str]]) -> dict[str, str]:
         """Upload what the host lacks of ``files``; their remote paths by name.
@@ -225,24 +268,39 @@ class Host:
     # -- the host's thread ------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._lifecycle()
+        except Exception as exc:  # a bug here must not leave the master waiting for ever
+            log.exception("host %s: its manager thread failed", self.name)
+            self.error = f"host {self.name}: internal error: {type(exc).__name__}: {exc}"
+            self._teardown(self.error)
+            self.state = FAILED
+            self._owner._host_changed(self)
+        finally:
+            self.first_attempt.set()
+
+    def _lifecycle(self) -> None:
         failures = 0
         delay = _FIRST_RETRY
+        was_up = False
         while not self._stop.is_set():
             self.state = CONNECTING
             try:
                 self._bring_up()
-            except (HostError, InterfaceError) as exc:
+            except Exception as exc:
+                if self._stop.is_set():
+                    break  # closing: _close_remote below cleans what this attempt left
                 self._teardown()
                 failures += 1
                 permanent = getattr(exc, "permanent", False)
-                self.error = str(exc)
-                if self._stop.is_set():
-                    break
+                self.error = str(exc) if isinstance(exc, (HostError, InterfaceError)) else (
+                    f"host {self.name}: {type(exc).__name__}: {exc}")
                 if permanent or failures > self.settings.reconnect_attempts:
                     if not permanent:
                         self.error += f" (gave up after {failures} attempts)"
                     self.state = FAILED
-                    log.warning("%s", self.error)
+                    if self.first_attempt.is_set():  # at start the interface reports it
+                        log.warning("giving up on %s", self.error)
                     self.first_attempt.set()
                     self._owner._host_changed(self)
                     return
@@ -256,9 +314,12 @@ class Host:
                     break
                 delay = min(delay * 2, _LONGEST_RETRY)
                 continue
-            if self.generation > 1:
+            if was_up:
                 self.reconnects += 1
                 log.warning("host %s is back with %d workers", self.name, len(self.workers))
+            elif self.generation > 1:
+                log.warning("host %s is up now with %d workers", self.name, len(self.workers))
+            was_up = True
             failures = 0
             delay = _FIRST_RETRY
             self.error = None
@@ -274,7 +335,7 @@ class Host:
                         self.name, reason)
             self._lost_reason = reason
             self.state = DOWN
-            self._teardown()
+            self._teardown(reason)
             self.retry_at = time.monotonic() + delay
             self._owner._host_changed(self)
             if self._stop.wait(delay):
@@ -293,7 +354,7 @@ class Host:
         run_id = f"{self._run_base}-{self.generation}"
         self.info = remote.probe(link.transport, self.name, settings.python,
                                  settings.remote_dir, run_id, settings.runtime[0],
-                                 settings.timeout)
+                                 max(settings.timeout, 30.0))
         self._run_dir = self.info["run"]
         self._runs[self._run_dir] = []
         try:
@@ -314,15 +375,13 @@ class Host:
             started.append(self._start_worker())
         for worker in started:
             self._await_hello(worker)
-        with self._lock:
-            self.workers.extend(started)
-        self._record_pids()
+        self._register(started)
 
     def _open_link(self) -> Link:
         client = open_client(self.target, self.settings.timeout)
-        reserve = 2 if not self.links else 0  # SFTP and a spare control channel
+        spare = 0 if self.links else 1  # the first keeps a channel free for control commands
         link = Link(client, len(self.links), self.settings.heartbeat_interval, self.name,
-                    max(1, self.settings.max_sessions - reserve))
+                    max(1, self.settings.max_sessions - spare))
         self.links.append(link)
         return link
 
@@ -343,23 +402,52 @@ class Host:
         scratch = posixpath.join(self._run_dir, f"w{self._serial}")
         try:
             link, channel = self._channel()
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise HostError(f"host {self.name}: opening a channel failed: "
+                            f"{type(exc).__name__}: {exc}") from exc
+        try:
             channel.exec_command(remote.worker_command(self.settings.python,
                                                        self._runtime_path, scratch))
         except (OSError, EOFError, paramiko.SSHException) as exc:
+            channel.close()
+            link.release()
             raise HostError(f"host {self.name}: starting a worker failed: "
                             f"{type(exc).__name__}: {exc}") from exc
         worker = RemoteWorker(self, link, self._serial, self.generation, channel,
-                              self.settings.slots)
+                              self.settings.prefetch)
         worker.connection.start()
         return worker
 
     def _await_hello(self, worker: RemoteWorker) -> None:
-        try:
-            hello = worker.connection.wait_ready(max(self.settings.timeout, 30.0))
-        except InterfaceError as exc:
-            raise HostError(f"host {self.name}: {exc}") from exc
+        connection = worker.connection
+        deadline = time.monotonic() + max(self.settings.timeout, 30.0)
+        while True:
+            try:
+                hello = connection.wait_ready(0.25)
+                break
+            except InterfaceError as exc:
+                pending = connection.hello is None and connection.error is None
+                if not pending or time.monotonic() > deadline:
+                    raise HostError(f"host {self.name}: {exc}") from exc
+                if self._stop.is_set():
+                    raise HostError(f"host {self.name}: closing") from None
         worker.pid = hello.get("pid")
         self._runs[self._run_dir].append(worker.pid)  # type: ignore[arg-type]
+
+    def _register(self, workers: list[RemoteWorker]) -> None:
+        """Make started workers available; one that died meanwhile is queued for replacing."""
+        with self._lock:
+            for worker in workers:
+                if worker.connection.closed:
+                    self._dead.append(worker)
+                else:
+                    self.workers.append(worker)
+        if self._dead:
+            self._wake.set()
+        self._record_pids()
+        for worker in workers:
+            if not worker.connection.closed:
+                self._owner._worker_up(worker)
 
     def _record_pids(self) -> None:
         with self._sftp_lock:
@@ -385,6 +473,8 @@ class Host:
                             "(frozen, or the network is down)")
             while self._dead:
                 worker = self._dead.popleft()
+                if worker.generation != self.generation:
+                    continue  # died with an earlier connection, already handled
                 if not worker.channel.eof_received:
                     # The channel closed without the worker's end of stream: the connection
                     # is going. paramiko closes channels just before it marks the transport.
@@ -399,7 +489,7 @@ class Host:
 
     def _connection_lost(self, link: Link) -> str:
         exc = link.transport.get_exception()
-        detail = f": {type(exc).__name__}: {exc}" if exc else ""
+        detail = f": {type(exc).__name__}: {exc}" if exc else " (closed by the other end)"
         return f"the connection to host {self.name} broke{detail}"
 
     def _replace(self, dead: RemoteWorker) -> str | None:
@@ -408,36 +498,34 @@ class Host:
             self._start_failures += 1
         else:
             self._start_failures = 0
-        if self._start_failures >= _START_FAILURES_ALLOWED:
-            return (f"host {self.name}: {self._start_failures} workers in a row died as they "
-                    f"started; last: {dead.connection.error}")
-        log.warning("host %s: worker %s ended (%s); starting another", self.name, dead.name,
-                    dead.connection.error or "its stream ended")
-        try:
-            worker = self._start_worker()
-            self._await_hello(worker)
-        except HostError as exc:
-            if not all(link.alive() for link in self.links):
-                return str(exc)
-            self._start_failures += 1
-            if self._start_failures >= _START_FAILURES_ALLOWED:
-                return str(exc)
-            self._wake.set()
+        last = dead.connection.error or "its stream ended"
+        log.warning("host %s: worker %s ended (%s); starting another", self.name, dead.name, last)
+        while self._start_failures < _START_FAILURES_ALLOWED:
+            try:
+                worker = self._start_worker()
+                self._await_hello(worker)
+            except HostError as exc:
+                if not all(link.alive() for link in self.links):
+                    return str(exc)
+                self._start_failures += 1
+                last = str(exc)
+                continue
+            self._register([worker])
             return None
-        with self._lock:
-            self.workers.append(worker)
-        self._record_pids()
-        self._owner._host_changed(self)
-        return None
+        return (f"host {self.name}: {self._start_failures} workers in a row died as they "
+                f"started; last: {last}")
 
     def _worker_closed(self, worker: RemoteWorker, reason: str) -> None:
         """A worker's stream ended (reader thread); its tasks were already handed back."""
         with self._lock:
-            if worker in self.workers:
+            registered = worker in self.workers
+            if registered:
                 self.workers.remove(worker)
         worker.link.release()
-        if self._stop.is_set() or worker.generation != self.generation or self.state != UP:
-            return
+        worker.writer.close()  # ends its sending thread
+        if not registered or self._stop.is_set() or worker.generation != self.generation:
+            return  # a worker still starting is its starter's business
+        self._owner._worker_down(worker, reason)
         self._dead.append(worker)
         self._wake.set()
 
@@ -458,10 +546,14 @@ class Host:
             text += f"; its last output:\n{tail}"
         return text
 
-    def _teardown(self) -> None:
+    def _teardown(self, reason: str | None = None) -> None:
         """Close every connection: each worker hands its tasks back as its stream ends."""
         with self._lock:
+            gone = list(self.workers)
             self.workers.clear()
+            self._dead.clear()
+        for worker in gone:
+            self._owner._worker_down(worker, reason or "host closed")
         for link in self.links:
             link.close()
         self.links = []
@@ -475,8 +567,12 @@ class Host:
         for worker in workers:
             worker.connection.close()  # "bye" after what it holds...
             worker.writer.close()  # ...and EOF: an idle worker exits now
-        runs = {run: pids for run, pids in self._runs.items() if pids or run == self._run_dir}
-        if self.links and runs:
+        runs = dict(self._runs)
+        answering = all(link.heartbeat.silent_for() < 3.0 for link in self.links)
+        if not answering:  # a frozen host would hold close() for the whole timeout
+            log.warning("host %s does not answer: its workers exit when the connection "
+                        "closes; its run directory is swept by the next run", self.name)
+        elif self.links and runs:
             try:
                 self._clean(runs)
             except Exception as exc:
@@ -487,22 +583,43 @@ class Host:
         self._sftp = None
 
     def _clean(self, runs: dict[str, list[int]]) -> None:
-        timeout = self.settings.timeout
-        spare = None
-        for link in [*self.links, None]:
-            if link is None:
-                spare = open_client(self.target, timeout)
-                transport = spare.get_transport()
-            elif not link.alive():
-                continue
-            else:
-                transport = link.transport
+        def clean(transport: paramiko.Transport) -> None:
+            for run, pids in runs.items():
+                remote.stop_workers(transport, self.settings.python, run, pids,
+                                    self.settings.timeout, remove=True)
+
+        self._control(clean)
+
+    def stop_worker(self, worker: RemoteWorker) -> None:
+        """Kill one worker's process (a timeout or a cancel); it is replaced like any death."""
+        pid, run = worker.pid, worker.run_dir
+        if pid is None:
+            return
+
+        def stop(transport: paramiko.Transport) -> None:
+            remote.stop_workers(transport, self.settings.python, run, [pid],
+                                self.settings.timeout, remove=False)
+
+        try:
+            self._control(stop)
+        except Exception as exc:
+            log.warning("host %s: stopping worker %s failed: %s", self.name, worker.name, exc)
+
+    def _control(self, action: Any) -> None:
+        """Run ``action(transport)`` on a channel of its own: the first connection's spare
+        slot, else any connection with room, else a connection opened for it."""
+        with self._control_lock:
+            live = [link for link in self.links if link.alive()]
+            if not live:
+                raise HostError(f"host {self.name}: no connection is up")
+            for link in live:
+                try:
+                    action(link.transport)
+                    return
+                except paramiko.ChannelException:
+                    continue
+            spare = open_client(self.target, self.settings.timeout)
             try:
-                for run, pids in runs.items():
-                    remote.clean(transport, self.settings.python, run, pids, timeout)
-                return
-            except paramiko.ChannelException:
-                continue
+                action(spare.get_transport())
             finally:
-                if spare is not None:
-                    spare.close()
+                spare.close()

@@ -102,7 +102,7 @@ def probe(root, run, runtime):
         'cached': os.path.isfile(os.path.join(root, runtime)),
     }) + '\n')
 
-def clean(run, pids):
+def stop(run, pids):
     mine = [pid for pid in pids if alive(pid, run)]
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in mine:
@@ -118,13 +118,15 @@ def clean(run, pids):
             time.sleep(0.05)
         if not mine:
             break
-    shutil.rmtree(run, True)
-    sys.stdout.write('PYMW-CLEAN %d\n' % len(mine))
+    return mine
 
 if sys.argv[1] == 'probe':
     probe(sys.argv[2], sys.argv[3], sys.argv[4])
 else:
-    clean(sys.argv[2], [int(word) for word in sys.argv[3:]])
+    left = stop(sys.argv[2], [int(word) for word in sys.argv[3:]])
+    if sys.argv[1] == 'clean':
+        shutil.rmtree(sys.argv[2], True)
+    sys.stdout.write('PYMW-STOPPED %d\n' % len(left))
 """
 
 
@@ -159,7 +161,7 @@ def run_command(transport: paramiko.Transport, line: str, timeout: float) -> tup
         while not (channel.exit_status_ready() and not channel.recv_ready()
                    and not channel.recv_stderr_ready()):
             if time.monotonic() > deadline:
-                raise socket.timeout(f"no answer within {timeout} s")
+                raise TimeoutError(f"no answer within {timeout} s")
             if channel.recv_stderr_ready():
                 err += channel.recv_stderr(1 << 16)
             elif channel.recv_ready():
@@ -264,16 +266,26 @@ def worker_command(python: list[str], runtime: str, scratch: str) -> str:
     )
 
 
-def clean(transport: paramiko.Transport, python: list[str], run: str, pids: list[int],
-          timeout: float) -> None:
-    """Stop this run's workers still alive on the host and remove its directory."""
-    line = command([*python, "-c", _PROBE, "clean", run, *map(str, pids)])
+def stop_workers(transport: paramiko.Transport, python: list[str], run: str, pids: list[int],
+                 timeout: float, remove: bool) -> None:
+    """Kill this run's workers among ``pids`` (checked by their command line, so a pid
+    reused by another process is left alone); with ``remove``, delete the run's directory."""
+    line = command([*python, "-c", _PROBE, "clean" if remove else "stop", run, *map(str, pids)])
     status, out, err = run_command(transport, line, timeout)
     if status != 0:
-        raise OSError(f"clean-up exited with status {status}: {(err or out).strip()[-500:]}")
+        raise OSError(f"exited with status {status}: {(err or out).strip()[-500:]}")
 
 
 _digests: dict[tuple[str, int, int], str] = {}
+
+
+def known_digest(path: str) -> str | None:
+    """The content hash of ``path`` if it was computed for the file as it is now."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return _digests.get((path, stat.st_size, stat.st_mtime_ns))
 
 
 def file_digest(path: str) -> str:

@@ -21,7 +21,11 @@ from pymw_core.errors import InterfaceError
 DEFAULT_CONFIG = "~/.ssh/config"
 DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
 GLOBAL_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
-_SPEC = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:@\s\[\]]+))(?::(?P<port>\d+))?$")
+_SPEC = re.compile(
+    r"^(?:(?P<user>[^@\s]+)@)?"  # user@
+    r"(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:@\s\[\]]+))"  # [v6 address] or host
+    r"(?::(?P<port>\d+))?$"  # :port
+)
 
 
 @dataclass

@@ -29,7 +29,7 @@ class _ChannelRaw(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # noqa: ANN001 - io's signature
+    def readinto(self, buffer) -> int:
         data = self._channel.recv(len(buffer))
         size = len(data)
         buffer[:size] = data
@@ -42,31 +42,72 @@ def reader(channel: paramiko.Channel) -> io.BufferedReader:
 
 
 class ChannelWriter:
-    """``write`` sends everything, in packet-sized slices; ``flush`` has nothing to do."""
+    """Frames written here are sent by a thread of their own, many to a packet.
 
-    def __init__(self, channel: paramiko.Channel) -> None:
+    ``write`` only queues, so the master's scheduler thread never waits on the network,
+    and the frames that pile up while a packet is on its way leave together in the
+    next one: at high task rates a packet carries several tasks. A failed send closes
+    the channel (the reader then hands back every task on it) and fails later writes.
+    """
+
+    def __init__(self, channel: paramiko.Channel, name: str) -> None:
         self._channel = channel
+        self._chunks: list[bytes] = []
+        self._ready = threading.Condition(threading.Lock())
+        self._eof = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._pump, name=f"pymw-send-{name}",
+                                        daemon=True)
+        self._thread.start()
 
-    def write(self, data) -> int:  # noqa: ANN001 - bytes-like
-        view = memoryview(data).cast("B")
-        send = self._channel.send
-        total = len(view)
-        done = 0
-        while done < total:
-            sent = send(bytes(view[done : done + _SEND_SLICE]))
-            if sent <= 0:
-                raise OSError("the SSH channel closed")
-            done += sent
-        return total
+    def write(self, data) -> int:
+        with self._ready:
+            if self._error is not None:
+                raise OSError(f"the SSH channel failed: {self._error}")
+            if self._eof:
+                raise OSError("the SSH channel was closed for writing")
+            self._chunks.append(bytes(data))
+            self._ready.notify()
+        return len(data)
 
     def flush(self) -> None:
         pass
 
     def close(self) -> None:
-        try:
-            self._channel.shutdown_write()  # EOF: an idle worker exits at once
-        except (OSError, EOFError, paramiko.SSHException):
-            pass
+        """Send what is queued, then EOF: an idle worker exits at once."""
+        with self._ready:
+            self._eof = True
+            self._ready.notify()
+
+    def _pump(self) -> None:
+        channel = self._channel
+        while True:
+            with self._ready:
+                while not self._chunks and not self._eof:
+                    self._ready.wait()
+                chunks, self._chunks = self._chunks, []
+                eof = self._eof
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            try:
+                view = memoryview(data)
+                done, total = 0, len(data)
+                while done < total:
+                    sent = channel.send(view[done : done + _SEND_SLICE].tobytes())
+                    if sent <= 0:
+                        raise OSError("the SSH channel closed")
+                    done += sent
+                if eof and not self._chunks:
+                    channel.shutdown_write()
+                    return
+            except Exception as exc:
+                with self._ready:
+                    self._error = exc
+                    self._chunks = []
+                try:
+                    channel.close()
+                except Exception:
+                    pass
+                return
 
 
 class StderrDrain:

@@ -1,0 +1,147 @@
+"""The ssh interface over loopback, beside ``local`` in the same run.
+
+``python benchmarks/bench_ssh.py [repeats]`` starts a private sshd on 127.0.0.1 with
+tests/ssh/sshd.py (so it needs root and openssh-server, like the tests) and measures,
+taking turns inside each repeat:
+
+* **null-task throughput**: 20,000 tasks that return None, submitted at once, every
+  result collected; tasks/s, on one loopback host with 2 workers and on ``local``
+  with 2 workers.
+* **round trip**: one task submitted, its result awaited, 1,000 times in a row;
+  the median and 90th percentile in milliseconds.
+
+Each figure is the best of ``repeats`` with its spread ((worst - best) / best), and
+the comparison is the ratio of the two interfaces' figures from the same run. The
+remote interpreter is this Python's base interpreter run with ``-I``: nothing
+installed, the worker runtime comes from the uploaded zip, as on a real host.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.join(os.path.dirname(HERE), "tests")
+WORKERS = 2
+
+
+def null():
+    return None
+
+
+def _throughput(master: Any, tasks: int) -> float:
+    started = time.perf_counter()
+    submitted = [master.submit_task(null) for _ in range(tasks)]
+    for task in submitted:
+        master.get_result(task)
+    return tasks / (time.perf_counter() - started)
+
+
+def _round_trips(master: Any, trips: int) -> list[float]:
+    times = []
+    for _ in range(trips):
+        started = time.perf_counter()
+        master.get_result(master.submit_task(null))
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def _best(values: list[float], higher: bool) -> dict[str, float]:
+    best, worst = (max(values), min(values)) if higher else (min(values), max(values))
+    return {"best": best, "spread_pct": abs(worst - best) / best * 100, "repeats": len(values)}
+
+
+def _base_python() -> str:
+    return os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+
+
+def run(repeats: int = 3, tasks: int = 20_000, trips: int = 1_000) -> dict:
+    """Measure both interfaces, taking turns; the best of ``repeats`` with spreads and ratios."""
+    if TESTS not in sys.path:
+        sys.path.insert(0, TESTS)
+    from ssh.sshd import SSHLab, sshd_available
+
+    if not sshd_available():
+        return {"skipped": "OpenSSH's sshd is not installed (apt-get install openssh-server)"}
+    if os.geteuid() != 0:
+        return {"skipped": "the private sshd needs root"}
+    from pymw_core import Master
+
+    lab = SSHLab(Path(tempfile.mkdtemp(prefix="pymw-bench-ssh-")))
+    samples: dict[str, dict[str, list]] = {
+        name: {"throughput": [], "median_ms": [], "p90_ms": []} for name in ("ssh", "local")
+    }
+    try:
+        lab.add_server()
+        started = time.perf_counter()
+        ssh = Master("ssh", hosts=["host1"], ssh_config=str(lab.ssh_config),
+                     workers_per_host=WORKERS, python=[_base_python(), "-I"],
+                     remote_dir=str(lab.dir / "remote"))
+        ssh_start = time.perf_counter() - started
+        local = Master("local", num_workers=WORKERS)
+        try:
+            for master in (ssh, local):  # warm up: functions cached, pipelines deep
+                _throughput(master, min(tasks, 2_000))
+            for _ in range(repeats):
+                for name, master in (("ssh", ssh), ("local", local)):
+                    samples[name]["throughput"].append(_throughput(master, tasks))
+                for name, master in (("ssh", ssh), ("local", local)):
+                    times = sorted(_round_trips(master, trips))
+                    samples[name]["median_ms"].append(statistics.median(times) * 1e3)
+                    samples[name]["p90_ms"].append(times[int(0.9 * (len(times) - 1))] * 1e3)
+        finally:
+            ssh.close()
+            local.close()
+    finally:
+        lab.stop()
+    rows, best = [], {}
+    for name, label in (("ssh", f"ssh (1 loopback host, {WORKERS} workers)"),
+                        ("local", f"local ({WORKERS} workers)")):
+        tput = _best(samples[name]["throughput"], higher=True)
+        median = _best(samples[name]["median_ms"], higher=False)
+        p90 = _best(samples[name]["p90_ms"], higher=False)
+        best[name] = (tput["best"], median["best"])
+        rows.append({
+            "interface": label,
+            "null tasks/s (best)": round(tput["best"]),
+            "spread": f"±{tput['spread_pct']:.0f}% ({tput['repeats']})",
+            "round trip median ms": round(median["best"], 3),
+            "round trip p90 ms": round(p90["best"], 3),
+            "round trip spread": f"±{median['spread_pct']:.0f}% ({median['repeats']})",
+        })
+    return {
+        "rows": rows,
+        "throughput ssh / local": best["ssh"][0] / best["local"][0],
+        "round trip ssh / local": best["ssh"][1] / best["local"][1],
+        "ssh start-up s (connect, probe, upload, 2 workers)": round(ssh_start, 3),
+        "tasks per throughput repeat": tasks,
+        "round trips per repeat": trips,
+        "samples": samples,
+    }
+
+
+def main() -> None:
+    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    result = run(repeats)
+    if "skipped" in result:
+        print(f"bench_ssh skipped: {result['skipped']}")
+        return
+    header = list(result["rows"][0])
+    widths = [max(len(h), *(len(str(r[h])) for r in result["rows"])) for h in header]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    for row in result["rows"]:
+        print("  ".join(str(row[h]).ljust(w) for h, w in zip(header, widths, strict=True)))
+    print()
+    for key, value in result.items():
+        if key not in ("rows", "samples"):
+            print(f"{key}: {value:.3g}" if isinstance(value, float) else f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""A private HTCondor pool on 127.0.0.1 for the condor interface's tests (see pool.py)."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from condor.pool import CondorPool, missing_requirements
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+def _unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{reason}: CI must provide it (.ci/run runs the tests as root)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def condor_pool():
+    """One pool for the whole session; CONDOR_CONFIG points the bindings at it."""
+    reason = missing_requirements()
+    if reason:
+        _unavailable(reason)
+    try:
+        import htcondor2
+    except ImportError:
+        _unavailable("the htcondor package (htcondor2 bindings) is not installed")
+    pool = CondorPool()
+    pool.start()
+    saved = os.environ.get("CONDOR_CONFIG")
+    os.environ["CONDOR_CONFIG"] = pool.condor_config
+    htcondor2.reload_config()
+    try:
+        yield pool
+    finally:
+        if saved is None:
+            os.environ.pop("CONDOR_CONFIG", None)
+        else:
+            os.environ["CONDOR_CONFIG"] = saved
+        htcondor2.reload_config()
+        pool.stop()
+
+
+@pytest.fixture
+def job_dir(condor_pool, request):
+    """A directory the job owner (uid 1000) can write, visible inside the pool's chroot."""
+    return condor_pool.make_job_dir(re.sub(r"\W", "_", request.node.name)[:80])
+
+
+@pytest.fixture
+def make_master(condor_pool, job_dir):
+    """``make_master(**options)``: a condor Master on the test pool, closed after the test."""
+    from pymw_core import Master
+
+    masters = []
+
+    def make(**options):
+        options.setdefault("python", condor_pool.python_for_jobs())
+        options.setdefault("work_dir", job_dir)
+        master = Master("condor", **options)
+        masters.append(master)
+        return master
+
+    yield make
+    for master in masters:
+        master.close()
+

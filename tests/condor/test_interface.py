@@ -1,0 +1,376 @@
+"""The condor interface against a real HTCondor pool on 127.0.0.1 (no mocks).
+
+Jobs run the host's base Python inside the pool's chroot as uid 1000; every work dir is
+under the pool's shared directory (the ``job_dir`` fixture).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from pymw_core import (
+    InterfaceError,
+    Master,
+    RemoteTraceback,
+    TaskCancelledError,
+    TaskTimeoutError,
+    WorkerLostError,
+)
+
+pytestmark = pytest.mark.condor
+
+
+# -- tasks (shipped by value: this module is the user's code) ------------------------------
+
+
+def square_and_say(x):
+    print(f"hello {x}")
+    return x * x
+
+
+def fail(text):
+    import sys
+
+    print("about to fail", file=sys.stderr)
+    raise LookupError(text)
+
+
+def read_data(name):
+    with open(name) as fh:
+        return fh.read()
+
+
+def sleep_for(seconds):
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def exit_abruptly(status):
+    import os
+
+    os._exit(status)
+
+
+def sleep_unless_marked(marker):
+    """First attempt: leave a marker and sleep (to be removed); a retry returns at once."""
+    import os
+    import time
+
+    if os.path.exists(marker):
+        return "retried"
+    with open(marker, "w"):
+        pass
+    time.sleep(120)
+    return "first attempt"
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def wait_for(predicate, timeout=60.0, what="a condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def jobs(master):
+    return master.get_status()["jobs"]
+
+
+def queued_jobs(run_id):
+    import htcondor2
+
+    return htcondor2.Schedd().query(
+        constraint=f'PyMWRun == "{run_id}"', projection=["ClusterId", "ProcId", "JobStatus"]
+    )
+
+
+def act(action_name, job_id, reason):
+    import htcondor2
+
+    return htcondor2.Schedd().act(getattr(htcondor2.JobAction, action_name), job_id,
+                                  (reason, 1))
+
+
+# -- results -------------------------------------------------------------------------------
+
+
+def test_a_batch_is_one_cluster_with_results_and_stdout(make_master):
+    master = make_master()
+    tasks = [master.submit_task(square_and_say, (i,)) for i in range(12)]
+    assert [master.get_result(t)[1] for t in tasks] == [i * i for i in range(12)]
+    assert [t.stdout for t in tasks] == [f"hello {i}\n" for i in range(12)]
+    job_ids = [master.interface.job_id(t) for t in tasks]
+    assert len({j.split(".")[0] for j in job_ids}) == 1, job_ids
+    assert [int(j.split(".")[1]) for j in job_ids] == list(range(12))
+    status = master.get_status()
+    assert status["interface"] == "condor"
+    assert status["clusters"] == 1
+    assert status["jobs"]["completed"] == 12
+    assert status["jobs"]["idle"] == status["jobs"]["running"] == 0
+    # Each task's files go as soon as it is done: the run keeps its log, the runtime zip
+    # and the empty file the reply placeholders link to.
+    kept = sorted(os.listdir(status["work_dir"]))
+    assert kept[:2] == ["empty", "jobs.log"] and kept[2].startswith("pymw-runtime-"), kept
+    assert len(kept) == 3
+
+
+def test_a_task_that_raises_keeps_its_type_traceback_and_stderr(make_master):
+    master = make_master()
+    task = master.submit_task(fail, ("no such thing",))
+    with pytest.raises(LookupError, match="no such thing") as caught:
+        master.get_result(task)
+    cause = caught.value.__cause__
+    assert isinstance(cause, RemoteTraceback)
+    assert "in fail" in cause.tb and "LookupError" in cause.tb
+    assert task.stderr == "about to fail\n"
+    assert task.attempts == 1  # a task's own exception is never retried
+
+
+def test_data_files_travel_with_the_job(make_master, job_dir):
+    path = os.path.join(job_dir, "input.txt")
+    with open(path, "w") as fh:
+        fh.write("payload through file transfer")
+    os.chmod(path, 0o644)  # the shadow reads it as the job owner
+    master = make_master()
+    task = master.submit_task(read_data, ("input.txt",), data_files=[path])
+    assert master.get_result(task)[1] == "payload through file transfer"
+
+
+# -- held, removed, evicted --------------------------------------------------------------
+
+
+def test_a_held_job_fails_its_task_with_the_hold_reason(make_master):
+    from pymw_condor import JobHeldError
+
+    master = make_master(submit={"on_exit_hold": True})
+    task = master.submit_task(square_and_say, (3,))
+    with pytest.raises(JobHeldError, match="held: .*OnExitHold.*code 3/") as caught:
+        master.get_result(task)
+    assert caught.value.code == 3
+    assert task.attempts == 1  # holds are final: not retried
+    run = master.interface.run_id
+    wait_for(lambda: not queued_jobs(run), 10, "the held job to leave the queue")
+
+
+def test_a_missing_interpreter_is_a_hold_not_a_hang(make_master):
+    from pymw_condor import JobHeldError
+
+    master = make_master(python="/nonexistent/bin/python3")
+    task = master.submit_task(square_and_say, (3,))
+    with pytest.raises(JobHeldError, match="/nonexistent/bin/python3"):
+        master.get_result(task)
+
+
+def test_a_bare_interpreter_name_is_looked_up_on_the_nodes_path(make_master):
+    # The chroot's PATH has no Python: env's complaint comes back as the lost job's stderr.
+    master = make_master(python="no-such-python3", max_attempts=1)
+    task = master.submit_task(square_and_say, (3,))
+    with pytest.raises(WorkerLostError, match="(?s)status 127 without a result.*no-such-python3"):
+        master.get_result(task)
+
+
+def test_a_job_removed_behind_pymws_back_is_a_lost_worker(make_master):
+    master = make_master(max_attempts=1)
+    task = master.submit_task(sleep_for, (120,))
+    wait_for(lambda: jobs(master)["running"] == 1, 60, "the job to start")
+    act("Remove", master.interface.job_id(task), "removed by the test")
+    with pytest.raises(WorkerLostError, match="removed by someone other than PyMW: removed by"):
+        master.get_result(task)
+    assert jobs(master)["removed"] == 1
+
+
+def test_a_job_that_ends_without_a_result_is_a_lost_worker(make_master):
+    master = make_master(max_attempts=1)
+    task = master.submit_task(exit_abruptly, (3,))
+    with pytest.raises(WorkerLostError, match="exited with status 3 without a result"):
+        master.get_result(task)
+    assert jobs(master)["without_result"] == 1
+
+
+def test_a_submit_the_schedd_refuses_fails_the_batch(make_master):
+    master = make_master(submit={"universe": "nosuch"})
+    tasks = [master.submit_task(square_and_say, (i,)) for i in range(2)]
+    for task in tasks:
+        with pytest.raises(InterfaceError, match="HTCondor refused to submit 2 jobs"):
+            master.get_result(task)
+
+
+@pytest.mark.parametrize("action", ["Remove", "Vacate"])
+def test_a_removed_or_evicted_job_is_run_again(make_master, job_dir, action):
+    marker = os.path.join(job_dir, f"marker-{action}")
+    master = make_master(max_attempts=2)
+    # Shorter than a negotiation cycle: HTCondor cannot re-run the evicted job itself first.
+    master.interface.eviction_grace = 0.5
+    task = master.submit_task(sleep_unless_marked, (marker,))
+    wait_for(lambda: os.path.exists(marker), 60, "the first attempt to start")
+    first = master.interface.job_id(task)
+    act(action, first, f"{action} by the test")
+    assert master.get_result(task)[1] == "retried"
+    assert task.attempts == 2
+    assert master.interface.job_id(task) != first
+    status = master.get_status()
+    assert status["clusters"] == 2
+    assert status["jobs"]["evicted" if action == "Vacate" else "removed"] == 1
+
+
+# -- cancel and timeout ------------------------------------------------------------------------
+
+
+def test_cancelling_a_task_removes_its_job(make_master):
+    master = make_master(submit={"requirements": "False"})  # idle for ever
+    task = master.submit_task(square_and_say, (1,))
+    wait_for(lambda: jobs(master)["idle"] == 1, 30, "the job to be queued")
+    assert task.cancel()
+    with pytest.raises(TaskCancelledError):
+        master.get_result(task)
+    wait_for(lambda: not queued_jobs(master.interface.run_id), 10, "the job to leave the queue")
+
+
+def test_a_task_past_its_timeout_has_its_job_removed(make_master):
+    master = make_master()
+    task = master.submit_task(sleep_for, (120,), timeout=4)
+    with pytest.raises(TaskTimeoutError):
+        master.get_result(task)
+    wait_for(lambda: not queued_jobs(master.interface.run_id), 10, "the job to leave the queue")
+
+
+# -- closing -------------------------------------------------------------------------------
+
+
+def test_close_removes_idle_jobs_and_the_runs_files(make_master, job_dir):
+    master = make_master(submit={"requirements": "False"})  # jobs that never match
+    for i in range(5):
+        master.submit_task(square_and_say, (i,))
+    wait_for(lambda: jobs(master)["idle"] == 5, 30, "5 idle jobs")
+    run, run_dir = master.interface.run_id, master.interface.run_dir
+    assert len(queued_jobs(run)) == 5
+    master.close()
+    assert queued_jobs(run) == []
+    assert not os.path.exists(run_dir)
+    assert os.path.isdir(job_dir)  # the user's work_dir itself stays
+
+
+def test_delete_files_false_keeps_the_runs_files(make_master):
+    master = make_master(delete_files=False)
+    task = master.submit_task(square_and_say, (2,))
+    assert master.get_result(task)[1] == 4
+    run_dir = master.interface.run_dir
+    master.close()
+    kept = os.listdir(run_dir)
+    assert "jobs.log" in kept and f"pymw-task-{task.id}.reply" in kept
+
+
+EXIT_SCRIPT = textwrap.dedent("""
+    import sys, time
+    from pymw_core import Master
+    master = Master("condor", python=sys.argv[1], work_dir=sys.argv[2],
+                    submit={"requirements": "False"})
+    for i in range(3):
+        master.submit_task(abs, (i,))
+    while master.get_status()["jobs"]["idle"] < 3:
+        time.sleep(0.05)
+    print(master.interface.run_id, master.interface.run_dir, flush=True)
+    sys.stdin.readline()  # the test has seen the jobs in the queue
+    if sys.argv[3] == "wait":
+        time.sleep(120)
+""")
+
+
+@pytest.mark.parametrize("how", ["exit", "sigterm"])
+def test_interpreter_exit_and_sigterm_remove_the_jobs(condor_pool, job_dir, how):
+    script = os.path.join(job_dir, "leave.py")
+    with open(script, "w") as fh:
+        fh.write(EXIT_SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, script, condor_pool.python_for_jobs(), job_dir,
+         "exit" if how == "exit" else "wait"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        run, run_dir = proc.stdout.readline().split()
+        assert len(queued_jobs(run)) == 3
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        if how == "sigterm":
+            time.sleep(0.2)
+            proc.terminate()
+        code = proc.wait(timeout=30)
+        assert code == (128 + 15 if how == "sigterm" else 0)  # the master's SIGTERM exit
+    finally:
+        proc.kill()
+        proc.wait()
+    assert queued_jobs(run) == []
+    assert not os.path.exists(run_dir)
+
+
+# -- options and the schedd ------------------------------------------------------------------
+
+
+def test_an_unreachable_schedd_is_a_clear_error_at_start(condor_pool, job_dir):
+    import socket
+
+    import htcondor2
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = os.path.join(job_dir, "nowhere_config")
+    with open(condor_pool.condor_config) as fh:
+        text = fh.read()
+    with open(config, "w") as fh:
+        fh.write(text.replace("127.0.0.1\n", f"127.0.0.1:{port}\n"))
+    saved = os.environ["CONDOR_CONFIG"]
+    os.environ["CONDOR_CONFIG"] = config
+    htcondor2.reload_config()
+    try:
+        started = time.monotonic()
+        with pytest.raises(InterfaceError, match="cannot reach the HTCondor schedd|did not answer"):
+            Master("condor", python=condor_pool.python_for_jobs(), work_dir=job_dir,
+                   connect_timeout=10)
+        assert time.monotonic() - started < 15
+    finally:
+        os.environ["CONDOR_CONFIG"] = saved
+        htcondor2.reload_config()
+    assert os.listdir(job_dir) == ["nowhere_config"]  # nothing written for the failed run
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"python": "bin/python3"}, "relative path"),
+        ({"submit": {"executable": "/bin/true"}}, "cannot be set"),
+        ({"submit": {"request_memory": [1, 2]}}, "must be a string"),
+        ({"batch_max": 0}, "batch_max must be a positive whole number"),
+    ],
+)
+def test_bad_options_are_refused(condor_pool, job_dir, options, message):
+    with pytest.raises(InterfaceError, match=message):
+        Master("condor", work_dir=job_dir, **options)
+
+
+def test_every_option_is_documented():
+    import inspect
+
+    try:
+        from pymw_condor import CondorInterface
+    except ImportError as exc:  # no pool needed, but the plugin and its bindings are
+        if os.environ.get("CI"):
+            pytest.fail(f"pymw-condor is not importable in CI: {exc}")
+        pytest.skip(f"pymw-condor is not importable: {exc}")
+
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "interfaces",
+                           "condor.md"), encoding="utf-8") as fh:
+        page = fh.read()
+    for name in inspect.signature(CondorInterface).parameters:
+        assert f"| `{name}` |" in page, name

@@ -1,0 +1,504 @@
+"""The ssh interface against real OpenSSH servers on 127.0.0.1 (no mocks).
+
+Every host is a private sshd (see conftest.py); the remote interpreter is the base
+Python run isolated, so the worker runtime must come from the uploaded zip.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pymw_core import (
+    InterfaceError,
+    Master,
+    RemoteTraceback,
+    TaskCancelledError,
+    TaskTimeoutError,
+    WorkerLostError,
+)
+from ssh.sshd import free_port, keygen
+
+pytestmark = pytest.mark.ssh
+
+
+# -- tasks (this module is the user's code: it travels by value) ---------------------------
+
+
+def where():
+    import os
+    import socket
+
+    return os.getpid(), socket.gethostname()
+
+
+def square(x):
+    return x * x
+
+
+def nap(x, seconds=0.02):
+    import time
+
+    time.sleep(seconds)
+    return x * 2
+
+
+def environment():
+    import sys
+
+    import cloudpickle
+
+    import pymw_core
+
+    return {
+        "flags": (sys.flags.isolated, sys.flags.no_site),
+        "path": list(sys.path),
+        "cloudpickle": cloudpickle.__file__,
+        "pymw_core": pymw_core.__file__,
+        "executable": sys.executable,
+    }
+
+
+def noisy(x):
+    import sys
+
+    print("to stdout", x)
+    print("to stderr", x, file=sys.stderr)
+    return x
+
+
+class Refused(Exception):
+    pass
+
+
+def fail(x):
+    raise Refused(f"no {x}")
+
+
+def read_files(*names):
+    return [open(name).read() for name in names]
+
+
+def exit_worker():
+    import os
+
+    os._exit(7)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def remote_workers(marker: str) -> list[int]:
+    """Processes whose command line mentions ``marker`` (a test's remote_dir)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    if marker.encode() in fh.read() and alive(int(entry)):
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def wait_for(predicate, seconds=10.0, step=0.05):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+# -- running tasks -------------------------------------------------------------------------
+
+
+def test_tasks_run_on_every_host_in_persistent_workers(make_master):
+    master = make_master()
+    tasks = [master.submit_task(nap, (i,)) for i in range(60)]
+    assert [master.get_result(t)[1] for t in tasks] == [2 * i for i in range(60)]
+    status = master.get_status()
+    assert status["interface"] == "ssh"
+    assert set(status["hosts"]) == {"host1", "host2"}
+    for row in status["hosts"].values():
+        assert row["state"] == "up"
+        assert row["workers"] == 2
+        assert row["connections"] == 1
+        assert row["tasks_done"] > 0
+        assert row["python"] == ".".join(map(str, sys.version_info[:3]))
+    pids = {master.get_result(master.submit_task(where))[1][0] for _ in range(40)}
+    assert os.getpid() not in pids
+    assert len(pids) <= 4  # reused, never a process per task
+
+
+def test_the_remote_interpreter_has_nothing_installed(make_master, remote_dir):
+    master = make_master(hosts=["host1"])
+    env = master.get_result(master.submit_task(environment))[1]
+    assert env["flags"] == (1, 0)  # -I: no user site, no environment, no script dir
+    runtime = glob.glob(str(remote_dir / "pymw-runtime-*.zip"))
+    assert len(runtime) == 1
+    assert env["cloudpickle"].startswith(runtime[0] + os.sep)
+    assert env["pymw_core"].startswith(runtime[0] + os.sep)
+    venv = sys.prefix
+    if venv != sys.base_prefix:
+        assert not any(entry.startswith(venv) for entry in env["path"])
+        assert not env["executable"].startswith(venv)
+    master.close()
+
+    # The next master finds the runtime cached (not uploaded again) and sweeps what a
+    # crashed master left: a run whose workers are all gone.
+    stamp = os.stat(runtime[0]).st_mtime_ns
+    stale = remote_dir / "runs" / "old-master-run"
+    (stale / "w1").mkdir(parents=True)
+    (stale / "pids").write_text("999999999\n")  # no such process
+    master = make_master(hosts=["host1"])
+    assert master.get_result(master.submit_task(square, (9,)))[1] == 81
+    assert os.stat(runtime[0]).st_mtime_ns == stamp
+    assert not stale.exists()
+
+
+def test_the_default_interpreter_is_the_hosts_python3(make_master, remote_dir):
+    # Whatever `python3` the remote login finds (here: the system's): it is used as it
+    # is when its minor version matches, refused in words when it does not.
+    probe = subprocess.run(["sh", "-c", "command -v python3 && python3 -c "
+                            "'import sys; print(\"%d.%d.%d\" % sys.version_info[:3])'"],
+                           capture_output=True, text=True,
+                           env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
+    if probe.returncode != 0:
+        pytest.skip("no python3 on the default PATH of an ssh login here")
+    version = probe.stdout.split()[-1]
+    if version.rsplit(".", 1)[0] != ".".join(map(str, sys.version_info[:2])):
+        with pytest.raises(InterfaceError, match=f"is Python {version} but the master runs"):
+            make_master(hosts=["host1"], python="python3")
+        return
+    master = make_master(hosts=["host1"], python="python3")
+    env = master.get_result(master.submit_task(environment))[1]
+    runtime = glob.glob(str(remote_dir / "pymw-runtime-*.zip"))
+    assert env["cloudpickle"].startswith(runtime[0] + os.sep)
+    assert env["executable"] != sys.executable
+
+
+def big(size):
+    return bytes(size)
+
+
+def test_exceptions_output_and_large_messages_come_back(make_master):
+    master = make_master(hosts=["host1"])
+    task = master.submit_task(fail, ("way",))
+    with pytest.raises(Refused, match="no way") as caught:
+        master.get_result(task)
+    assert isinstance(caught.value.__cause__, RemoteTraceback)
+    assert "in fail" in caught.value.__cause__.tb
+    assert task.attempts == 1  # a task that raised is never run again
+    tasks = [master.submit_task(noisy, (i,)) for i in range(5)]
+    for i, task in enumerate(tasks):
+        assert master.get_result(task)[1] == i
+        assert task.stdout == f"to stdout {i}\n"
+        assert task.stderr == f"to stderr {i}\n"
+    payload = os.urandom(1 << 20) * 24  # 24 MiB each way, sent in slices
+    assert master.get_result(master.submit_task(len, (payload,)))[1] == len(payload)
+    assert master.get_result(master.submit_task(big, (len(payload),)))[1] == bytes(len(payload))
+
+
+def test_data_files_go_once_per_host(make_master, remote_dir, tmp_path):
+    first = tmp_path / "first.txt"
+    first.write_text("one")
+    second = tmp_path / "second.txt"
+    second.write_text("two")
+    master = make_master()
+    tasks = [
+        master.submit_task(read_files, ("first.txt", "second.txt"), data_files=[first, second])
+        for _ in range(12)
+    ]
+    for task in tasks:
+        assert master.get_result(task)[1] == ["one", "two"]
+    used = {row for row, v in master.get_status()["hosts"].items() if v["tasks_done"]}
+    uploaded = glob.glob(str(remote_dir / "runs" / "*" / "files" / "*"))
+    assert len(uploaded) == 2 * len(used)  # each content once on each host that ran tasks
+    assert all(os.stat(path).st_mode & 0o077 == 0 for path in uploaded)
+
+
+def test_a_dead_worker_is_replaced_and_its_task_retried_then_failed(make_master):
+    master = make_master(hosts=["host1"], max_attempts=2)
+    task = master.submit_task(exit_worker)
+    with pytest.raises(WorkerLostError, match="exited with status 7"):
+        master.get_result(task)
+    assert task.attempts == 2
+    assert wait_for(lambda: master.get_status()["hosts"]["host1"]["workers"] == 2)
+    assert master.get_result(master.submit_task(square, (5,)))[1] == 25
+
+
+def test_timeouts_and_cancels_kill_the_worker_which_is_replaced(make_master, remote_dir):
+    master = make_master(hosts=["host1"], workers_per_host=1)
+    task = master.submit_task(nap, (1, 60), timeout=0.5)
+    behind = master.submit_task(square, (6,))  # waits on the same worker
+    with pytest.raises(TaskTimeoutError):
+        master.get_result(task)
+    assert master.get_result(behind)[1] == 36  # it came back uncharged and ran elsewhere
+    assert wait_for(lambda: len(remote_workers(str(remote_dir))) == 1)
+
+    task = master.submit_task(nap, (1, 60))
+    assert wait_for(lambda: task.execute_time > 0)
+    assert task.cancel()
+    with pytest.raises(TaskCancelledError):
+        master.get_result(task)
+    assert master.get_result(master.submit_task(square, (8,)))[1] == 64
+    assert wait_for(lambda: len(remote_workers(str(remote_dir))) == 1)
+
+
+# -- hosts and keys ------------------------------------------------------------------------
+
+
+def test_explicit_user_and_port_win_over_the_config(lab, make_master, tmp_path):
+    server = lab.servers[0]
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        "Host 127.0.0.1\n"
+        "    User nobody-here\n"
+        "    Port 1\n"
+        f"    IdentityFile {lab.client_key}\n"
+        "    IdentitiesOnly yes\n"
+        f"    UserKnownHostsFile {tmp_path / 'missing'} {lab.known_hosts}\n"
+    )
+    spec = f"root@127.0.0.1:{server.port}"
+    master = make_master(hosts=[spec], ssh_config=str(config))
+    assert master.get_result(master.submit_task(square, (3,)))[1] == 9
+    assert master.get_status()["hosts"][spec]["state"] == "up"
+
+
+def test_unknown_host_key_is_refused_with_the_command_to_trust_it(lab, make_master):
+    stranger = lab.add_server(trusted=False)
+    with pytest.raises(InterfaceError) as caught:
+        make_master(hosts=[stranger.name])
+    message = str(caught.value)
+    assert stranger.name in message
+    assert "not in known_hosts" in message
+    assert f"ssh-keyscan -p {stranger.port} 127.0.0.1 >> " in message
+    assert "SHA256:" in message
+    stranger.stop()
+
+
+def test_changed_host_key_is_refused(lab, make_master, tmp_path):
+    impostor = tmp_path / "other_key"
+    keygen(impostor)
+    server = lab.servers[0]
+    known = tmp_path / "known_hosts"
+    key = " ".join(impostor.with_suffix(".pub").read_text().split()[:2])
+    known.write_text(f"[127.0.0.1]:{server.port} {key}\n")
+    with pytest.raises(InterfaceError) as caught:
+        make_master(hosts=["host1"], known_hosts=str(known))
+    message = str(caught.value)
+    assert "CHANGED" in message
+    assert f"ssh-keygen -R '[127.0.0.1]:{server.port}'" in message
+
+
+def test_an_unreachable_host_is_skipped_and_reported(lab, make_master, caplog):
+    lab.write_config(
+        f"\nHost closed\n    HostName 127.0.0.1\n    Port {free_port()}\n"
+        f"    IdentityFile {lab.client_key}\n    UserKnownHostsFile {lab.known_hosts}\n"
+    )
+    master = make_master(hosts=["host1", "closed"], workers_per_host=None)
+    assert master.get_status()["hosts"]["host1"]["workers"] == len(os.sched_getaffinity(0))
+    tasks = [master.submit_task(square, (i,)) for i in range(20)]
+    assert [master.get_result(t)[1] for t in tasks] == [i * i for i in range(20)]
+    row = master.get_status()["hosts"]["closed"]
+    assert row["state"] in ("down", "connecting")
+    assert row["workers"] == 0
+    assert "connection refused" in (row["error"] or "connection refused")
+    assert any("closed" in r.getMessage() and "refused" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_no_usable_host_fails_naming_each_reason(lab, make_master):
+    lab.write_config(
+        f"\nHost closed\n    HostName 127.0.0.1\n    Port {free_port()}\n"
+        f"    IdentityFile {lab.client_key}\n    UserKnownHostsFile {lab.known_hosts}\n"
+        "\nHost nowhere\n    HostName no-such-host.invalid\n"
+    )
+    with pytest.raises(InterfaceError) as caught:
+        make_master(hosts=["closed", "nowhere"])
+    message = str(caught.value)
+    assert "closed: host closed: nothing accepts connections" in message
+    assert "nowhere: host nowhere: cannot resolve 'no-such-host.invalid'" in message
+
+
+def other_python() -> str | None:
+    """An interpreter of another minor version, if this machine has one."""
+    mine = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.*/bin/python3.*")))
+    candidates += [shutil.which(f"python3.{minor}") or "" for minor in range(8, 15)]
+    for path in candidates:
+        name = os.path.basename(path)
+        if path and os.access(path, os.X_OK) and not name.endswith("-config") and \
+                name != f"python{mine}" and name.count(".") == 1:
+            return path
+    return None
+
+
+def test_a_different_python_minor_version_is_refused_naming_both(make_master):
+    other = other_python()
+    if other is None:
+        pytest.skip("no Python of another minor version on this machine")
+    with pytest.raises(InterfaceError) as caught:
+        make_master(hosts=["host1"], python=[other, "-I"])
+    message = str(caught.value)
+    theirs = subprocess.run([other, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert f"is Python {theirs}" in message
+    assert f"master runs Python {'.'.join(map(str, sys.version_info[:3]))}" in message
+
+
+def test_python_2_gets_the_same_refusal_in_words(make_master):
+    old = glob.glob(os.path.expanduser("~/.pyenv/versions/2.7*/bin/python2.7"))
+    if not old:
+        pytest.skip("no Python 2.7 on this machine")
+    with pytest.raises(InterfaceError, match=r"is Python 2\.7\.\d+ but the master runs"):
+        make_master(hosts=["host1"], python=old[0])
+
+
+def test_a_missing_interpreter_is_reported(make_master):
+    with pytest.raises(InterfaceError, match=r"/no/such/python3 was not found \(exit status 127"):
+        make_master(hosts=["host1"], python="/no/such/python3")
+
+
+def test_no_shell_injection_through_paths_or_interpreter(make_master, tmp_path, remote_python):
+    trap = f"pymw-pwned-{os.getpid()}"  # a shell running any of these words would create it
+    odd = tmp_path / f"it's a $(touch {trap}) `touch {trap}` dir; touch {trap}"
+    link = tmp_path / f"py thon;touch {trap}"
+    os.symlink(remote_python[0], link)
+    master = make_master(hosts=["host1"], remote_dir=str(odd), python=[str(link), "-I"])
+    assert master.get_result(master.submit_task(square, (4,)))[1] == 16
+    master.close()
+    assert glob.glob(glob.escape(str(odd)) + "/pymw-runtime-*.zip")
+    assert not list(tmp_path.rglob(trap))
+    assert not os.path.exists(os.path.join(os.path.expanduser("~"), trap))
+
+
+# -- channels and connections --------------------------------------------------------------
+
+
+def test_more_workers_than_one_connection_allows(make_master):
+    master = make_master(hosts=["host1"], workers_per_host=12)
+    row = master.get_status()["hosts"]["host1"]
+    assert row["workers"] == 12
+    assert row["connections"] == 2  # MaxSessions 10, SFTP and a spare on the first
+    tasks = [master.submit_task(nap, (i, 0.3)) for i in range(12)]
+    assert [master.get_result(t)[1] for t in tasks] == [2 * i for i in range(12)]
+    pids = {master.get_result(master.submit_task(where))[1][0] for _ in range(5)}
+    assert pids
+
+
+def test_a_server_allowing_fewer_channels_gets_more_connections(lab, make_master, remote_dir):
+    tight = lab.add_server(max_sessions=3)
+    master = make_master(hosts=[tight.name], workers_per_host=5)
+    row = master.get_status()["hosts"][tight.name]
+    assert row["workers"] == 5
+    assert row["connections"] == 2  # SFTP and 2 workers fill the first; 3 on the second
+    tasks = [master.submit_task(nap, (i, 0.05)) for i in range(20)]
+    assert [master.get_result(t)[1] for t in tasks] == [2 * i for i in range(20)]
+    master.close()  # the control command finds no free channel: it opens its own connection
+    assert wait_for(lambda: not remote_workers(str(remote_dir)))
+    assert not glob.glob(str(remote_dir / "runs" / "*"))
+
+
+# -- failures mid-run ----------------------------------------------------------------------
+
+
+def test_a_host_killed_mid_run_loses_no_task_and_comes_back(lab, make_master):
+    doomed, steady = lab.add_server(), lab.add_server()
+    master = make_master(hosts=[doomed.name, steady.name])
+    tasks = [master.submit_task(nap, (i, 0.01)) for i in range(300)]
+    assert wait_for(lambda: master.get_status()["hosts"][doomed.name]["tasks_done"] > 20)
+    doomed.kill()
+    assert [master.get_result(t)[1] for t in tasks] == [2 * i for i in range(300)]
+    row = master.get_status()["hosts"][doomed.name]
+    assert row["state"] != "up"
+    assert "host " + doomed.name in row["error"]
+    # The host is retried with back-off: once it is back, it takes tasks again.
+    doomed.start()
+    assert wait_for(lambda: master.get_status()["hosts"][doomed.name]["state"] == "up", 40)
+    assert master.get_status()["hosts"][doomed.name]["reconnects"] == 1
+    done_before = master.get_status()["hosts"][doomed.name]["tasks_done"]
+    more = [master.submit_task(nap, (i, 0.01)) for i in range(100)]
+    assert [master.get_result(t)[1] for t in more] == [2 * i for i in range(100)]
+    assert master.get_status()["hosts"][doomed.name]["tasks_done"] > done_before
+
+
+def test_a_frozen_host_is_found_by_the_heartbeat(lab, make_master):
+    frozen, steady = lab.add_server(), lab.add_server()
+    master = make_master(hosts=[frozen.name, steady.name], heartbeat_interval=0.3,
+                         heartbeat_timeout=1.5)
+    try:
+        tasks = [master.submit_task(nap, (i, 0.01)) for i in range(200)]
+        assert wait_for(lambda: master.get_status()["hosts"][frozen.name]["tasks_done"] > 10)
+        frozen.freeze()
+        started = time.monotonic()
+        assert [master.get_result(t)[1] for t in tasks] == [2 * i for i in range(200)]
+        assert time.monotonic() - started < 15
+        row = master.get_status()["hosts"][frozen.name]
+        assert row["state"] != "up"
+        assert "heartbeat" in (row["error"] or "") or "did not answer" in (row["error"] or "")
+    finally:
+        frozen.stop()
+
+
+def test_when_every_host_is_gone_for_good_queued_tasks_fail(lab, make_master):
+    lone = lab.add_server()
+    master = make_master(hosts=[lone.name], reconnect_attempts=0)
+    tasks = [master.submit_task(nap, (i, 0.05)) for i in range(100)]
+    assert wait_for(lambda: master.get_status()["hosts"][lone.name]["tasks_done"] > 2)
+    lone.kill()
+    with pytest.raises(InterfaceError, match=f"no SSH host is left.*{lone.name}"):
+        for task in tasks:
+            master.get_result(task)
+    assert master.get_status()["hosts"][lone.name]["state"] == "failed"
+    with pytest.raises(InterfaceError, match="no SSH host is left"):
+        master.get_result(master.submit_task(square, (1,)))
+
+
+def test_close_stops_every_remote_worker_and_removes_the_run(make_master, remote_dir):
+    master = make_master()
+    master.submit_task(nap, (1, 60))  # one worker busy for a minute
+    assert wait_for(lambda: master.get_status()["busy"] == 1)
+    assert len(remote_workers(str(remote_dir))) == 4
+    master.close()
+    assert wait_for(lambda: not remote_workers(str(remote_dir)), 10), remote_workers(
+        str(remote_dir))
+    assert glob.glob(str(remote_dir / "pymw-runtime-*.zip"))  # the cache stays
+    assert not glob.glob(str(remote_dir / "runs" / "*"))  # the runs go
+
+
+# -- options -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"hosts": []}, "needs hosts"),
+        ({"hosts": ["a", "a"]}, "listed twice"),
+        ({"hosts": ["user@host:notaport"]}, "not of the form"),
+        ({"workers_per_host": 0}, "workers_per_host must be"),
+        ({"workers_per_host": {"elsewhere": 2}}, "names hosts not in hosts"),
+        ({"prefetch": -1}, "prefetch must be"),
+        ({"python": ""}, "python must name an interpreter"),
+        ({"connect_timeout": 0}, "connect_timeout must be"),
+        ({"ssh_config": "/no/such/config"}, "cannot read the ssh_config"),
+    ],
+)
+def test_bad_options_fail_before_connecting(lab, options, message):
+    settings = {"hosts": ["host1"], "ssh_config": str(lab.ssh_config)}
+    settings.update(options)
+    with pytest.raises(InterfaceError, match=message):
+        Master("ssh", **settings)
