@@ -205,11 +205,7 @@ class Master:
                 return
             if wait:
                 while self._counts[QUEUED] or self._counts[RUNNING]:
-                    self._waiters += 1
-                    try:
-                        self._results.wait()
-                    finally:
-                        self._waiters -= 1
+                    self._wait_for_results()
             self._closed = True
             abandoned = self._scheduler.drain()
             abandoned += [t for t in self._tasks if t.state == RUNNING]
@@ -286,11 +282,7 @@ class Master:
                                 f"{len(pending)} tasks still running after {timeout} s"
                             )
                         self._check_open()
-                        self._waiters += 1
-                        try:
-                            self._results.wait(remaining)
-                        finally:
-                            self._waiters -= 1
+                        self._wait_for_results(remaining)
                     ready = []
                     while ended:
                         task = ended.popleft()
@@ -487,17 +479,21 @@ class Master:
         if failed:
             self._observe_failures([failed])
 
+    def _wait_for_results(self, timeout: float | None = None) -> None:
+        """Lock held: sleep until some task ends (or ``timeout`` passes)."""
+        self._waiters += 1
+        try:
+            self._results.wait(timeout)
+        finally:
+            self._waiters -= 1
+
     def _wait_one(self, task: Task, blocking: bool) -> Task | None:
         with self._lock:
             while not task.done():
                 if not blocking:
                     return None
                 self._check_open()
-                self._waiters += 1
-                try:
-                    self._results.wait()
-                finally:
-                    self._waiters -= 1
+                self._wait_for_results()
             self._claim(task)
         return task
 
@@ -517,11 +513,7 @@ class Master:
                         else "no task left to wait for: none was submitted"
                     )
                 self._check_open()
-                self._waiters += 1
-                try:
-                    self._results.wait()
-                finally:
-                    self._waiters -= 1
+                self._wait_for_results()
 
     def _pop_done(self, wanted: list[Task] | None) -> Task | None:
         """Lock held: a finished, unclaimed task (of ``wanted``), now claimed."""
