@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import nox
 
 nox.options.sessions = ["lint", "tests"]
@@ -19,19 +17,10 @@ EXAMPLE_PLUGIN = ["-e", "tests/plugins/pymw_threads_example"]
 TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "tqdm>=4.60"]
 
 
-def _existing(args: list[str]) -> list[str]:
-    """Only the editable installs whose folder exists (plugins land one at a time)."""
-    kept: list[str] = []
-    for flag, path in zip(args[::2], args[1::2]):
-        if os.path.exists(os.path.join(path, "pyproject.toml")):
-            kept += [flag, path]
-    return kept
-
-
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole suite: core, local, ssh (real sshd), condor (real pool), examples."""
-    session.install(*_existing(PACKAGES + EXAMPLE_PLUGIN), *TEST_DEPS)
+    session.install(*PACKAGES, *EXAMPLE_PLUGIN, *TEST_DEPS)
     session.run("pytest", *(session.posargs or ["tests"]))
 
 
@@ -45,19 +34,19 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy over the core and the plugins."""
-    session.install(*_existing(PACKAGES), "mypy>=1.10")
+    session.install(*PACKAGES, "mypy>=1.10")
     session.run("mypy", "--ignore-missing-imports", "pymw_core", "plugins")
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     """The performance suite: PyMW beside its peers, one run, ratios."""
-    session.install(*_existing(PACKAGES), "loky", "matplotlib", "tqdm")
+    session.install(*PACKAGES, "loky", "matplotlib", "tqdm")
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 
 @nox.session
 def demo(session: nox.Session) -> None:
     """A real example on the default interface: Monte Carlo pi."""
-    session.install(*_existing(PACKAGES[:4]))
+    session.install(*PACKAGES[:4])
     session.run("python", "examples/monte_pi.py", *session.posargs)
