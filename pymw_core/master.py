@@ -128,6 +128,7 @@ class Master:
         _check_timeout(timeout)
         payload = self._packer.pack(executable, input_data, modules, dep_funcs, data_files)
         failed = None
+        match_here = False
         with self._lock:
             self._check_open()
             self._next_id += 1
@@ -142,10 +143,12 @@ class Master:
             self._unclaimed += 1
             self._counts[QUEUED] += 1
             if self._exhausted is None:
-                self._scheduler.add(task)
+                match_here = self._scheduler.add(task, here=True)
             else:
                 failed = self._fail(task, InterfaceError(self._exhausted))
         self._observe("on_task_submitted", task=task)
+        if match_here:
+            self._scheduler.match_here()
         if failed:
             self._observe_failures([failed])
         return task
@@ -374,14 +377,15 @@ class Master:
             task._claimed = True
             self._unclaimed -= 1
 
-    def _finish(self, task: Task, state: str) -> None:
-        """Lock held: ``task`` reached a final state."""
+    def _finish(self, task: Task, state: str, wake: bool = True) -> None:
+        """Lock held: ``task`` reached a final state; ``wake=False`` leaves waking the
+        threads waiting for results to the caller."""
         self._set_state(task, state)
         task.finish_time = time.time()
         self._done.append(task)
         for listener in self._listeners:
             listener.append(task)
-        if self._waiters:
+        if wake and self._waiters:
             self._results.notify_all()
 
     def _fail(self, task: Task, error: BaseException, state: str = FAILED) -> Task:
@@ -424,7 +428,12 @@ class Master:
         self._observe_failures([failed])
 
     def _task_ended(self, task: Task, error: BaseException | None, result: Any) -> None:
-        """Any thread: the interface reported the end of ``task``."""
+        """Any thread: the interface reported the end of ``task``.
+
+        The task's end is recorded at once, but the threads waiting for results are
+        woken last, after the worker went back to the interface: a woken thread then
+        finds the lock free instead of queueing behind this one's remaining work.
+        """
         with self._lock:
             live = task._live
             task._live = False
@@ -435,14 +444,19 @@ class Master:
                 self._scheduler.in_flight -= 1
                 if error is None:
                     task._result = result
-                    self._finish(task, FINISHED)
+                    self._finish(task, FINISHED, wake=False)
                 else:
                     task._error = error
-                    self._finish(task, FAILED)
-        if live and not self._closed:  # after cleanup() the interface owes us nothing
+                    self._finish(task, FAILED, wake=False)
+        live = live and not self._closed  # after cleanup() the interface owes us nothing
+        if live:
             self._call_quietly(self._worker_finished, worker=task.worker)
+        if live or counted:
             with self._lock:
-                self._scheduler.poke(workers_changed=True)
+                if counted and self._waiters:
+                    self._results.notify_all()
+                if live:
+                    self._scheduler.poke(workers_changed=True)
         if counted and self._observed:
             if error is None:
                 self._observe("on_task_done", task=task)

@@ -94,6 +94,7 @@ class Scheduler:
         self._sleeping = False
         self._starved = False
         self._stopped = False
+        self._matching = False  # a thread is in a matching round (see _round)
         self._has_workers_hook = bool(self._hooks.get_available_workers.get_hookimpls())
         self._get_workers = direct_call(self._hooks.get_available_workers)
         self._reserve = direct_call(self._hooks.reserve_worker)
@@ -109,18 +110,40 @@ class Scheduler:
 
     # -- called with the lock held ------------------------------------------------------
 
-    def add(self, task: Task, front: bool = False) -> None:
+    def add(self, task: Task, front: bool = False, here: bool = False) -> bool:
+        """Queue ``task``. True means: the caller matches it itself, with :meth:`match_here`.
+
+        Only a caller that offers (``here``) is asked to, for an interface that never
+        blocks in ``execute_task``, when nothing else is queued and no thread is
+        matching: the task then leaves on the submitting thread without waking the
+        scheduler thread (one thread switch less on a lone task's round trip).
+        Otherwise the scheduler thread is woken only if it can act: while no worker
+        is free, a finishing task wakes it, not every submission.
+        """
         if front:
             self.queue.appendleft(task)
         else:
             self.queue.append(task)
+        # A user's matcher may take this task where it declined the others: ask it now.
+        starved = self._starved and self._matcher is None
+        if starved or self._stopped or self.in_flight >= self.max_in_flight:
+            return False
+        if here and self._inline and not self._matching and len(self.queue) == 1:
+            self._matching = True
+            return True
         if self._sleeping:
             self._wake.notify()
+        return False
 
     def poke(self, workers_changed: bool = False) -> None:
+        """Something changed (a worker freed, a task ended): wake the thread if it can act.
+
+        With nothing queued there is nothing to match: the wake-up would be wasted, a
+        thread switch per finished task.
+        """
         if workers_changed:
             self._starved = False
-        if self._sleeping:
+        if self._sleeping and self.queue:
             self._wake.notify()
 
     def drain(self) -> list[Task]:
@@ -141,6 +164,7 @@ class Scheduler:
             with lock:
                 while not self._stopped and (
                     not self.queue or self.in_flight >= self.max_in_flight or self._starved
+                    or self._matching
                 ):
                     self._sleeping = True
                     self._wake.wait(self.POLL_SECONDS if self._starved else None)
@@ -148,10 +172,28 @@ class Scheduler:
                     self._starved = False
                 if self._stopped:
                     break
+                self._matching = True
+            self._round()
+        self._dispatcher.stop()
+
+    def match_here(self) -> None:
+        """Lock not held: the matching round :meth:`add` handed to the calling thread."""
+        self._round()
+
+    def _round(self) -> None:
+        """Match what can be matched now and hand it over; ``_matching`` was set by the caller.
+
+        One thread at a time runs a round (the scheduler thread, or a submitter that
+        :meth:`add` chose), so tasks leave in queue order and workers are never
+        double-booked.
+        """
+        lock = self._master._lock
+        pairs: list[tuple[Task, Any]] = []
+        try:
             workers = self._available_workers()
             with lock:
                 if self._stopped:
-                    break
+                    return
                 pairs = self._match(workers)
                 if not pairs and self.queue:
                     self._starved = True
@@ -165,7 +207,11 @@ class Scheduler:
                         self._master._task_ended(task, exc, None)
                 else:
                     self._dispatcher.put(task, worker)
-        self._dispatcher.stop()
+        finally:
+            with lock:
+                self._matching = False
+                if self._sleeping and self.queue:  # tasks came while this round ran
+                    self._wake.notify()
 
     def _available_workers(self) -> list | None:
         if not self._has_workers_hook:

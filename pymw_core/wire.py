@@ -16,6 +16,13 @@ Worker -> master::
     ("hello", {"python": (3, 11, 7), "pid": 123, "cpus": 8, "host": "..."})
     ("done", task_id, ok, blob, stdout, stderr, seconds)
         ok=True: blob is the pickled result; ok=False: blob is pickled (exception, tb_text)
+
+A frame is an 8-byte big-endian length and that many bytes of pickle. Blobs of
+64 KiB or more in the message's tuples travel out of band (pickle protocol 5): the
+length then has its top bit set, and the pickle is followed by the number of blobs,
+their lengths and their raw bytes. Re-pickling a blob inside the message would copy
+it once more on each side; out of band it goes from the sender's object to the
+stream, and from the stream into the receiver's object, untouched.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from typing import Any, BinaryIO
 
 HEADER = struct.Struct("!Q")
 PROTOCOL = pickle.HIGHEST_PROTOCOL
+OUT_OF_BAND = 1 << 16  # blobs this big or bigger are written beside the pickle, not in it
+_BLOBS_FOLLOW = 1 << 63  # set in a frame's length when out-of-band blobs follow its pickle
 # Above this a frame's header and body are written separately, so the body is never copied.
 _JOIN_LIMIT = 1 << 16
 # Larger writes are sliced: some transports (paramiko) re-slice their whole buffer per packet.
@@ -33,22 +42,57 @@ WRITE_SLICE = 1 << 18
 
 
 def encode(message: tuple) -> bytes:
-    """One frame: header and pickled body."""
+    """One frame: header and pickled body (every blob in band: one object to store)."""
     body = pickle.dumps(message, PROTOCOL)
     return HEADER.pack(len(body)) + body
 
 
 def write_message(stream: BinaryIO, message: tuple) -> None:
     """Write one message and flush it."""
-    body = pickle.dumps(message, PROTOCOL)
-    if len(body) <= _JOIN_LIMIT:
-        stream.write(HEADER.pack(len(body)) + body)
-    else:
-        stream.write(HEADER.pack(len(body)))
-        view = memoryview(body)
-        for start in range(0, len(body), WRITE_SLICE):
-            stream.write(view[start : start + WRITE_SLICE])
+    if not _has_big_blob(message):
+        body = pickle.dumps(message, PROTOCOL)
+        if len(body) <= _JOIN_LIMIT:
+            stream.write(HEADER.pack(len(body)) + body)
+        else:
+            stream.write(HEADER.pack(len(body)))
+            _write_sliced(stream, body)
+        stream.flush()
+        return
+    blobs: list[pickle.PickleBuffer] = []
+    body = pickle.dumps(_wrap_big_blobs(message), PROTOCOL, buffer_callback=blobs.append)
+    views = [blob.raw() for blob in blobs]
+    lengths = struct.pack(f"!{len(views) + 1}Q", len(views), *(view.nbytes for view in views))
+    stream.write(HEADER.pack(len(body) | _BLOBS_FOLLOW) + body + lengths)
+    for view in views:
+        _write_sliced(stream, view)
     stream.flush()
+
+
+def _write_sliced(stream: BinaryIO, data: Any) -> None:
+    view = memoryview(data)
+    for start in range(0, view.nbytes, WRITE_SLICE):
+        stream.write(view[start : start + WRITE_SLICE])
+
+
+def _has_big_blob(message: tuple) -> bool:
+    for item in message:
+        kind = type(item)
+        if kind is bytes:
+            if len(item) >= OUT_OF_BAND:
+                return True
+        elif kind is tuple and _has_big_blob(item):
+            return True
+    return False
+
+
+def _wrap_big_blobs(message: tuple) -> tuple:
+    """The message with each big blob (in it or its nested tuples) marked for out of band."""
+    return tuple(
+        pickle.PickleBuffer(item) if type(item) is bytes and len(item) >= OUT_OF_BAND
+        else _wrap_big_blobs(item) if type(item) is tuple
+        else item
+        for item in message
+    )
 
 
 def read_exactly(stream: BinaryIO, size: int) -> bytes | None:
@@ -71,13 +115,22 @@ def read_exactly(stream: BinaryIO, size: int) -> bytes | None:
     return b"".join(parts)
 
 
+def _read_body(stream: BinaryIO, size: int) -> bytes:
+    body = read_exactly(stream, size)
+    if body is None:
+        raise EOFError("stream ended after a frame header")
+    return body
+
+
 def read_message(stream: BinaryIO) -> Any:
     """Read one message; None when the stream ended between frames."""
     header = read_exactly(stream, HEADER.size)
     if header is None:
         return None
     (size,) = HEADER.unpack(header)
-    body = read_exactly(stream, size)
-    if body is None:
-        raise EOFError("stream ended after a frame header")
-    return pickle.loads(body)
+    if not size & _BLOBS_FOLLOW:
+        return pickle.loads(_read_body(stream, size))
+    body = _read_body(stream, size & ~_BLOBS_FOLLOW)
+    (count,) = HEADER.unpack(_read_body(stream, HEADER.size))
+    lengths = struct.unpack(f"!{count}Q", _read_body(stream, HEADER.size * count))
+    return pickle.loads(body, buffers=[_read_body(stream, length) for length in lengths])

@@ -27,6 +27,27 @@ def test_frames_round_trip_including_large_ones():
     assert wire.read_message(stream) is None
 
 
+def test_big_blobs_travel_beside_the_pickle_once_and_come_back_as_bytes():
+    stream = io.BytesIO()
+    code, args = os.urandom(wire.OUT_OF_BAND), os.urandom(wire.OUT_OF_BAND + 7)
+    message = ("task", 7, ("f", 3, code), args, {"deps": b"small"})
+    wire.write_message(stream, message)
+    frame = stream.getvalue()
+    assert len(frame) < len(code) + len(args) + 300  # each blob is in the frame once
+    stream.seek(0)
+    back = wire.read_message(stream)
+    assert back == message and type(back[3]) is bytes and type(back[2][2]) is bytes
+    # encode() keeps every blob inside the pickle (one object to store in a file)
+    assert wire.read_message(io.BytesIO(wire.encode(message))) == message
+
+
+def test_a_frame_cut_inside_its_out_of_band_blobs_is_an_error():
+    stream = io.BytesIO()
+    wire.write_message(stream, ("done", 1, True, os.urandom(wire.OUT_OF_BAND)))
+    with pytest.raises(EOFError):
+        wire.read_message(io.BytesIO(stream.getvalue()[:-10]))
+
+
 def test_a_truncated_frame_is_an_error():
     data = wire.encode(("x", b"0123456789"))
     with pytest.raises(EOFError, match="inside a frame"):

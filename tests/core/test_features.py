@@ -205,6 +205,11 @@ def test_log_observer_writes_structured_records(caplog):
         bad = m.submit_task(fail_on, (2, 2))
         with pytest.raises(KeyError):
             m.get_result(bad)
+        deadline = time.time() + 5  # observers run on the reporting thread, maybe after
+        while time.time() < deadline and not any(  # get_result has returned
+            getattr(r, "pymw_event", None) == "failed" for r in caplog.records
+        ):
+            time.sleep(0.01)
     records = [r for r in caplog.records if r.name == "pymw.tasks"]
     events = [(r.pymw_event, r.task_id) for r in records]
     assert ("submitted", task.id) in events and ("done", task.id) in events

@@ -198,6 +198,29 @@ def test_worker_killed_from_outside_mid_task_is_rerun(tmp_path):
         assert all(t.attempts == 1 for t in queued)
 
 
+def test_big_tasks_behind_a_killed_worker_come_back_and_run(tmp_path):
+    marker = tmp_path / "pid"
+
+    def hold(path):
+        import pathlib
+
+        pathlib.Path(path).write_text(str(os.getpid()))
+        time.sleep(30)
+
+    blobs = [os.urandom(400 * 1024) for _ in range(4)]  # above the inline-send limit
+    with Master("local", num_workers=1) as m:
+        held = m.submit_task(hold, (str(marker),), max_attempts=1)
+        big = [m.submit_task(len, (blob,)) for blob in blobs]
+        deadline = time.time() + 10
+        while not (marker.exists() and marker.read_text().strip()) and time.time() < deadline:
+            time.sleep(0.02)
+        os.kill(int(marker.read_text()), signal.SIGKILL)
+        with pytest.raises(WorkerLostError):
+            m.get_result(held)
+        assert [m.get_result(t)[1] for t in big] == [len(b) for b in blobs]
+        assert all(t.attempts == 1 for t in big)
+
+
 def test_close_leaves_no_worker_process():
     m = Master("local", num_workers=3)
     m.get_result(m.submit_task(square, (2,)))

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from queue import SimpleQueue
 from typing import Any
 
 from pymw_core.connection import WorkerConnection
@@ -23,8 +24,8 @@ from pymw_core.errors import InterfaceError
 
 _START_FAILURES_ALLOWED = 3  # processes dying before they say hello, in a row
 _STDERR_TAIL_LINES = 40
-_INLINE_SEND_LIMIT = 256 * 1024  # bytes; larger tasks are written from their own thread
-_PIPE_SIZE = 1 << 20  # room for many small tasks in flight without a blocking write
+_INLINE_SEND_LIMIT = 256 * 1024  # bytes; larger tasks go through the process's sender thread
+_PIPE_SIZE = 1 << 20  # room for many small tasks (or one big frame) without a blocking write
 
 
 class _Process:
@@ -37,6 +38,9 @@ class _Process:
         self.scratch = scratch
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
         self.connection: WorkerConnection | None = None
+        self._outbox: SimpleQueue | None = None
+        self._sending = threading.Lock()
+        self._stopped = False
 
     @property
     def pid(self) -> int:
@@ -44,6 +48,29 @@ class _Process:
 
     def __repr__(self) -> str:
         return f"<local worker {self.index} pid={self.pid}>"
+
+    def send_big(self, task: Any) -> None:
+        """Write a big task from this process's sender thread, started on first use.
+
+        The write can wait on the pipe until the process takes the task, so it never
+        runs on the master's thread; one long-lived thread per process, not one per task.
+        """
+        with self._sending:
+            if not self._stopped:
+                if self._outbox is None:
+                    self._outbox = SimpleQueue()
+                    threading.Thread(target=_send_loop, args=(self, self._outbox),
+                                     name=f"pymw-send-{self.index}", daemon=True).start()
+                self._outbox.put(task)
+                return
+        _send(self, task)  # the process is gone: this fails at once and hands the task back
+
+    def stop_sending(self) -> None:
+        """The process ended: its sender thread finishes what it holds (each fails) and ends."""
+        with self._sending:
+            self._stopped = True
+            if self._outbox is not None:
+                self._outbox.put(None)
 
 
 class LocalInterface:
@@ -89,11 +116,13 @@ class LocalInterface:
     def get_available_workers(self) -> list[_Process]:
         """Free slots, idle processes first, so work spreads before it queues."""
         with self._lock:
-            ready = sorted(
-                (p for p in self._processes if p.free > 0),
-                key=lambda p: -p.free,
-            )
-            return [p for p in ready for _ in range(p.free)]
+            ready = [p for p in self._processes if p.free > 0]
+            if len(ready) > 1:
+                ready.sort(key=_most_free_first)  # called once per matching round: kept lean
+            workers: list[_Process] = []
+            for process in ready:
+                workers += [process] * process.free
+            return workers
 
     def reserve_worker(self, worker: _Process) -> None:
         with self._lock:
@@ -106,8 +135,7 @@ class LocalInterface:
     def execute_task(self, task: Any, worker: _Process) -> None:
         payload = task.payload
         if len(payload.args) + len(payload.code[2] or b"") > _INLINE_SEND_LIMIT:
-            # A big write could wait on a busy worker's pipe: never stall the scheduler.
-            threading.Thread(target=_send, args=(worker, task), daemon=True).start()
+            worker.send_big(task)  # a big write could wait on a busy worker's pipe
         else:
             _send(worker, task)
 
@@ -137,6 +165,7 @@ class LocalInterface:
             self._processes.clear()
         for process in processes:
             _kill(process.popen)
+            process.stop_sending()
         for process in processes:
             try:
                 process.popen.wait(timeout=5)
@@ -169,6 +198,7 @@ class LocalInterface:
             start_new_session=True,  # the terminal's Ctrl-C goes to the master, which cleans up
         )
         _grow_pipe(popen.stdin)
+        _grow_pipe(popen.stdout)  # a big result then crosses in a few reads, not one per 64 KiB
         process = _Process(index, self.slots, popen, scratch)
         process.connection = WorkerConnection(
             popen.stdout,  # type: ignore[arg-type]
@@ -218,6 +248,7 @@ class LocalInterface:
             else:
                 self._start_failures = 0
             give_up = self._start_failures >= _START_FAILURES_ALLOWED and not self._processes
+        process.stop_sending()
         shutil.rmtree(process.scratch, ignore_errors=True)
         if closing:
             return
@@ -234,6 +265,15 @@ class LocalInterface:
         replacement = self._spawn()
         if self._master is not None and replacement is not None:
             self._master.worker_up(replacement)
+
+
+def _most_free_first(process: _Process) -> int:
+    return -process.free
+
+
+def _send_loop(process: _Process, outbox: SimpleQueue) -> None:
+    for task in iter(outbox.get, None):
+        _send(process, task)
 
 
 def _send(worker: _Process, task: Any) -> None:

@@ -1,0 +1,188 @@
+"""Measurements that need a fresh process: the master's memory, and its cost as tasks grow.
+
+``python child.py memory KIND TASKS [--trace]`` and ``python child.py scaling TASKS
+REPEATS`` print one JSON line. A fresh interpreter per size keeps a million queued
+tasks from one measurement out of the heap, the garbage collector and the RSS of the
+next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+from workloads import block, echo
+
+BLOCK_SECONDS = 600.0  # longer than any measurement; the workers are killed after it
+
+
+class NeverRuns:
+    """An interface whose ``execute_task`` accepts a task and never runs it."""
+
+    def execute_task(self, task: Any, worker: Any) -> None:
+        pass
+
+
+class Immediate:
+    """An in-process interface that completes each task as it is handed over.
+
+    Only the master's own work remains: submit, queue, match, dispatch, complete, hand out.
+    """
+
+    blocking_execute = False
+
+    def execute_task(self, task: Any, worker: Any) -> None:
+        task.task_finished(None, None)
+
+
+def rss() -> int:
+    """This process's resident set size in bytes, now."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _pymw_never() -> tuple[Callable[..., Any], Callable[[], None]]:
+    from pymw_core import Master
+
+    master = Master(NeverRuns())
+    return (lambda i: master.submit_task(echo, (i,))), master.close
+
+
+def _pymw_local_busy() -> tuple[Callable[..., Any], Callable[[], None]]:
+    from pymw_core import Master
+
+    master = Master("local", num_workers=2)
+    interface = master.interface
+    for _ in range(2 * interface.slots):
+        master.submit_task(block, (BLOCK_SECONDS,))
+    _settle(lambda: master.get_status()["running"] >= 2 * interface.slots)
+    return (lambda i: master.submit_task(echo, (i,))), master.close
+
+
+def _ppe_busy() -> tuple[Callable[..., Any], Callable[[], None]]:
+    from concurrent.futures import ProcessPoolExecutor
+
+    executor = ProcessPoolExecutor(2)
+    blockers = [executor.submit(block, BLOCK_SECONDS) for _ in range(3)]
+    _settle(lambda: sum(f.running() for f in blockers) >= 2)
+
+    def close() -> None:
+        for process in list(executor._processes.values()):  # nothing public stops a busy one
+            process.kill()
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    return (lambda i: executor.submit(echo, i)), close
+
+
+def _pool_busy() -> tuple[Callable[..., Any], Callable[[], None]]:
+    import multiprocessing
+
+    pool = multiprocessing.Pool(2)
+    for _ in range(2):
+        pool.apply_async(block, (BLOCK_SECONDS,))
+    time.sleep(0.5)
+
+    def close() -> None:
+        pool.terminate()
+        pool.join()
+
+    return (lambda i: pool.apply_async(echo, (i,))), close
+
+
+MEMORY_KINDS = {
+    "pymw-never": _pymw_never,
+    "pymw-local-busy": _pymw_local_busy,
+    "ppe-busy": _ppe_busy,
+    "pool-busy": _pool_busy,
+}
+
+
+def _settle(ready: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # let the pool's own threads go quiet before the baseline
+
+
+def memory(kind: str, tasks: int, trace: bool) -> dict[str, float]:
+    """Bytes of the master per task with ``tasks`` queued behind busy (or absent) workers."""
+    submit, close = MEMORY_KINDS[kind]()
+    try:
+        gc.collect()
+        before = rss()
+        if trace:
+            tracemalloc.start()
+        started = time.perf_counter()
+        handles = [submit(i) for i in range(tasks)]
+        seconds = time.perf_counter() - started
+        gc.collect()
+        after = rss()
+        traced = tracemalloc.get_traced_memory()[0] if trace else 0
+        tracemalloc.stop()
+        result = {
+            "rss_bytes_per_task": (after - before) / tasks,
+            "submit_us": seconds / tasks * 1e6,
+        }
+        if trace:
+            result["traced_bytes_per_task"] = traced / tasks
+        del handles
+        return result
+    finally:
+        close()
+
+
+def scaling(tasks: int, repeats: int) -> list[dict[str, float]]:
+    """Per-task cost of submitting ``tasks`` and handing out every result, fresh masters."""
+    from workloads import null
+
+    from pymw_core import Master
+
+    runs = []
+    for _ in range(repeats):
+        with Master(Immediate()) as master:
+            for _ in range(100):
+                master.get_result(master.submit_task(null))
+            gc.collect()
+            started = time.perf_counter()
+            for _ in range(tasks):
+                master.submit_task(null)
+            submitted = time.perf_counter()
+            for _ in range(tasks):
+                master.get_result()
+            ended = time.perf_counter()
+        runs.append({
+            "submit_us": (submitted - started) / tasks * 1e6,
+            "total_us": (ended - started) / tasks * 1e6,
+        })
+        gc.collect()
+    return runs
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    mem = commands.add_parser("memory")
+    mem.add_argument("kind", choices=sorted(MEMORY_KINDS))
+    mem.add_argument("tasks", type=int)
+    mem.add_argument("--trace", action="store_true", help="also count with tracemalloc")
+    scale = commands.add_parser("scaling")
+    scale.add_argument("tasks", type=int)
+    scale.add_argument("repeats", type=int)
+    args = parser.parse_args(argv)
+    if args.command == "memory":
+        answer: Any = memory(args.kind, args.tasks, args.trace)
+    else:
+        answer = scaling(args.tasks, args.repeats)
+    sys.stdout.write(json.dumps(answer) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
