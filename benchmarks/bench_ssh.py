@@ -9,6 +9,8 @@ taking turns inside each repeat:
   with 2 workers.
 * **round trip**: one task submitted, its result awaited, 1,000 times in a row;
   the median and 90th percentile in milliseconds.
+* **1 MB payloads**: 50 tasks that each receive 1 MB (10**6 bytes) and return it;
+  MB/s counting both directions.
 
 Each figure is the best of ``repeats`` with its spread ((worst - best) / best), and
 the comparison is the ratio of the two interfaces' figures from the same run. The
@@ -52,6 +54,22 @@ def _round_trips(master: Any, trips: int) -> list[float]:
     return times
 
 
+PAYLOAD_BYTES = 1_000_000
+
+
+def echo(data: bytes) -> bytes:
+    return data
+
+
+def _payload_mb_s(master: Any, tasks: int) -> float:
+    blob = os.urandom(PAYLOAD_BYTES)
+    started = time.perf_counter()
+    submitted = [master.submit_task(echo, (blob,)) for _ in range(tasks)]
+    for task in submitted:
+        master.get_result(task)
+    return 2 * tasks * PAYLOAD_BYTES / 1e6 / (time.perf_counter() - started)
+
+
 def _best(values: list[float], higher: bool) -> dict[str, float]:
     best, worst = (max(values), min(values)) if higher else (min(values), max(values))
     return {"best": best, "spread_pct": abs(worst - best) / best * 100, "repeats": len(values)}
@@ -61,7 +79,7 @@ def _base_python() -> str:
     return os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
 
 
-def run(repeats: int = 3, tasks: int = 20_000, trips: int = 1_000) -> dict:
+def run(repeats: int = 3, tasks: int = 20_000, trips: int = 1_000, payloads: int = 50) -> dict:
     """Measure both interfaces, taking turns; the best of ``repeats`` with spreads and ratios."""
     if TESTS not in sys.path:
         sys.path.insert(0, TESTS)
@@ -75,7 +93,8 @@ def run(repeats: int = 3, tasks: int = 20_000, trips: int = 1_000) -> dict:
 
     lab = SSHLab(Path(tempfile.mkdtemp(prefix="pymw-bench-ssh-")))
     samples: dict[str, dict[str, list]] = {
-        name: {"throughput": [], "median_ms": [], "p90_ms": []} for name in ("ssh", "local")
+        name: {"throughput": [], "median_ms": [], "p90_ms": [], "mb_s": []}
+        for name in ("ssh", "local")
     }
     try:
         lab.add_server()
@@ -95,6 +114,8 @@ def run(repeats: int = 3, tasks: int = 20_000, trips: int = 1_000) -> dict:
                     times = sorted(_round_trips(master, trips))
                     samples[name]["median_ms"].append(statistics.median(times) * 1e3)
                     samples[name]["p90_ms"].append(times[int(0.9 * (len(times) - 1))] * 1e3)
+                for name, master in (("ssh", ssh), ("local", local)):
+                    samples[name]["mb_s"].append(_payload_mb_s(master, payloads))
         finally:
             ssh.close()
             local.close()
@@ -106,7 +127,8 @@ def run(repeats: int = 3, tasks: int = 20_000, trips: int = 1_000) -> dict:
         tput = _best(samples[name]["throughput"], higher=True)
         median = _best(samples[name]["median_ms"], higher=False)
         p90 = _best(samples[name]["p90_ms"], higher=False)
-        best[name] = (tput["best"], median["best"])
+        mb_s = _best(samples[name]["mb_s"], higher=True)
+        best[name] = (tput["best"], median["best"], mb_s["best"])
         rows.append({
             "interface": label,
             "null tasks/s (best)": round(tput["best"]),
@@ -114,11 +136,14 @@ def run(repeats: int = 3, tasks: int = 20_000, trips: int = 1_000) -> dict:
             "round trip median ms": round(median["best"], 3),
             "round trip p90 ms": round(p90["best"], 3),
             "round trip spread": f"±{median['spread_pct']:.0f}% ({median['repeats']})",
+            "1 MB payload MB/s (best)": round(mb_s["best"]),
+            "payload spread": f"±{mb_s['spread_pct']:.0f}% ({mb_s['repeats']})",
         })
     return {
         "rows": rows,
         "throughput ssh / local": best["ssh"][0] / best["local"][0],
         "round trip ssh / local": best["ssh"][1] / best["local"][1],
+        "payload MB/s ssh / local": best["ssh"][2] / best["local"][2],
         "ssh start-up s (connect, probe, upload, 2 workers)": round(ssh_start, 3),
         "tasks per throughput repeat": tasks,
         "round trips per repeat": trips,
