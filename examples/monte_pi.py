@@ -10,6 +10,7 @@ returns how many landed inside the quarter circle; the master adds them up::
 
 from __future__ import annotations
 
+import argparse
 import math
 import random
 import sys
@@ -35,8 +36,9 @@ def shares(total: int, parts: int) -> list[int]:
     return [size + (1 if i < extra else 0) for i in range(parts)]
 
 
-def main(argv: list[str] | None = None) -> int:
-    args_parser = parser("Estimate pi by Monte Carlo sampling, one share of darts per task.")
+def pi_arguments(description: str, argv: list[str] | None) -> argparse.Namespace:
+    """The command line both pi examples share."""
+    args_parser = parser(description)
     args_parser.add_argument("--samples", type=int, default=2_000_000,
                              help="darts to throw in all (default: 2,000,000)")
     args_parser.add_argument("--tasks", type=int, default=8, help="tasks (default: 8)")
@@ -44,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     args = args_parser.parse_args(argv)
     if args.samples < 1 or args.tasks < 1:
         args_parser.error("--samples and --tasks must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = pi_arguments("Estimate pi by Monte Carlo sampling, one share of darts per task.", argv)
 
     started = time.perf_counter()
     with open_master(args) as master:

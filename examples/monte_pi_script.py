@@ -14,21 +14,15 @@ import os
 import sys
 import time
 
-from common import open_master, parser
+from common import open_master
+from monte_pi import pi_arguments
 
 WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                              "scripts", "monte_pi_worker.py")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args_parser = parser("Estimate pi by Monte Carlo sampling with a PyMW 0.x worker script.")
-    args_parser.add_argument("--samples", type=int, default=2_000_000,
-                             help="darts to throw in all (default: 2,000,000)")
-    args_parser.add_argument("--tasks", type=int, default=8, help="tasks (default: 8)")
-    args_parser.add_argument("--seed", type=int, default=2008, help="first task's seed")
-    args = args_parser.parse_args(argv)
-    if args.samples < 1 or args.tasks < 1:
-        args_parser.error("--samples and --tasks must be at least 1")
+    args = pi_arguments("Estimate pi by Monte Carlo sampling with a PyMW 0.x worker script.", argv)
 
     size, extra = divmod(args.samples, args.tasks)
     started = time.perf_counter()
