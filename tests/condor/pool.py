@@ -305,6 +305,7 @@ class CondorPool:
         self.condor_config = os.path.join(self.base_dir, "condor_config")
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock: int | None = None  # fd of the owner lock while this object owns the pool
+        self._own_base = base_dir is None  # a directory we chose is ours to remove at stop()
 
     def start(self, timeout: float = 120) -> None:
         """Build (cached), clean up leftovers, mount, launch; return once a slot, the schedd
@@ -396,6 +397,8 @@ class CondorPool:
             if self._lock is not None:
                 os.close(self._lock)
             self._lock = None
+            if self._own_base:  # after the unmounts: nothing of the chroot is beneath it now
+                shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def _own(self) -> bool:
         """Become (or stay) the pool's owner; False while another live process owns it."""
