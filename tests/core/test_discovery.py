@@ -53,7 +53,7 @@ def test_arguments_win_over_the_file(tmp_path):
     (tmp_path / "pymw.toml").write_text("[local]\nnum_workers = 1\nprefetch = 0\n")
     with Master(num_workers=2) as m:
         assert m.interface.num_workers == 2
-        assert m.interface.slots == 1  # prefetch=0 still came from the file
+        assert m.interface.prefetch == 0  # still came from the file
 
 
 def test_pymw_config_names_the_file(tmp_path, monkeypatch):

@@ -16,11 +16,13 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from queue import SimpleQueue
 from typing import Any
 
 from pymw_core.connection import WorkerConnection
 from pymw_core.errors import InterfaceError
+from pymw_core.pacing import PacedWorker
 
 _START_FAILURES_ALLOWED = 3  # processes dying before they say hello, in a row
 _STDERR_TAIL_LINES = 40
@@ -28,12 +30,13 @@ _INLINE_SEND_LIMIT = 256 * 1024  # bytes; larger tasks go through the process's 
 _PIPE_SIZE = 1 << 20  # room for many small tasks (or one big frame) without a blocking write
 
 
-class _Process:
+class _Process(PacedWorker):
     """One worker process and the master's view of it."""
 
-    def __init__(self, index: int, slots: int, popen: subprocess.Popen, scratch: str) -> None:
+    def __init__(self, index: int, prefetch: int | None, popen: subprocess.Popen,
+                 scratch: str) -> None:
+        super().__init__(prefetch)
         self.index = index
-        self.free = slots
         self.popen = popen
         self.scratch = scratch
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
@@ -76,23 +79,28 @@ class _Process:
 class LocalInterface:
     """Runs tasks in ``num_workers`` persistent processes (default: the CPU count).
 
-    ``prefetch`` tasks wait on each process behind the one it runs (0 turns this off:
-    better balance for long, uneven tasks; less throughput for tiny ones).
+    ``prefetch`` tasks wait on each process behind the one it runs; None (the default)
+    adapts it to the tasks' length: 1 for tasks of milliseconds or more, up to 8 for
+    tiny ones. 0 turns it off: better balance for long, uneven tasks.
     """
 
     blocking_execute = False  # execute_task only queues the task on a pipe
 
-    def __init__(self, num_workers: int | None = None, prefetch: int = 1) -> None:
+    def __init__(self, num_workers: int | None = None, prefetch: int | None = None) -> None:
         if num_workers is None:
             num_workers = _cpu_count()
         if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 1:
             raise InterfaceError(
                 f"num_workers must be a whole number of at least 1, not {num_workers!r}"
             )
-        if not isinstance(prefetch, int) or isinstance(prefetch, bool) or prefetch < 0:
-            raise InterfaceError(f"prefetch must be a whole number of at least 0, not {prefetch!r}")
+        if prefetch is not None and (
+            not isinstance(prefetch, int) or isinstance(prefetch, bool) or prefetch < 0
+        ):
+            raise InterfaceError(
+                f"prefetch must be None or a whole number of at least 0, not {prefetch!r}"
+            )
         self.num_workers = num_workers
-        self.slots = 1 + prefetch
+        self.prefetch = prefetch
         self._lock = threading.Lock()
         self._processes: list[_Process] = []
         self._master: Any = None
@@ -126,11 +134,11 @@ class LocalInterface:
 
     def reserve_worker(self, worker: _Process) -> None:
         with self._lock:
-            worker.free -= 1
+            worker.in_flight += 1
 
     def worker_finished(self, worker: _Process) -> None:
         with self._lock:
-            worker.free += 1
+            worker.finished(time.monotonic())
 
     def execute_task(self, task: Any, worker: _Process) -> None:
         payload = task.payload
@@ -153,7 +161,7 @@ class LocalInterface:
             return {
                 "workers": len(self._processes),
                 "pids": [p.pid for p in self._processes],
-                "busy": sum(1 for p in self._processes if p.free < self.slots),
+                "busy": sum(1 for p in self._processes if p.in_flight),
                 "restarts": self._restarts,
             }
 
@@ -199,7 +207,7 @@ class LocalInterface:
         )
         _grow_pipe(popen.stdin)
         _grow_pipe(popen.stdout)  # a big result then crosses in a few reads, not one per 64 KiB
-        process = _Process(index, self.slots, popen, scratch)
+        process = _Process(index, self.prefetch, popen, scratch)
         process.connection = WorkerConnection(
             popen.stdout,  # type: ignore[arg-type]
             popen.stdin,  # type: ignore[arg-type]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import math
 import posixpath
 import threading
 import time
@@ -28,6 +27,7 @@ import paramiko
 
 from pymw_core.connection import WorkerConnection
 from pymw_core.errors import InterfaceError
+from pymw_core.pacing import PacedWorker
 from pymw_ssh import remote, streams
 from pymw_ssh.connect import Heartbeat, HostError, open_client
 from pymw_ssh.sshconfig import Target
@@ -41,11 +41,6 @@ CONNECTING, UP, DOWN, FAILED, CLOSED = "connecting", "up", "down", "failed", "cl
 _FIRST_RETRY = 1.0
 _LONGEST_RETRY = 60.0
 _START_FAILURES_ALLOWED = 3  # workers dying before their hello, in a row, on a live host
-# Adaptive prefetch: queue enough tasks on a worker to cover this much of its work, so
-# tiny tasks travel many to a packet while long ones stay in the master's queue, where
-# any worker that frees up can take them.
-_PIPELINE_SECONDS = 0.002
-MAX_PREFETCH = 8
 
 
 @dataclass
@@ -105,12 +100,11 @@ class Link:
             pass
 
 
-class RemoteWorker:
+class RemoteWorker(PacedWorker):
     """One worker runtime on one channel: a worker as the master's scheduler sees it.
 
-    It holds ``depth`` tasks at once: the running one and those queued behind it. With
-    adaptive prefetch the depth follows the pace at which the worker finishes tasks
-    back to back: 2 for tasks of a few milliseconds or more, up to ``1 + MAX_PREFETCH``.
+    It holds ``depth`` tasks at once: the running one and those queued behind it
+    (:class:`pymw_core.pacing.PacedWorker` adapts the depth to the tasks' length).
     """
 
     def __init__(self, host: Host, link: Link, serial: int, generation: int,
@@ -120,12 +114,7 @@ class RemoteWorker:
         self.serial = serial
         self.generation = generation
         self.channel = channel
-        self.adaptive = prefetch is None
-        self.depth = 1 + (1 if prefetch is None else prefetch)
-        self.in_flight = 0
-        self.pace: float | None = None  # seconds between back-to-back completions (EWMA)
-        self._last_done = 0.0
-        self._streak = False  # the last completion left work queued: the worker stayed busy
+        super().__init__(prefetch)
         self.pid: int | None = None
         self.run_dir = host._run_dir
         self.name = f"{host.name}/w{serial}"
@@ -139,22 +128,6 @@ class RemoteWorker:
 
     def __repr__(self) -> str:
         return f"<ssh worker {self.name} pid={self.pid}>"
-
-    @property
-    def free(self) -> int:
-        return self.depth - self.in_flight
-
-    def finished(self, now: float) -> None:
-        """One task came back (interface lock held): update the pace and the depth."""
-        if self._streak:
-            gap = now - self._last_done
-            self.pace = gap if self.pace is None else self.pace + 0.2 * (gap - self.pace)
-            if self.adaptive:
-                wanted = math.ceil(_PIPELINE_SECONDS / max(self.pace, 1e-6))
-                self.depth = 1 + min(MAX_PREFETCH, max(1, wanted))
-        self.in_flight -= 1
-        self._last_done = now
-        self._streak = self.in_flight > 0
 
 
 class Host:
