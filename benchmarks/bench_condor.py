@@ -156,56 +156,53 @@ def run(repeats: int = 1) -> dict:
     # creating a file is part of the submit time.
     pool = CondorPool(base_dir=os.environ.get("PYMW_BENCH_CONDOR_BASE") or None)
     pool.start()
-    saved = os.environ.get("CONDOR_CONFIG")
-    os.environ["CONDOR_CONFIG"] = pool.condor_config
     try:
-        import htcondor2
-
-        htcondor2.reload_config()
-        python = pool.python_for_jobs()
-        samples: dict[str, list] = {"pymw_submit": [], "raw_submit": [], "pymw_e2e": [],
-                                    "raw_e2e": []}
-        for r in range(repeats):
-            base = pool.make_job_dir(f"bench-{r}")
-            samples["raw_submit"].append(_raw_submit(python, base, 1000))
-            samples["pymw_submit"].append(_pymw_submit(python, base, 1000))
-            # Alternate the order so neither side always meets a warm (claimed) pool.
-            sides = [("raw_e2e", _raw_end_to_end), ("pymw_e2e", _pymw_end_to_end)]
-            for name, measure in sides if r % 2 else sides[::-1]:
-                samples[name].append(measure(python, pool.make_job_dir(f"{name}-{r}"), 100))
-        submit_pymw = _median(samples["pymw_submit"], "wall_s")
-        submit_raw = _median(samples["raw_submit"], "wall_s")
-        e2e_pymw = _median(samples["pymw_e2e"], "wall_s")
-        e2e_raw = _median(samples["raw_e2e"], "wall_s")
-        out: dict[str, Any] = {
-            "rows": [
-                {"measure": "submit 1,000 tasks: first submit_task to all queued (s)",
-                 "pymw": submit_pymw, "raw htcondor2": submit_raw,
-                 "pymw / raw": submit_pymw / submit_raw},
-                {"measure": "  of which master CPU (s)",
-                 "pymw": _median(samples["pymw_submit"], "cpu_s"),
-                 "raw htcondor2": _median(samples["raw_submit"], "cpu_s")},
-                {"measure": "100 short tasks end to end (s)", "pymw": e2e_pymw,
-                 "raw htcondor2": e2e_raw, "pymw / raw": e2e_pymw / e2e_raw},
-            ],
-            "ratios": {"submit_1000_pymw_over_raw": submit_pymw / submit_raw,
-                       "e2e_100_pymw_over_raw": e2e_pymw / e2e_raw},
-            "pymw_submit_clusters": max(s["clusters"] for s in samples["pymw_submit"]),
-            "pymw_submit_task_calls_s": _median(samples["pymw_submit"], "submit_task_calls_s"),
-            "setup": {"pool": "personal pool on 127.0.0.1, 4 slots (tests/condor/pool.py)",
-                      "shared_dir": pool.shared_dir, "python_for_jobs": python,
-                      "repeats": repeats},
-        }
-        if repeats > 1:
-            out["samples_wall_s"] = {name: [round(v["wall_s"], 3) for v in values]
-                                     for name, values in samples.items()}
-        return out
+        with pool.as_client():
+            return _measure(pool, repeats)
     finally:
-        if saved is None:
-            os.environ.pop("CONDOR_CONFIG", None)
-        else:
-            os.environ["CONDOR_CONFIG"] = saved
         pool.stop()
+
+
+def _measure(pool: Any, repeats: int) -> dict:
+    """Raw htcondor2 and PyMW, taking turns, on a started pool the bindings point at."""
+    python = pool.python_for_jobs()
+    samples: dict[str, list] = {"pymw_submit": [], "raw_submit": [], "pymw_e2e": [],
+                                "raw_e2e": []}
+    for r in range(repeats):
+        base = pool.make_job_dir(f"bench-{r}")
+        samples["raw_submit"].append(_raw_submit(python, base, 1000))
+        samples["pymw_submit"].append(_pymw_submit(python, base, 1000))
+        # Alternate the order so neither side always meets a warm (claimed) pool.
+        sides = [("raw_e2e", _raw_end_to_end), ("pymw_e2e", _pymw_end_to_end)]
+        for name, measure in sides if r % 2 else sides[::-1]:
+            samples[name].append(measure(python, pool.make_job_dir(f"{name}-{r}"), 100))
+    submit_pymw = _median(samples["pymw_submit"], "wall_s")
+    submit_raw = _median(samples["raw_submit"], "wall_s")
+    e2e_pymw = _median(samples["pymw_e2e"], "wall_s")
+    e2e_raw = _median(samples["raw_e2e"], "wall_s")
+    out: dict[str, Any] = {
+        "rows": [
+            {"measure": "submit 1,000 tasks: first submit_task to all queued (s)",
+             "pymw": submit_pymw, "raw htcondor2": submit_raw,
+             "pymw / raw": submit_pymw / submit_raw},
+            {"measure": "  of which master CPU (s)",
+             "pymw": _median(samples["pymw_submit"], "cpu_s"),
+             "raw htcondor2": _median(samples["raw_submit"], "cpu_s")},
+            {"measure": "100 short tasks end to end (s)", "pymw": e2e_pymw,
+             "raw htcondor2": e2e_raw, "pymw / raw": e2e_pymw / e2e_raw},
+        ],
+        "ratios": {"submit_1000_pymw_over_raw": submit_pymw / submit_raw,
+                   "e2e_100_pymw_over_raw": e2e_pymw / e2e_raw},
+        "pymw_submit_clusters": max(s["clusters"] for s in samples["pymw_submit"]),
+        "pymw_submit_task_calls_s": _median(samples["pymw_submit"], "submit_task_calls_s"),
+        "setup": {"pool": "personal pool on 127.0.0.1, 4 slots (tests/condor/pool.py)",
+                  "shared_dir": pool.shared_dir, "python_for_jobs": python,
+                  "repeats": repeats},
+    }
+    if repeats > 1:
+        out["samples_wall_s"] = {name: [round(v["wall_s"], 3) for v in values]
+                                 for name, values in samples.items()}
+    return out
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -420,6 +421,23 @@ class CondorPool:
         _unmount_all(self.root)
         with contextlib.suppress(OSError):
             os.rmdir(self.root + self.shared_dir)  # the now empty mount point
+
+    @contextlib.contextmanager
+    def as_client(self) -> Iterator[None]:
+        """Point this process's htcondor2 bindings at the pool (CONDOR_CONFIG), then back."""
+        import htcondor2
+
+        saved = os.environ.get("CONDOR_CONFIG")
+        os.environ["CONDOR_CONFIG"] = self.condor_config
+        htcondor2.reload_config()
+        try:
+            yield
+        finally:
+            if saved is None:
+                os.environ.pop("CONDOR_CONFIG", None)
+            else:
+                os.environ["CONDOR_CONFIG"] = saved
+            htcondor2.reload_config()
 
     def python_for_jobs(self) -> str:
         """The host's real base interpreter; start() mounts its prefix read-only at the same
