@@ -1,27 +1,90 @@
-"""Developer sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``bench``, ``demo``."""
+"""Developer sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``bench``, ``demo``.
+
+Every session that runs PyMW installs it as users do: wheels built from this tree,
+installed normally (never ``-e``), so a module or data file a wheel leaves out fails
+here first. Tests run from a scratch directory, where the source tree is not importable.
+"""
 
 from __future__ import annotations
+
+import glob
+import os
+import shutil
+import sys
+import tempfile
 
 import nox
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-PACKAGES = [
-    "-e", ".",
-    "-e", "plugins/pymw_local",
-    "-e", "plugins/pymw_ssh",
-    "-e", "plugins/pymw_condor",
+ROOT = os.path.dirname(os.path.abspath(__file__))
+# Every distribution of this repository, the core first. Add new plugins here.
+DISTRIBUTIONS = [
+    ".",
+    "plugins/pymw_local",
+    "plugins/pymw_ssh",
+    "plugins/pymw_condor",
 ]
-EXAMPLE_PLUGIN = ["-e", "tests/plugins/pymw_threads_example"]
-TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "tqdm>=4.60"]
+EXAMPLE_PLUGIN = "tests/plugins/pymw_threads_example"
+TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "tqdm>=4.60", "setuptools>=68"]
+WHEELS = os.path.join(ROOT, ".nox", "_wheels")
+
+
+def _pip(session: nox.Session, *args: str) -> None:
+    """pip of the session's environment (``.venv`` itself for a session without one)."""
+    own = session.virtualenv.venv_backend == "none"
+    python = sys.executable if own else "python"
+    session.run(python, "-m", "pip", "--disable-pip-version-check", *args, external=own)
+
+
+def build_wheels(session: nox.Session, distributions: list[str]) -> list[str]:
+    """Build a wheel of each distribution into ``.nox/_wheels`` (emptied first)."""
+    shutil.rmtree(WHEELS, ignore_errors=True)
+    os.makedirs(WHEELS)
+    _pip(session, "install", "-q", "setuptools>=68", "wheel")
+    _pip(session, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", WHEELS,
+         *(os.path.join(ROOT, d) for d in distributions))
+    # setuptools leaves build/ and *.egg-info beside the sources; the wheels are the product.
+    for d in distributions:
+        shutil.rmtree(os.path.join(ROOT, d, "build"), ignore_errors=True)
+        for info in glob.glob(os.path.join(ROOT, d, "*.egg-info")):
+            shutil.rmtree(info, ignore_errors=True)
+    wheels = sorted(glob.glob(os.path.join(WHEELS, "*.whl")))
+    if len(wheels) != len(distributions):
+        session.error(f"expected {len(distributions)} wheels, built {wheels}")
+    return wheels
+
+
+def install_wheels(session: nox.Session, wheels: list[str], *extra: str) -> None:
+    """Install the wheels with their dependencies, replacing any earlier build of them."""
+    _pip(session, "install", "-q", "--find-links", WHEELS, *wheels, *extra)
+    _pip(session, "install", "-q", "--force-reinstall", "--no-deps", *wheels)
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole suite: core, local, ssh (real sshd), condor (real pool), examples."""
-    session.install(*PACKAGES, *EXAMPLE_PLUGIN, *TEST_DEPS)
-    session.run("pytest", *(session.posargs or ["tests"]))
+    """The whole suite against the installed wheels: core, local, ssh, condor, examples."""
+    wheels = build_wheels(session, [*DISTRIBUTIONS, EXAMPLE_PLUGIN])
+    install_wheels(session, wheels, *TEST_DEPS)
+    scratch = tempfile.mkdtemp(prefix="pymw-nox-")
+    session.chdir(scratch)  # the source tree is not on sys.path from here
+    try:
+        session.run(
+            "pytest", "-p", "no:cacheprovider", "--rootdir", ROOT,
+            "-c", os.path.join(ROOT, "pyproject.toml"),
+            *(_from_root(arg) for arg in session.posargs or ["tests"]),
+            env={"PYMW_WHEELS": WHEELS, "PYMW_SOURCE_TREE": ROOT},
+        )
+    finally:
+        session.chdir(ROOT)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _from_root(arg: str) -> str:
+    """A test path given relative to the repository, made absolute (pytest runs elsewhere)."""
+    path = os.path.join(ROOT, arg.split("::")[0])
+    return os.path.join(ROOT, arg) if not arg.startswith("-") and os.path.exists(path) else arg
 
 
 @nox.session
@@ -34,19 +97,24 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy over the core and the plugins."""
-    session.install(*PACKAGES, "mypy>=1.10")
+    install_wheels(session, build_wheels(session, DISTRIBUTIONS), "mypy>=1.10")
     session.run("mypy", "--ignore-missing-imports", "pymw_core", "plugins")
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     """The performance suite: PyMW beside its peers, one run, ratios."""
-    session.install(*PACKAGES, "loky", "matplotlib", "tqdm")
-    session.run("python", "benchmarks/run.py", *session.posargs)
+    install_wheels(session, build_wheels(session, DISTRIBUTIONS), "loky", "matplotlib", "tqdm")
+    session.run("python", os.path.join(ROOT, "benchmarks", "run.py"), *session.posargs)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def demo(session: nox.Session) -> None:
-    """A real example on the default interface: Monte Carlo pi."""
-    session.install(*PACKAGES[:4])
-    session.run("python", "examples/monte_pi.py", *session.posargs)
+    """A real example on the default interface, in the environment that runs nox (``.venv``).
+
+    pymw-core, pymw-local and tqdm stay installed there, so ``.venv/bin/python`` runs
+    the user's own programs afterwards (the README says so).
+    """
+    install_wheels(session, build_wheels(session, DISTRIBUTIONS[:2]), "tqdm>=4.60")
+    session.run(sys.executable, os.path.join(ROOT, "examples", "monte_pi.py"), *session.posargs,
+                external=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import multiprocessing
 import os
 import platform
 import subprocess
@@ -25,7 +24,7 @@ def describe() -> dict[str, Any]:
         "memory_gib": _memory_gib(),
         "system": platform.platform(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "start_method": multiprocessing.get_start_method(),
+        "start_method": "forkserver (the peers' pools)",
         "packages": _versions(),
         "commit": _commit(),
         "load_before": load(),

@@ -24,6 +24,11 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+# Forking a process that still runs other runners' threads can copy a lock held by one
+# of them into the child, which then waits on it for ever (seen: multiprocessing.Pool
+# hanging after PyMW's runner). A fork server forks from a clean, single-threaded process.
+_CONTEXT = multiprocessing.get_context("forkserver")
+
 class Runner:
     """A pool of ``workers`` processes that runs functions; subclasses fill in the three calls."""
 
@@ -94,7 +99,7 @@ class ProcessPool(Runner):
     key = "ppe"
 
     def start(self) -> None:
-        self.executor = concurrent.futures.ProcessPoolExecutor(self.workers)
+        self.executor = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=_CONTEXT)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         return self.executor.submit(fn, *args)
@@ -113,7 +118,7 @@ class MultiprocessingPool(Runner):
     key = "pool"
 
     def start(self) -> None:
-        self.pool = multiprocessing.Pool(self.workers)
+        self.pool = _CONTEXT.Pool(self.workers)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         return self.pool.apply_async(fn, args)

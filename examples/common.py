@@ -33,7 +33,7 @@ def open_master(args: argparse.Namespace) -> Master:
     their pools with their own options (hosts, a batch system), so it is ignored there.
     """
     try:
-        name = resolve(args.interface, {})[0]
+        name = resolve(args.interface, {}).name
         options = {}
         if args.workers is not None:
             if name == "local":

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from pymw_core import config, plugins
-from pymw_core.errors import InterfaceError
+from pymw_core.errors import ConfigurationError, InterfaceError
 
 OK, FAILED, USAGE = 0, 1, 2
 
@@ -100,7 +100,7 @@ def effective(interface: str | None = None) -> Effective:
     if eff.interface in installed:
         eff.installed = _describe_entry_point(installed[eff.interface])
     try:
-        factory = plugins.load_factory(eff.interface)
+        factory = plugins.load_factory(eff.interface, chosen=eff.chosen_by != "default")
     except InterfaceError as exc:
         eff.errors.append(str(exc))
         eff.broken = eff.interface in installed  # installed, but importing it fails
@@ -210,8 +210,13 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     started = time.monotonic()
     try:
         master = Master(eff.interface)
+    except ConfigurationError as exc:
+        report(False, str(exc))
+        return USAGE
     except InterfaceError as exc:
-        report(False, f"the {eff.interface!r} interface could not start: {exc}")
+        prefix = f"the {eff.interface!r} interface could not start"
+        text = str(exc)
+        report(False, text if text.startswith(prefix) else f"{prefix}: {text}")
         return FAILED
     except Exception as exc:
         report(False, f"the {eff.interface!r} interface could not start: "

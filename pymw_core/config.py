@@ -75,12 +75,19 @@ def load_config(cwd: str | None = None) -> Config:
     return Config()
 
 
-def resolve(name: str | None, options: dict[str, Any]) -> tuple[str, dict[str, Any], Config]:
-    """The interface name and its merged options (arguments win over the file)."""
+@dataclass
+class Choice:
+    """The interface a master will use, its merged options, and whether anyone named it."""
+
+    name: str
+    options: dict[str, Any]
+    chosen: bool  # False: nobody named one, the default applies
+
+
+def resolve(name: str | None, options: dict[str, Any]) -> Choice:
+    """The interface and its merged options (arguments win over the file)."""
     config = load_config()
-    chosen = (
-        name or os.environ.get("PYMW_INTERFACE") or config.interface_name() or DEFAULT_INTERFACE
-    )
-    merged = config.options_for(chosen)
+    chosen = name or os.environ.get("PYMW_INTERFACE") or config.interface_name()
+    merged = config.options_for(chosen or DEFAULT_INTERFACE)
     merged.update(options)
-    return chosen, merged, config
+    return Choice(chosen or DEFAULT_INTERFACE, merged, bool(chosen))

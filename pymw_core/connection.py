@@ -3,7 +3,9 @@
 Interfaces that keep workers running between tasks hand this class the two ends of a
 byte stream; it sends ``task`` frames, reads ``done`` frames, keeps the worker's
 function cache in step, and turns a broken stream into ``worker_lost`` for exactly the
-tasks that were on it.
+attempts that were on it. Every frame names its attempt; replies are matched by that
+id, and a stop is a ``cancel`` frame the worker acts on itself, so it can only ever
+stop the attempt it names.
 """
 
 from __future__ import annotations
@@ -16,19 +18,20 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pymw_core import wire
-from pymw_core.errors import InterfaceError
+from pymw_core.errors import InterfaceError, TaskCancelledError
 from pymw_core.unpack import deliver
 
 if TYPE_CHECKING:
-    from pymw_core.task import Task
+    from pymw_core.task import Attempt
 
 
 class WorkerConnection:
-    """Pipelines tasks to one worker runtime; results come back in the order sent.
+    """Pipelines attempts to one worker runtime, which runs them in the order sent.
 
     ``on_closed(connection, reason)`` runs once, on the reader thread, when the stream
-    ends for any reason; by then every task still on it was handed back with
-    ``worker_lost`` (the first as started, the rest as never started).
+    ends for any reason; by then every attempt still on it was handed back with
+    ``worker_lost``: the running one as started, the rest as never started (all of
+    them when the worker never said hello or stopped on request).
     """
 
     def __init__(
@@ -48,8 +51,11 @@ class WorkerConnection:
         self._on_closed = on_closed
         self._describe_loss = describe_loss
         self._write_lock = threading.Lock()
-        self._in_flight: collections.deque[Task] = collections.deque()
-        self._functions_sent: set[int] = set()
+        # Attempts on the worker by id, in the order sent: the first one runs.
+        self._in_flight: dict[int, Attempt] = {}
+        # The worker's function cache, mirrored (same size, same order; see wire.py).
+        self._functions_sent: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._stopping = False  # the worker is ending on request (a cancel or a kill)
         self._ready = threading.Event()
         self._thread = threading.Thread(
             target=self._read_loop, name=f"pymw-read-{name}", daemon=True
@@ -69,35 +75,65 @@ class WorkerConnection:
         return self.hello
 
     def in_flight(self) -> int:
-        """How many tasks are on this worker now."""
+        """How many attempts are on this worker now."""
         return len(self._in_flight)
 
-    def tasks(self) -> list[Task]:
-        """The tasks on this worker, the running one first."""
-        return list(self._in_flight)
+    def tasks(self) -> list[Attempt]:
+        """The attempts on this worker, the running one first."""
+        return list(self._in_flight.values())
 
-    def send(self, task: Task, file_map: Callable[[str, str], str] | None = None) -> None:
-        """Queue ``task`` on this worker. Raises InterfaceError if the stream is closed.
+    def holds(self, attempt: Attempt) -> bool:
+        """Whether ``attempt`` is on this worker (queued or running) and not yet answered."""
+        return self._in_flight.get(attempt.id) is attempt
+
+    def send(self, attempt: Attempt, file_map: Callable[[str, str], str] | None = None) -> None:
+        """Queue ``attempt`` on this worker. Raises InterfaceError if the stream is closed.
 
         ``file_map`` is passed to :meth:`Payload.message` for workers on other hosts.
         """
-        payload = task.payload
+        payload = attempt.payload
+        if payload is None:  # stopped and reported before it could leave: nothing to send
+            return
         with self._write_lock:
             if self.closed:
                 raise InterfaceError(f"worker {self.name} is gone")
             code = payload.code
-            first = code[0] == "f" and code[1] not in self._functions_sent
-            message = payload.message(task.id, send_code_blob=first, file_map=file_map)
+            sent = self._functions_sent
+            fresh = code[0] == "f" and code[1] not in sent
+            message = payload.message(attempt.id, send_code_blob=fresh, file_map=file_map)
             # Nothing ahead of it: it starts now; else it waits (0.0: not started yet).
-            task.execute_time = 0.0 if self._in_flight else time.time()
-            self._in_flight.append(task)
+            if self._in_flight:
+                attempt.started_at = 0.0
+            else:
+                attempt.started()
+            self._in_flight[attempt.id] = attempt
             try:
                 wire.write_message(self._writer, message)
             except (OSError, ValueError, EOFError) as exc:
-                self._in_flight.pop()
+                self._in_flight.pop(attempt.id, None)
                 raise InterfaceError(f"worker {self.name} is gone: {exc}") from exc
-            if first:
-                self._functions_sent.add(code[1])
+            if code[0] == "f":
+                sent[code[1]] = None
+                sent.move_to_end(code[1])
+                if len(sent) > wire.FUNCTION_CACHE:
+                    sent.popitem(last=False)
+
+    def cancel(self, attempt: Attempt) -> bool:
+        """Ask the worker to stop ``attempt``: dropped if queued there, the worker exits if
+        it runs it. False if the attempt is not on this worker (done, or never sent)."""
+        with self._write_lock:
+            if self.closed or self._in_flight.get(attempt.id) is not attempt:
+                return False
+            try:
+                wire.write_message(self._writer, ("cancel", attempt.id))
+            except (OSError, ValueError):
+                return False
+            return True
+
+    def stopping(self) -> None:
+        """The owner is about to end this worker on purpose: whatever it holds is not to
+        blame, so no attempt on it is charged when the stream ends."""
+        self._stopping = True
 
     def close(self) -> None:
         """Ask the worker to exit once its queued tasks are done."""
@@ -118,16 +154,30 @@ class WorkerConnection:
                     break
                 kind = message[0]
                 if kind == "done":
-                    task = self._in_flight.popleft()
-                    if self._in_flight:  # the next one starts now (timeouts count from here)
-                        self._in_flight[0].execute_time = time.time()
-                    deliver(task, message)
+                    deliver(self._answered(message[1]), message)
+                elif kind == "dropped":
+                    self._answered(message[1]).task_finished(
+                        TaskCancelledError("cancelled before it ran"))
+                elif kind == "stopping":
+                    self._stopping = True
                 elif kind == "hello":
                     self._greet(message[1])
         except Exception as exc:  # a broken stream is a lost worker, whatever broke it
             reason = f"the worker's stream broke: {type(exc).__name__}: {exc}"
         finally:
             self._lost(reason)
+
+    def _answered(self, attempt_id: int) -> Attempt:
+        """Take ``attempt_id`` off the worker; the one queued behind it starts now."""
+        with self._write_lock:
+            in_flight = self._in_flight
+            was_first = next(iter(in_flight), None) == attempt_id
+            attempt = in_flight.pop(attempt_id)
+            if was_first and in_flight:  # timeouts count from the real start
+                nxt = next(iter(in_flight.values()))
+                if not nxt.started_at:
+                    nxt.started(time.time())
+        return attempt
 
     def _greet(self, hello: dict[str, Any]) -> None:
         have = tuple(hello.get("python", ()))[:2]
@@ -144,7 +194,7 @@ class WorkerConnection:
     def _lost(self, reason: str) -> None:
         with self._write_lock:
             self.closed = True
-            stranded = list(self._in_flight)
+            stranded = list(self._in_flight.values())
             self._in_flight.clear()
         if self._describe_loss is not None:
             try:
@@ -154,7 +204,9 @@ class WorkerConnection:
         if self.error is None and self.hello is None:
             self.error = f"worker {self.name} failed to start: {reason}"
         self._ready.set()
-        for index, task in enumerate(stranded):
-            task.worker_lost(reason, started=index == 0)
+        # Only a worker that was running something on its own account can be blamed.
+        blame = self.hello is not None and not self._stopping
+        for index, attempt in enumerate(stranded):
+            attempt.worker_lost(reason, started=blame and index == 0)
         if self._on_closed is not None:
             self._on_closed(self, reason)

@@ -11,8 +11,22 @@ class TaskError(PyMWError):
     """A task could not be submitted, run, or handed out as asked."""
 
 
+class InvalidValueError(TaskError, ValueError):
+    """A setting (``timeout``, ``max_attempts`` ...) has a value it cannot take.
+
+    Both a TaskError (PyMW's word for bad task input) and a ValueError (Python's).
+    """
+
+
 class InterfaceError(PyMWError):
     """An interface could not be found, built, or used."""
+
+
+class ConfigurationError(InterfaceError):
+    """The configuration names no usable interface, or options it does not take or lacks.
+
+    Raised before anything starts; ``pymw config`` and ``pymw check`` exit 2 on it.
+    """
 
 
 class WorkerLostError(TaskError):

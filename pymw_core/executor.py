@@ -8,7 +8,6 @@ Code written for ``ProcessPoolExecutor`` runs unchanged::
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
@@ -58,8 +57,9 @@ class PyMWExecutor(Executor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        call = functools.partial(fn, **kwargs) if kwargs else fn
-        task = self.master.submit_task(call, args)
+        # Keywords travel beside the arguments: the function's pickle is reused, where a
+        # partial per call would be pickled (and cached on the worker) anew each time.
+        task = self.master._submit(fn, args, (), (), (), None, None, None, kwargs or None)
         future = TaskFuture(task, self._settle)
         with self._lock:
             self._futures[task.id] = future
@@ -68,12 +68,19 @@ class PyMWExecutor(Executor):
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """As ``concurrent.futures``: ``cancel_futures`` cancels the calls not yet started
+        (running ones finish); ``wait`` waits for them."""
         self._shutdown = True
         if cancel_futures:
             with self._lock:
                 pending = list(self._futures.values())
             for future in pending:
-                future.cancel()
+                future.cancelling = True
+                try:
+                    if self.master.cancel(future.task, running=False):
+                        Future.cancel(future)
+                finally:
+                    future.cancelling = False
         if self._own_master:
             self.master.close(wait=wait)
         elif wait:

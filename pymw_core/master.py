@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import atexit
-import collections
 import logging
 import signal
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from pymw_core import config, plugins
 from pymw_core.deadlines import Deadlines
-from pymw_core.errors import (
-    InterfaceError,
-    MasterClosedError,
-    TaskCancelledError,
-    TaskError,
-    TaskTimeoutError,
-    WorkerLostError,
-)
+from pymw_core.errors import InterfaceError, InvalidValueError, MasterClosedError, TaskError
+from pymw_core.lifecycle import Lifecycle
 from pymw_core.observers import resolve_observers
 from pymw_core.payload import Packer
+from pymw_core.resources import merged as merge_resources
+from pymw_core.resources import normalize as normalize_resources
 from pymw_core.scheduler import Matcher, Scheduler
 from pymw_core.task import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, Task
 
@@ -38,7 +32,8 @@ class Master:
     other than the master's own settings are the interface's options.
 
     ``max_in_flight`` bounds the tasks handed to the interface and not yet back
-    (default: the interface's ``default_max_in_flight``, else 256).
+    (default: the interface's ``default_max_in_flight``, else 256). ``resources`` is
+    the default of every task's ``resources``.
     """
 
     def __init__(
@@ -49,16 +44,33 @@ class Master:
         max_attempts: int = 3,
         max_in_flight: int | None = None,
         timeout: float | None = None,
+        resources: Mapping[str, Any] | None = None,
         observers: Iterable[Any] = (),
         progress: bool = False,
         loglevel: int | None = None,
         delete_files: bool = True,
         **options: Any,
     ) -> None:
+        try:
+            self._setup(interface, scheduler_func, max_attempts, max_in_flight, timeout,
+                        resources, observers, progress, loglevel, delete_files, options)
+        except BaseException:
+            # The interface (built here, or handed over) must not outlive this failure:
+            # nobody else will ever close it.
+            given = None if interface is None or isinstance(interface, (str, type)) else interface
+            _discard(getattr(self, "interface", given))
+            raise
+
+    def _setup(self, interface: Any, scheduler_func: Matcher | None, max_attempts: int,
+               max_in_flight: int | None, timeout: float | None,
+               resources: Mapping[str, Any] | None, observers: Iterable[Any],
+               progress: bool, loglevel: int | None, delete_files: bool,
+               options: dict[str, Any]) -> None:
         _check_count("max_attempts", max_attempts)
         if max_in_flight is not None:
             _check_count("max_in_flight", max_in_flight)
         _check_timeout(timeout)
+        self.resources = normalize_resources(resources)
         if loglevel is not None:
             log.setLevel(loglevel)
         self.delete_files = delete_files  # PyMW 0.x setting; interfaces read it for their files
@@ -70,25 +82,21 @@ class Master:
         self.hooks = self._manager.hook
         self._observed: set[str] = set()
         self._refresh_observed()
-        self._has_stop_hook = bool(self.hooks.stop_task.get_hookimpls())
-        self._worker_finished = plugins.direct_call(self.hooks.worker_finished)
-        self._lock = threading.Lock()
-        self._results = threading.Condition(self._lock)
-        self._waiters = 0
-        self._closed = False
-        self._exhausted: str | None = None
-        self._next_id = 0
-        self._tasks: list[Task] = []
-        self._done: collections.deque[Task] = collections.deque()
-        self._listeners: list[collections.deque[Task]] = []  # as_completed calls under way
-        self._unclaimed = 0
-        self._counts = dict.fromkeys((QUEUED, RUNNING, FINISHED, FAILED, CANCELLED), 0)
-        self._packer = Packer()
-        self._deadlines = Deadlines(self._expire)
+        worker_finished = plugins.direct_call(self.hooks.worker_finished)
+        self._life = Lifecycle(
+            observe=self._observe,
+            worker_finished=lambda worker: self._call_quietly(worker_finished, worker=worker),
+            stop=self._stop_attempt,
+            can_stop=bool(self.hooks.stop_task.get_hookimpls()),
+        )
+        self._life.deadlines = Deadlines(self._life.expire)
         if max_in_flight is None:  # the interface may know better (a batch system: thousands)
             hint = getattr(self.interface, "default_max_in_flight", None)
             max_in_flight = hint if isinstance(hint, int) and hint >= 1 else 256
-        self._scheduler = Scheduler(self, scheduler_func, max_in_flight)
+        self._packer = Packer()
+        self._scheduler = Scheduler(self._life, self.hooks, self.interface, scheduler_func,
+                                    max_in_flight, self._call_quietly, self._observe)
+        self._life.scheduler = self._scheduler
         _open_masters.add(self)
         _install_signal_handlers()
         self._call_quietly(self.hooks.attach_master, master=self)
@@ -102,7 +110,7 @@ class Master:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Master interface={self.interface_name!r} tasks={len(self._tasks)}>"
+        return f"<Master interface={self.interface_name!r} tasks={self._life.submitted}>"
 
     # -- the seed's API -----------------------------------------------------------------
 
@@ -116,41 +124,42 @@ class Master:
         *,
         max_attempts: int | None = None,
         timeout: float | None = None,
+        resources: Mapping[str, Any] | None = None,
     ) -> Task:
         """Queue ``executable`` (a callable, or a script's path) to run with ``input_data``.
 
-        ``timeout`` (seconds of running, default the master's) and ``max_attempts``
-        (runs allowed when workers are lost) override the master's settings for this task.
+        ``timeout`` (seconds of running, default the master's), ``max_attempts`` (runs
+        allowed when workers are lost) and ``resources`` (cpus, memory, gpus; merged
+        over the master's) apply to this task.
         """
+        return self._submit(executable, input_data, modules, dep_funcs, data_files,
+                            max_attempts, timeout, resources, None)
+
+    def _submit(self, executable: Any, input_data: Any, modules: Iterable[Any],
+                dep_funcs: Iterable[Any], data_files: Iterable[str], max_attempts: int | None,
+                timeout: float | None, resources: Mapping[str, Any] | None,
+                kwargs: dict[str, Any] | None) -> Task:
         self._check_open()
         if max_attempts is not None:
             _check_count("max_attempts", max_attempts)
         _check_timeout(timeout)
-        payload = self._packer.pack(executable, input_data, modules, dep_funcs, data_files)
-        failed = None
-        match_here = False
-        with self._lock:
-            self._check_open()
-            self._next_id += 1
-            task = Task(
-                self, self._next_id, executable, input_data, payload,
+        wanted = merge_resources(self.resources, resources) if resources else self.resources
+        payload = self._packer.pack(executable, input_data, modules, dep_funcs, data_files,
+                                    kwargs)
+
+        def make(task_id: int) -> Task:
+            return Task(
+                self._life, task_id, executable, input_data, payload,
                 modules=tuple(modules or ()), dep_funcs=tuple(dep_funcs or ()),
                 data_files=tuple(data_files or ()),
                 max_attempts=max_attempts or self.max_attempts,
                 timeout=timeout if timeout is not None else self.timeout,
+                resources=wanted,
             )
-            self._tasks.append(task)
-            self._unclaimed += 1
-            self._counts[QUEUED] += 1
-            if self._exhausted is None:
-                match_here = self._scheduler.add(task, here=True)
-            else:
-                failed = self._fail(task, InterfaceError(self._exhausted))
-        self._observe("on_task_submitted", task=task)
+
+        task, match_here = self._life.submit(make)
         if match_here:
             self._scheduler.match_here()
-        if failed:
-            self._observe_failures([failed])
         return task
 
     def get_result(
@@ -159,21 +168,21 @@ class Master:
         """A finished task and its result, raising the task's own exception if it failed.
 
         ``task=None``: any finished task not yet handed out; a list: any of those; a Task:
-        that one, every time. ``blocking=False`` returns ``(None, None)`` if none is done.
+        that one, every time (also after ``close()``, once it ended). ``blocking=False``
+        returns ``(None, None)`` if none is done.
         """
-        self._check_open()
         if task is None:
-            chosen = self._wait_any(None, blocking)
+            chosen = self._life.wait_any(None, blocking)
         elif isinstance(task, Task):
             self._check_own(task)
-            chosen = self._wait_one(task, blocking)
+            chosen = self._life.wait_one(task, blocking)
         elif isinstance(task, (list, tuple, set, frozenset)):
-            wanted = list(task)
+            wanted = task if isinstance(task, list) else list(task)
             if not wanted:
                 raise TaskError("get_result was given an empty list of tasks")
             for item in wanted:
                 self._check_own(item)
-            chosen = self._wait_any(wanted, blocking)
+            chosen = self._life.wait_any(wanted, blocking)
         else:
             raise TaskError(
                 f"get_result takes a Task, a list of Tasks or None, not {type(task).__name__}"
@@ -185,42 +194,36 @@ class Master:
         return chosen, chosen._result
 
     def get_status(self) -> dict[str, Any]:
-        """The interface's status dictionary plus the master's task counters and tasks."""
-        status = self._call_quietly(self.hooks.get_status)
-        status = dict(status) if isinstance(status, dict) else {}
-        with self._lock:
+        """The interface's status dictionary plus the master's task counters and tasks.
+
+        ``tasks`` lists the tasks not yet handed out (a handed-out task is forgotten).
+        If the interface's ``get_status`` raises or returns a non-dict, its part is
+        empty and ``interface_status`` is ``"error"``.
+        """
+        status = self._call_quietly(self.hooks.get_status, _failed := [])
+        ok = isinstance(status, dict) and not _failed
+        status = dict(status) if ok else {}
+        if not ok and self.hooks.get_status.get_hookimpls():
+            status["interface_status"] = "error"
+        life = self._life
+        with life.lock:
             status.update(
                 interface=self.interface_name,
-                submitted=len(self._tasks),
-                queued=self._counts[QUEUED],
-                running=self._counts[RUNNING],
-                finished=self._counts[FINISHED],
-                failed=self._counts[FAILED],
-                cancelled=self._counts[CANCELLED],
-                tasks=list(self._tasks),
+                submitted=life.submitted,
+                queued=life.counts[QUEUED],
+                running=life.counts[RUNNING],
+                finished=life.counts[FINISHED],
+                failed=life.counts[FAILED],
+                cancelled=life.counts[CANCELLED],
             )
+        status["tasks"] = life.held()
         return status
 
     def close(self, wait: bool = False) -> None:
         """Stop the interface once; queued and running tasks are abandoned unless ``wait``."""
-        with self._lock:
-            if self._closed:
-                return
-            if wait:
-                while self._counts[QUEUED] or self._counts[RUNNING]:
-                    self._wait_for_results()
-            self._closed = True
-            abandoned = self._scheduler.drain()
-            abandoned += [t for t in self._tasks if t.state == RUNNING]
-            failures = [
-                self._fail(task, MasterClosedError(f"the master closed before {task} finished"))
-                for task in abandoned
-            ]
-            self._scheduler.stop()
-            self._deadlines.stop()
-            self._results.notify_all()
+        if not self._life.close(wait):
+            return
         _open_masters.discard(self)
-        self._observe_failures(failures)
         try:
             self.hooks.cleanup()
         except Exception:
@@ -230,28 +233,19 @@ class Master:
     @property
     def closed(self) -> bool:
         """True once :meth:`close` ran."""
-        return self._closed
+        return self._life.closed
 
     # -- beyond the seed ----------------------------------------------------------------
 
-    def cancel(self, task: Task) -> bool:
-        """Cancel a task: a queued one always, a running one if the interface can stop it.
+    def cancel(self, task: Task, *, running: bool = True) -> bool:
+        """Cancel a task: a queued one always, a running one if the interface can stop it
+        (and ``running`` is true; False leaves a running task alone).
 
         Returns False if the task had already ended or cannot be stopped. A cancelled
         task's ``get_result`` raises :class:`TaskCancelledError`.
         """
         self._check_own(task)
-        with self._lock:
-            if task.state == RUNNING and not self._has_stop_hook:
-                return False
-            if task.state not in (QUEUED, RUNNING):
-                return False
-            running = task.state == RUNNING
-            failed = self._fail(task, TaskCancelledError(f"{task} was cancelled"), CANCELLED)
-        if running:
-            self._call_quietly(self.hooks.stop_task, task=task, worker=task.worker)
-        self._observe_failures([failed])
-        return True
+        return self._life.cancel(task, running)
 
     def add_observer(self, observer: Any) -> None:
         """Register an observer plugin (an object or a registered name) on this master."""
@@ -264,38 +258,15 @@ class Master:
 
     def as_completed(self, tasks: Iterable[Task] | None = None,
                      timeout: float | None = None) -> Iterator[Task]:
-        """Yield tasks as they finish (each once), failed ones included: check ``exception()``."""
-        wanted = list(tasks) if tasks is not None else list(self._tasks)
-        for task in wanted:
+        """Yield tasks as they finish (each once), failed ones included: check ``exception()``.
+
+        ``tasks=None`` follows every task not yet handed out when the iteration starts.
+        """
+        wanted = None if tasks is None else list(tasks)
+        for task in wanted or ():
             self._check_own(task)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pending = {id(t): t for t in wanted}
-        # Each task that ends from now on is appended here, so no wake-up rescans them all.
-        ended: collections.deque[Task] = collections.deque()
-        with self._lock:
-            self._listeners.append(ended)
-            ended.extend(t for t in wanted if t.done())
-        try:
-            while pending:
-                with self._lock:
-                    while not ended:
-                        remaining = None if deadline is None else deadline - time.monotonic()
-                        if remaining is not None and remaining <= 0:
-                            raise TimeoutError(
-                                f"{len(pending)} tasks still running after {timeout} s"
-                            )
-                        self._check_open()
-                        self._wait_for_results(remaining)
-                    ready = []
-                    while ended:
-                        task = ended.popleft()
-                        if pending.pop(id(task), None) is not None:
-                            self._claim(task)
-                            ready.append(task)
-                yield from ready
-        finally:
-            with self._lock:
-                self._listeners.remove(ended)
+        self._check_open()
+        return iter(self._life.completed(wanted, timeout))
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
             **submit_options: Any) -> Iterator[Any]:
@@ -303,7 +274,7 @@ class Master:
 
         Every task is submitted before the first result is awaited. The first failure
         is raised where its result would be; the tasks after it still run. Options such
-        as ``timeout`` and ``max_attempts`` apply to each task.
+        as ``timeout`` (each task's own run limit) and ``max_attempts`` apply to each task.
         """
         arguments = zip(*iterables, strict=False)
         tasks = [self.submit_task(fn, args, **submit_options) for args in arguments]
@@ -318,9 +289,7 @@ class Master:
 
     def workers_changed(self) -> None:
         """Workers appeared or vanished: match again now instead of at the next poll."""
-        with self._lock:
-            self._exhausted = None
-            self._scheduler.poke(workers_changed=True)
+        self._life.workers_back()
 
     def worker_up(self, worker: Any) -> None:
         """An interface reports a new worker: observers hear of it, the scheduler wakes."""
@@ -328,80 +297,32 @@ class Master:
         self.workers_changed()
 
     def worker_down(self, worker: Any, reason: str) -> None:
-        """An interface reports a worker gone (its tasks go through ``task.worker_lost``)."""
+        """An interface reports a worker gone (its tasks go through ``worker_lost``)."""
         self._observe("on_worker_lost", worker=worker, reason=reason)
         self.workers_changed()
 
     def workers_exhausted(self, reason: str) -> None:
         """No worker will ever come: fail what is queued (and later submissions) with ``reason``."""
-        with self._lock:
-            self._exhausted = reason
-            failures = [self._fail(t, InterfaceError(reason)) for t in self._scheduler.drain()]
-        self._observe_failures(failures)
+        self._life.exhaust(reason)
 
     # -- internals ---------------------------------------------------------------------------
 
     def _virtual_task(self, name: str) -> Task:
         """A running task that no interface runs: its owner calls ``task_finished`` itself."""
-        with self._lock:
-            self._check_open()
-            self._next_id += 1
-            task = Task(self, self._next_id, name, None, None)  # type: ignore[arg-type]
-            self._tasks.append(task)
-            self._unclaimed += 1
-            self._counts[QUEUED] += 1
-            self._set_state(task, RUNNING)
-            task.execute_time = time.time()
-            self._scheduler.in_flight += 1
-        return task
+        return self._life.virtual(lambda task_id: Task(self._life, task_id, name, None, None))
+
+    def _stop_attempt(self, attempt: Any) -> None:
+        self._call_quietly(self.hooks.stop_task, task=attempt, worker=attempt.worker)
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self._life.closed:
             raise MasterClosedError("this master is closed")
 
     def _check_own(self, task: Any) -> None:
         if not isinstance(task, Task):
             raise TaskError(f"expected a Task, got {type(task).__name__} {task!r}")
-        if task._master is not self:
+        if task._life is not self._life:
             raise TaskError(f"{task} was not submitted to this master")
-
-    def _set_state(self, task: Task, state: str) -> None:
-        """Lock held."""
-        self._counts[task.state] -= 1
-        self._counts[state] += 1
-        task.state = state
-
-    def _claim(self, task: Task) -> None:
-        """Lock held."""
-        if not task._claimed:
-            task._claimed = True
-            self._unclaimed -= 1
-
-    def _finish(self, task: Task, state: str, wake: bool = True) -> None:
-        """Lock held: ``task`` reached a final state; ``wake=False`` leaves waking the
-        threads waiting for results to the caller."""
-        self._set_state(task, state)
-        task.finish_time = time.time()
-        self._done.append(task)
-        for listener in self._listeners:
-            listener.append(task)
-        if wake and self._waiters:
-            self._results.notify_all()
-
-    def _fail(self, task: Task, error: BaseException, state: str = FAILED) -> Task:
-        """Lock held: end ``task`` with ``error``; the caller observes it after unlocking."""
-        if task.state == RUNNING:
-            self._scheduler.in_flight -= 1
-            self._scheduler.poke()
-        task._error = error
-        self._finish(task, state)
-        return task
-
-    def _observe_failures(self, tasks: list[Task]) -> None:
-        """Lock not held."""
-        if "on_task_failed" in self._observed:
-            for task in tasks:
-                self._observe("on_task_failed", task=task, error=task._error)
 
     def _refresh_observed(self) -> None:
         self._observed = {
@@ -409,148 +330,14 @@ class Master:
             if name.startswith("on_") and getattr(self.hooks, name).get_hookimpls()
         }
 
-    def _started(self, task: Task) -> None:
-        """Lock held: ``task`` was just matched with a worker."""
-        if task.timeout is not None:
-            self._deadlines.add(task, task.timeout, task.attempts)
-
-    def _expire(self, task: Task, attempt: int) -> None:
-        """Deadline thread: ``task`` ran past its timeout."""
-        with self._lock:
-            if task.state != RUNNING or task.attempts != attempt:
-                return
-            failed = self._fail(task, TaskTimeoutError(
-                f"{task} ran longer than its timeout of {task.timeout} s"
-                + ("" if self._has_stop_hook else
-                   f"; the {self.interface_name} interface cannot stop it, so it runs on")
-            ))
-        self._call_quietly(self.hooks.stop_task, task=task, worker=task.worker)
-        self._observe_failures([failed])
-
-    def _task_ended(self, task: Task, error: BaseException | None, result: Any) -> None:
-        """Any thread: the interface reported the end of ``task``.
-
-        The task's end is recorded at once, but the threads waiting for results are
-        woken last, after the worker went back to the interface: a woken thread then
-        finds the lock free instead of queueing behind this one's remaining work.
-        """
-        with self._lock:
-            live = task._live
-            task._live = False
-            if task.state != RUNNING:
-                counted = False
-            else:
-                counted = True
-                self._scheduler.in_flight -= 1
-                if error is None:
-                    task._result = result
-                    self._finish(task, FINISHED, wake=False)
-                else:
-                    task._error = error
-                    self._finish(task, FAILED, wake=False)
-        live = live and not self._closed  # after cleanup() the interface owes us nothing
-        if live:
-            self._call_quietly(self._worker_finished, worker=task.worker)
-        if live or counted:
-            with self._lock:
-                if counted and self._waiters:
-                    self._results.notify_all()
-                if live:
-                    self._scheduler.poke(workers_changed=True)
-        if counted and self._observed:
-            if error is None:
-                self._observe("on_task_done", task=task)
-            else:
-                self._observe("on_task_failed", task=task, error=error)
-
-    def _task_lost(self, task: Task, reason: str, started: bool) -> None:
-        """Any thread: the worker running ``task`` vanished."""
-        retried = False
-        failed = None
-        with self._lock:
-            task._live = False
-            if task.state != RUNNING:
-                return
-            self._scheduler.in_flight -= 1
-            if not started:
-                task.attempts -= 1
-            if task.attempts < task.max_attempts and not self._closed:
-                self._set_state(task, QUEUED)
-                task.worker = None
-                if self._exhausted is None:
-                    self._scheduler.add(task, front=True)
-                else:
-                    failed = self._fail(task, InterfaceError(self._exhausted))
-                retried = started
-            else:
-                failed = self._fail(task, WorkerLostError(
-                    f"{task} lost its worker {task.attempts} times, the most allowed "
-                    f"(max_attempts={task.max_attempts}); last: {reason}"
-                ))
-            self._scheduler.poke(workers_changed=True)
-        if retried:
-            self._observe("on_task_retried", task=task, reason=reason)
-        if failed:
-            self._observe_failures([failed])
-
-    def _wait_for_results(self, timeout: float | None = None) -> None:
-        """Lock held: sleep until some task ends (or ``timeout`` passes)."""
-        self._waiters += 1
-        try:
-            self._results.wait(timeout)
-        finally:
-            self._waiters -= 1
-
-    def _wait_one(self, task: Task, blocking: bool) -> Task | None:
-        with self._lock:
-            while not task.done():
-                if not blocking:
-                    return None
-                self._check_open()
-                self._wait_for_results()
-            self._claim(task)
-        return task
-
-    def _wait_any(self, wanted: list[Task] | None, blocking: bool) -> Task | None:
-        with self._lock:
-            while True:
-                found = self._pop_done(wanted)
-                if found is not None:
-                    return found
-                left = self._unclaimed if wanted is None else sum(not t._claimed for t in wanted)
-                if not blocking:
-                    return None
-                if left == 0:
-                    raise TaskError(
-                        "no task left to wait for: every task asked about was already handed out"
-                        if wanted is not None or self._tasks
-                        else "no task left to wait for: none was submitted"
-                    )
-                self._check_open()
-                self._wait_for_results()
-
-    def _pop_done(self, wanted: list[Task] | None) -> Task | None:
-        """Lock held: a finished, unclaimed task (of ``wanted``), now claimed."""
-        if wanted is None:
-            done = self._done
-            while done:
-                task = done.popleft()
-                if not task._claimed:
-                    self._claim(task)
-                    return task
-            return None
-        for task in wanted:
-            if not task._claimed and task.done():
-                self._claim(task)
-                return task
-        return None
-
-    def _call_quietly(self, hook: Any, **kwargs: Any) -> Any:
+    def _call_quietly(self, hook: Any, _failed: list | None = None, **kwargs: Any) -> Any:
         try:
             return hook(**kwargs)
         except Exception:
             name = getattr(hook, "name", None) or getattr(hook, "__name__", hook)
             log.debug("optional hook %s raised; ignored", name, exc_info=True)
+            if _failed is not None:
+                _failed.append(name)
             return None
 
     def _observe(self, name: str, **kwargs: Any) -> None:
@@ -563,20 +350,22 @@ class Master:
 
 def _check_count(name: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+        raise InvalidValueError(f"{name} must be a whole number of at least 1, not {value!r}")
 
 
 def _check_timeout(value: Any) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"timeout must be a positive number of seconds or None, not {value!r}")
+        raise InvalidValueError(
+            f"timeout must be a positive number of seconds or None, not {value!r}"
+        )
 
 
 def _build_interface(interface: Any, options: dict[str, Any]) -> tuple[Any, str]:
     if interface is None or isinstance(interface, str):
-        name, merged, _ = config.resolve(interface, options)
-        return plugins.create_interface(name, merged), name
+        choice = config.resolve(interface, options)
+        return plugins.create_interface(choice.name, choice.options, choice.chosen), choice.name
     if isinstance(interface, type):
         try:
             return interface(**options), interface.__name__
@@ -590,6 +379,18 @@ def _build_interface(interface: Any, options: dict[str, Any]) -> tuple[Any, str]
     return interface, type(interface).__name__
 
 
+def _discard(interface: Any) -> None:
+    """Run the cleanup of an interface that no master will own."""
+    if interface is None:
+        return
+    cleanup = getattr(interface, "cleanup", None)
+    if callable(cleanup):
+        try:
+            cleanup()
+        except Exception:
+            log.warning("cleanup of the unused %r failed", interface, exc_info=True)
+
+
 @atexit.register
 def _close_all() -> None:
     """No worker process or batch job outlives the program."""
@@ -601,17 +402,33 @@ def _close_all() -> None:
 
 
 _signals_installed = False
+_previous_sigterm: Any = signal.SIG_DFL
 
 
 def _install_signal_handlers() -> None:
-    """Turn SIGTERM into a normal exit (so cleanup runs) unless the program set its own."""
-    global _signals_installed
+    """On SIGTERM, close every master (no worker or job outlives the program), then do
+    what the program had arranged: call its own handler, or exit as the default would.
+
+    A program that ignores SIGTERM keeps ignoring it. Installed once, from the main
+    thread, by the first master; a handler the program sets later replaces it.
+    """
+    global _signals_installed, _previous_sigterm
     if _signals_installed or threading.current_thread() is not threading.main_thread():
         return
     _signals_installed = True
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _exit_on_signal)
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_IGN or previous is None:
+        return
+    _previous_sigterm = previous
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    if previous is not signal.SIG_DFL:
+        log.debug("SIGTERM: PyMW closes its masters, then calls %r", previous)
 
 
-def _exit_on_signal(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
+def _on_sigterm(signum: int, frame: Any) -> None:
+    previous = _previous_sigterm
+    if callable(previous):
+        _close_all()
+        previous(signum, frame)
+        return
+    raise SystemExit(128 + signum)  # the default: exit, and atexit closes the masters

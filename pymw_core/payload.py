@@ -28,6 +28,13 @@ from pymw_core import wire
 from pymw_core.errors import TaskError
 
 _FUNCTION_CACHE_SIZE = 1024
+# cloudpickle's by-value registry is process-wide: every master registers and removes
+# the user's modules under this one lock, and never removes what the program registered.
+_REGISTRY_LOCK = threading.Lock()
+# Only these are cached by identity: their code cannot change behind the cache's back.
+# A callable object (or a bound method, a partial) carries state the user may change
+# between submits, so it is pickled anew each time.
+_CACHEABLE = (types.FunctionType, types.BuiltinFunctionType)
 
 
 @dataclass(slots=True)
@@ -44,7 +51,7 @@ class Payload:
         send_code_blob: bool = True,
         file_map: Callable[[str, str], str] | None = None,
     ) -> tuple:
-        """The ``task`` frame for a worker.
+        """The ``task`` frame for a worker; ``task_id`` is the attempt's id.
 
         ``send_code_blob=False`` leaves the function out (the worker has it already).
         ``file_map(name, master_path) -> worker_path`` says where the worker finds each
@@ -137,11 +144,12 @@ class Packer:
     def dumps_by_value(self, value: Any) -> bytes:
         """cloudpickle with the user's modules registered by value for this one call."""
         registered = []
-        with self._lock:
+        with _REGISTRY_LOCK:
             try:
+                already = set(cloudpickle.list_registry_pickle_by_value())
                 for name in self.user_code.names()[1:]:
                     module = sys.modules.get(name)
-                    if module is not None:
+                    if module is not None and name not in already:
                         try:
                             cloudpickle.register_pickle_by_value(module)
                             registered.append(module)
@@ -166,16 +174,14 @@ class Packer:
             raise TaskError(f"{what} cannot be pickled: {type(exc).__name__}: {exc}") from exc
 
     def _function_code(self, fn: Callable) -> tuple:
-        try:
-            key: Any = fn
-            hash(key)
-        except TypeError:
-            key = id(fn)
-        with self._lock:
-            hit = self._functions.get(key)
-            if hit is not None and hit[0] is fn:
-                self._functions.move_to_end(key)
-                return hit[1]
+        cacheable = type(fn) in _CACHEABLE
+        key = id(fn)
+        if cacheable:
+            with self._lock:
+                hit = self._functions.get(key)
+                if hit is not None and hit[0] is fn:
+                    self._functions.move_to_end(key)
+                    return hit[1]
         try:
             blob = self.dumps_by_value(fn)
         except Exception as exc:
@@ -186,9 +192,10 @@ class Packer:
         with self._lock:
             self._next_fn_id += 1
             code = ("f", self._next_fn_id, blob)
-            self._functions[key] = (fn, code)
-            if len(self._functions) > _FUNCTION_CACHE_SIZE:
-                self._functions.popitem(last=False)
+            if cacheable:
+                self._functions[key] = (fn, code)
+                if len(self._functions) > _FUNCTION_CACHE_SIZE:
+                    self._functions.popitem(last=False)
         return code
 
     # -- scripts -------------------------------------------------------------
@@ -222,8 +229,13 @@ class Packer:
         modules: Iterable = (),
         dep_funcs: Iterable = (),
         data_files: Iterable = (),
+        kwargs: dict[str, Any] | None = None,
     ) -> Payload:
-        """Check and pack one task; raise TaskError saying what is wrong and why."""
+        """Check and pack one task; raise TaskError saying what is wrong and why.
+
+        ``kwargs`` (keyword arguments of a function) travel beside the positional ones,
+        so a call with keywords reuses the function's cached pickle.
+        """
         shipped: list = []
         if callable(executable) and not isinstance(executable, str):
             code = self._function_code(executable)
@@ -244,9 +256,14 @@ class Packer:
                 "executable must be a callable or the path of a Python script, not "
                 f"{type(executable).__name__} {executable!r}"
             )
-        if not (shipped or modules or dep_funcs or data_files):
+        if not (shipped or modules or dep_funcs or data_files or kwargs):
             return Payload(code, args)
-        return Payload(code, args, self._extras(shipped, modules, dep_funcs, data_files))
+        extras = self._extras(shipped, modules, dep_funcs, data_files) or {}
+        if kwargs:
+            if code[0] != "f":
+                raise TaskError("keyword arguments go to functions, not scripts")
+            extras["kwargs"] = self.dumps_data(kwargs, "keyword arguments")
+        return Payload(code, args, extras)
 
     def _extras(self, shipped: list, modules: Any, dep_funcs: Any, data_files: Any) -> dict | None:
         extras: dict = {}

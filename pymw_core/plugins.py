@@ -11,7 +11,7 @@ from typing import Any
 import pluggy
 
 from pymw_core import hookspecs
-from pymw_core.errors import InterfaceError
+from pymw_core.errors import ConfigurationError, InterfaceError
 
 ENTRY_POINT_GROUP = "pymw.interfaces"
 OBSERVER_GROUP = "pymw.observers"
@@ -82,13 +82,32 @@ def _suggest(name: str, choices: list[str]) -> str:
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
-def load_factory(name: str) -> Callable[..., Any]:
-    """The class (or factory) an interface's entry point names."""
+def how_to_choose(names: list[str]) -> str:
+    """One sentence saying how a program picks one of the installed interfaces."""
+    pick = names[0] if names else "NAME"
+    return (
+        f"choose one with Master({pick!r}), PYMW_INTERFACE={pick}, or interface = \"{pick}\" "
+        "in pymw.toml"
+    )
+
+
+def load_factory(name: str, chosen: bool = True) -> Callable[..., Any]:
+    """The class (or factory) an interface's entry point names.
+
+    ``chosen=False`` says nobody named the interface (the default applies), which
+    changes the advice when it is missing.
+    """
     available = installed_interfaces()
     if name not in available:
         names = sorted(available)
         listed = ", ".join(names) if names else "none"
-        raise InterfaceError(
+        if not chosen:
+            install = "" if names else "; pip install pymw-local for the default"
+            raise ConfigurationError(
+                f"no interface was chosen and the default, {name!r}, is not installed "
+                f"(installed: {listed}){install}; {how_to_choose(names)}"
+            )
+        raise ConfigurationError(
             f"no PyMW interface named {name!r} is installed (installed: {listed})."
             f"{_suggest(name, names)}"
         )
@@ -102,30 +121,37 @@ def load_factory(name: str) -> Callable[..., Any]:
 
 
 def check_options(name: str, factory: Callable[..., Any], options: dict[str, Any]) -> None:
-    """Refuse options the interface does not take, listing the ones it does."""
+    """Refuse options the interface does not take, and required ones that are missing."""
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
         return
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return
-    valid = [
-        p.name
-        for p in params.values()
+    named = [
+        p for p in params.values()
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"
     ]
+    missing = [p.name for p in named if p.default is p.empty and p.name not in options]
+    if missing:
+        first = missing[0]
+        raise ConfigurationError(
+            f"the {name!r} interface needs the option {first!r}: pass it as "
+            f"Master({name!r}, {first}=...) or set {first} under [{name}] in pymw.toml"
+        )
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [p.name for p in named]
     for option in options:
         if option not in valid:
             listed = ", ".join(valid) if valid else "none"
-            raise InterfaceError(
+            raise ConfigurationError(
                 f"the {name!r} interface has no option {option!r} (its options: {listed})."
                 f"{_suggest(option, valid)}"
             )
 
 
-def create_interface(name: str, options: dict[str, Any]) -> Any:
+def create_interface(name: str, options: dict[str, Any], chosen: bool = True) -> Any:
     """Build the interface registered as ``name`` with ``options`` as keyword arguments."""
-    factory = load_factory(name)
+    factory = load_factory(name, chosen)
     check_options(name, factory, options)
     try:
         return factory(**options)

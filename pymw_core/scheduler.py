@@ -10,17 +10,16 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-import time
 from collections.abc import Callable
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
 from pymw_core.plugins import direct_call
-from pymw_core.task import QUEUED, RUNNING
+from pymw_core.task import QUEUED
 
 if TYPE_CHECKING:
-    from pymw_core.master import Master
-    from pymw_core.task import Task
+    from pymw_core.lifecycle import Lifecycle
+    from pymw_core.task import Attempt, Task
 
 log = logging.getLogger("pymw")
 _MAX_DISPATCH_THREADS = 256  # blocking execute_task calls at once, whatever max_in_flight is
@@ -28,24 +27,18 @@ Matcher = Callable[[list, list], "tuple[Any, Any]"]
 
 
 class Dispatcher:
-    """Calls ``execute_task`` on a few reusable threads; an exception fails that task."""
+    """Calls ``execute_task`` on a few reusable threads; an exception fails that attempt."""
 
-    def __init__(
-        self,
-        call: Callable[..., Any],
-        on_error: Callable[[Task, BaseException, Any], None],
-        limit: int,
-    ) -> None:
+    def __init__(self, call: Callable[..., Any], limit: int) -> None:
         self._call = call
-        self._on_error = on_error
         self._limit = limit
         self._queue: SimpleQueue = SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0
         self._threads: list[threading.Thread] = []
 
-    def put(self, task: Task, worker: Any) -> None:
-        self._queue.put((task, worker))
+    def put(self, attempt: Attempt, worker: Any) -> None:
+        self._queue.put((attempt, worker))
         if self._idle:  # racy read: at worst one thread more, started below under the lock
             return
         with self._lock:
@@ -69,28 +62,34 @@ class Dispatcher:
                 self._idle -= 1
             if item is None:
                 return
-            task, worker = item
+            attempt, worker = item
             try:
-                self._call(task=task, worker=worker)
+                self._call(task=attempt, worker=worker)
             except BaseException as exc:  # the interface's failure is this task's answer
-                self._on_error(task, exc, None)
+                attempt.task_finished(exc)
             with self._lock:
                 self._idle += 1
 
 
 class Scheduler:
-    """Owns the queue. Every method that says "lock held" runs under ``master._lock``."""
+    """Owns the queue. Every method that says "lock held" runs under ``life.lock``.
+
+    Tasks leave the queue through :meth:`Lifecycle.start`, which makes their attempt.
+    """
 
     POLL_SECONDS = 0.1  # re-ask get_available_workers this often when none are free
 
-    def __init__(self, master: Master, matcher: Matcher | None, max_in_flight: int) -> None:
-        self._master = master
-        self._hooks = master.hooks
+    def __init__(self, life: Lifecycle, hooks: Any, interface: Any, matcher: Matcher | None,
+                 max_in_flight: int, call_quietly: Callable[..., Any],
+                 observe: Callable[..., None]) -> None:
+        self._life = life
+        self._hooks = hooks
         self._matcher = matcher
+        self._call_quietly = call_quietly
+        self._observe = observe
         self.max_in_flight = max_in_flight
         self.queue: collections.deque[Task] = collections.deque()
-        self.in_flight = 0
-        self._wake = threading.Condition(master._lock)
+        self._wake = threading.Condition(life.lock)
         self._sleeping = False
         self._starved = False
         self._stopped = False
@@ -101,10 +100,8 @@ class Scheduler:
         self._execute = direct_call(self._hooks.execute_task)
         # An interface whose execute_task only hands the task over says so with
         # ``blocking_execute = False``: then it is called right here, no thread hop.
-        self._inline = getattr(master.interface, "blocking_execute", True) is False
-        self._dispatcher = Dispatcher(
-            self._execute, master._task_ended, min(max_in_flight, _MAX_DISPATCH_THREADS)
-        )
+        self._inline = getattr(interface, "blocking_execute", True) is False
+        self._dispatcher = Dispatcher(self._execute, min(max_in_flight, _MAX_DISPATCH_THREADS))
         self._thread = threading.Thread(target=self._run, name="pymw-scheduler", daemon=True)
         self._thread.start()
 
@@ -126,7 +123,7 @@ class Scheduler:
             self.queue.append(task)
         # A user's matcher may take this task where it declined the others: ask it now.
         starved = self._starved and self._matcher is None
-        if starved or self._stopped or self.in_flight >= self.max_in_flight:
+        if starved or self._stopped or self._life.in_flight >= self.max_in_flight:
             return False
         if here and self._inline and not self._matching and len(self.queue) == 1:
             self._matching = True
@@ -159,11 +156,11 @@ class Scheduler:
     # -- the scheduler thread -----------------------------------------------------------
 
     def _run(self) -> None:
-        lock = self._master._lock
+        lock = self._life.lock
         while True:
             with lock:
                 while not self._stopped and (
-                    not self.queue or self.in_flight >= self.max_in_flight or self._starved
+                    not self.queue or self._life.in_flight >= self.max_in_flight or self._starved
                     or self._matching
                 ):
                     self._sleeping = True
@@ -187,8 +184,8 @@ class Scheduler:
         :meth:`add` chose), so tasks leave in queue order and workers are never
         double-booked.
         """
-        lock = self._master._lock
-        pairs: list[tuple[Task, Any]] = []
+        lock = self._life.lock
+        pairs: list[tuple[Attempt, Any]] = []
         try:
             workers = self._available_workers()
             with lock:
@@ -197,16 +194,16 @@ class Scheduler:
                 pairs = self._match(workers)
                 if not pairs and self.queue:
                     self._starved = True
-            for task, worker in pairs:
-                self._master._call_quietly(self._reserve, worker=worker)
-                self._master._observe("on_task_started", task=task, worker=worker)
+            for attempt, worker in pairs:
+                self._call_quietly(self._reserve, worker=worker)
+                self._observe("on_task_started", task=attempt.task, worker=worker)
                 if self._inline:
                     try:
-                        self._execute(task=task, worker=worker)
+                        self._execute(task=attempt, worker=worker)
                     except BaseException as exc:  # the interface's failure is this task's answer
-                        self._master._task_ended(task, exc, None)
+                        attempt.task_finished(exc)
                 else:
-                    self._dispatcher.put(task, worker)
+                    self._dispatcher.put(attempt, worker)
         finally:
             with lock:
                 self._matching = False
@@ -231,8 +228,8 @@ class Scheduler:
                 return task
         return None
 
-    def _match(self, workers: list | None) -> list[tuple[Task, Any]]:
-        room = self.max_in_flight - self.in_flight
+    def _match(self, workers: list | None) -> list[tuple[Attempt, Any]]:
+        room = self.max_in_flight - self._life.in_flight
         if workers is not None:
             room = min(room, len(workers))
         pairs: list[tuple[Task, Any]] = []
@@ -244,16 +241,8 @@ class Scheduler:
                 pairs.append((task, None if workers is None else workers[index]))
         else:
             pairs = self._match_custom(list(workers), room)
-        now = time.time()
-        for task, worker in pairs:
-            self._master._set_state(task, RUNNING)
-            task.worker = worker
-            task.attempts += 1
-            task._live = True
-            task.execute_time = now
-            self._master._started(task)
-        self.in_flight += len(pairs)
-        return pairs
+        start = self._life.start
+        return [(start(task, worker), worker) for task, worker in pairs]
 
     def _match_custom(self, workers: list, room: int) -> list[tuple[Task, Any]]:
         """PyMW's matcher contract: ``(tasks, workers) -> (task, worker)``, one pair a call."""

@@ -1,4 +1,8 @@
-"""A task: what the user submitted, where it ran, and how it ended."""
+"""A task (what the user submitted and how it ended) and an attempt (one run of it).
+
+Both are records: every change of their state goes through :mod:`pymw_core.lifecycle`,
+which owns the rules. Interfaces hold attempts; users hold tasks.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pymw_core.master import Master
+    from pymw_core.lifecycle import Lifecycle
     from pymw_core.payload import Payload
 
 QUEUED = "queued"
@@ -18,18 +22,19 @@ DONE_STATES = frozenset((FINISHED, FAILED, CANCELLED))
 
 
 class Task:
-    """One unit of work. Interfaces call :meth:`task_finished` or :meth:`worker_lost` on it.
+    """One unit of work, as the user submitted it.
 
-    ``executable`` and ``input_data`` are what was submitted; ``payload`` is its packed
-    form for the worker runtime; ``stdout``/``stderr`` hold the worker's captured output.
+    ``executable`` and ``input_data`` are what was submitted; ``stdout``/``stderr`` hold
+    the worker's captured output once the task ended; ``attempts`` counts the runs that
+    started on a worker.
     """
 
     __slots__ = (
         "__weakref__",
+        "_attempt",
         "_claimed",
         "_error",
-        "_live",
-        "_master",
+        "_life",
         "_name",
         "_result",
         "_worker_seconds",
@@ -44,6 +49,7 @@ class Task:
         "max_attempts",
         "modules",
         "payload",
+        "resources",
         "state",
         "stderr",
         "stdout",
@@ -60,19 +66,20 @@ class Task:
 
     def __init__(
         self,
-        master: Master,
+        life: Lifecycle,
         task_id: int,
         executable: Any,
         input_data: Any,
-        payload: Payload,
+        payload: Payload | None,
         *,
         modules: tuple = (),
         dep_funcs: tuple = (),
         data_files: tuple = (),
         max_attempts: int = 3,
         timeout: float | None = None,
+        resources: dict[str, int] | None = None,
     ) -> None:
-        self._master = master
+        self._life = life
         self.id = task_id
         self.executable = executable
         self.input_data = input_data
@@ -82,15 +89,16 @@ class Task:
         self.payload = payload
         self.max_attempts = max_attempts
         self.timeout = timeout
+        self.resources = resources or {}
         self.state = QUEUED
         self.worker: Any = None
         self.attempts = 0
         self.stdout = ""
         self.stderr = ""
+        self._attempt: Attempt | None = None
         self._result: Any = None
         self._error: BaseException | None = None
         self._claimed = False
-        self._live = False  # handed to the interface and not yet reported back
         self.submit_time = time.time()
         self.execute_time = 0.0
         self.finish_time = 0.0
@@ -111,19 +119,21 @@ class Task:
     def __str__(self) -> str:
         return self.name
 
-    # -- what interfaces call --------------------------------------------------
+    # -- what interfaces that keep the Task call (prefer the attempt's own methods) ----
 
     def task_finished(self, task_err: BaseException | None = None, result: Any = None) -> None:
-        """The task ended: with ``task_err`` if it failed, else with ``result``."""
-        self._master._task_ended(self, task_err, result)
+        """The task's current attempt ended: with ``task_err`` if it failed, else ``result``."""
+        attempt = self._attempt
+        if attempt is not None:
+            attempt.task_finished(task_err, result)
+        else:
+            self._life.finish_unattempted(self, task_err, result)
 
     def worker_lost(self, reason: str | BaseException | None = None, started: bool = True) -> None:
-        """The worker vanished with this task; the master retries it up to ``max_attempts``.
-
-        ``started=False`` says the task never began there (it was only queued on that
-        worker), so the attempt does not count.
-        """
-        self._master._task_lost(self, str(reason) if reason else "worker lost", started)
+        """The worker running the task's current attempt vanished (see Attempt.worker_lost)."""
+        attempt = self._attempt
+        if attempt is not None:
+            attempt.worker_lost(reason, started)
 
     # -- what users read -----------------------------------------------------------
 
@@ -133,7 +143,7 @@ class Task:
 
     def cancel(self) -> bool:
         """Cancel the task (stopping its worker if it runs); False if it had already ended."""
-        return self._master.cancel(self)
+        return self._life.cancel(self)
 
     def exception(self) -> BaseException | None:
         """The task's exception once it ended with one, else None."""
@@ -156,3 +166,68 @@ class Task:
     def get_progress(self) -> float:
         """0.0 until the task ends, 1.0 after (PyMW 0.x compatibility)."""
         return 1.0 if self.done() else 0.0
+
+
+class Attempt:
+    """One run of a task on one worker: what an interface is given and reports on.
+
+    ``id`` is unique in the master and is what wire messages carry, so a late report
+    from an earlier attempt, or a stop meant for it, can never touch a newer one. The
+    task's description (``payload``, ``name``, ``timeout``, ``data_files`` ...) reads
+    through; ``payload`` is released once the attempt was reported.
+    """
+
+    __slots__ = ("_life", "id", "number", "payload", "reported", "started_at", "task", "worker")
+
+    def __init__(self, life: Lifecycle, attempt_id: int, task: Task, worker: Any,
+                 number: int) -> None:
+        self._life = life
+        self.id = attempt_id
+        self.task = task
+        self.worker = worker
+        self.number = number  # 1 for the first run of the task, 2 for its first retry ...
+        self.payload = task.payload
+        self.started_at = 0.0  # when it began to run on the worker (0.0: not yet known)
+        self.reported = False  # the interface reported it (finished or lost)
+
+    def __repr__(self) -> str:
+        return f"<Attempt {self.number} of {self.task.name} id={self.id}>"
+
+    # Read-through views of the task, for interfaces written against the Task.
+    name = property(lambda self: self.task.name)
+    executable = property(lambda self: self.task.executable)
+    input_data = property(lambda self: self.task.input_data)
+    data_files = property(lambda self: self.task.data_files)
+    modules = property(lambda self: self.task.modules)
+    timeout = property(lambda self: self.task.timeout)
+    resources = property(lambda self: self.task.resources)
+    max_attempts = property(lambda self: self.task.max_attempts)
+
+    @property
+    def current(self) -> bool:
+        """True while this is the task's live attempt (not ended by a stop or a report)."""
+        return self.task._attempt is self and not self.reported
+
+    def task_finished(self, task_err: BaseException | None = None, result: Any = None, *,
+                      stdout: str | None = None, stderr: str | None = None,
+                      seconds: float | None = None) -> None:
+        """The run ended: with ``task_err`` if the task failed, else with ``result``.
+
+        ``stdout``/``stderr``/``seconds`` are the worker's captured output and run time.
+        A report on an attempt that is no longer current only frees its worker.
+        """
+        self._life.attempt_finished(self, task_err, result, stdout, stderr, seconds)
+
+    def worker_lost(self, reason: str | BaseException | None = None, started: bool = True) -> None:
+        """The worker vanished with this attempt; the task is retried up to ``max_attempts``.
+
+        ``started=False`` says the run never began there (it was only queued on that
+        worker), so it is not charged to the task.
+        """
+        self._life.attempt_lost(self, str(reason) if reason else "worker lost", started)
+
+    def started(self, when: float | None = None) -> None:
+        """The run began on the worker now (or at ``when``): its timeout counts from here."""
+        self.started_at = when or time.time()
+        if self.task._attempt is self:
+            self.task.execute_time = self.started_at

@@ -1,45 +1,48 @@
-"""Unpacking: turning a worker runtime's ``done`` frame into the task's result or exception."""
+"""Unpacking: turning a worker runtime's ``done`` frame into the attempt's result or exception."""
 
 from __future__ import annotations
 
 import pickle
-from typing import TYPE_CHECKING
+from typing import Any
 
 from pymw_core.errors import RemoteTraceback, TaskError
-
-if TYPE_CHECKING:
-    from pymw_core.task import Task
+from pymw_core.task import Attempt
 
 
-def deliver(task: Task, reply: tuple) -> None:
-    """Record stdout/stderr and timing from ``reply``, then finish ``task`` with its outcome."""
+def deliver(attempt: Attempt | Any, reply: tuple) -> None:
+    """Finish ``attempt`` with the outcome, output and run time that ``reply`` carries.
+
+    Given a Task instead (older interfaces), its current attempt is finished.
+    """
+    if not isinstance(attempt, Attempt):
+        attempt = attempt._attempt
+        if attempt is None:
+            return
     _, _, ok, blob, stdout, stderr, seconds = reply
-    task.stdout = stdout
-    task.stderr = stderr
-    task._worker_seconds = seconds
+    output = {"stdout": stdout, "stderr": stderr, "seconds": seconds}
     if ok:
         try:
             result = pickle.loads(blob)
         except Exception as exc:
             error = TaskError(
-                f"the result of {task} could not be unpickled on the master: "
+                f"the result of {attempt.name} could not be unpickled on the master: "
                 f"{type(exc).__name__}: {exc}"
             )
             error.__cause__ = exc
-            task.task_finished(error)
+            attempt.task_finished(error, **output)
             return
-        task.task_finished(None, result)
+        attempt.task_finished(None, result, **output)
         return
     try:
         error, tb = pickle.loads(blob)
     except Exception as exc:
         error, tb = (
             TaskError(
-                f"{task} raised an exception that could not be unpickled on the master: "
-                f"{type(exc).__name__}: {exc}"
+                f"{attempt.name} raised an exception that could not be unpickled on the "
+                f"master: {type(exc).__name__}: {exc}"
             ),
             "",
         )
     if tb:
         error.__cause__ = RemoteTraceback(tb)
-    task.task_finished(error)
+    attempt.task_finished(error, **output)

@@ -5,17 +5,25 @@ transport (pipes, SSH channels, files) carries the same frames.
 
 Master -> worker::
 
-    ("task", task_id, code, args_blob, extras)
+    ("task", attempt_id, code, args_blob, extras)
         code: ("f", fn_id, fn_blob_or_None) | ("s", script_name, source)
         extras: None or {"modules": [(name, source, is_pkg)], "files": [(name, path)],
-                         "deps": blob}
+                         "deps": blob, "kwargs": blob}
+    ("cancel", attempt_id)   stop that attempt: drop it if queued, exit if it runs
     ("bye",)
 
 Worker -> master::
 
     ("hello", {"python": (3, 11, 7), "pid": 123, "cpus": 8, "host": "..."})
-    ("done", task_id, ok, blob, stdout, stderr, seconds)
+    ("done", attempt_id, ok, blob, stdout, stderr, seconds)
         ok=True: blob is the pickled result; ok=False: blob is pickled (exception, tb_text)
+    ("dropped", attempt_id)  a cancelled attempt that never ran
+    ("stopping", attempt_id) the worker exits now, as asked, in the middle of that attempt
+
+Every message about a task names its attempt: a late or stray frame can never be
+taken for another run's. Function blobs are sent once per worker: both sides keep the
+last ``FUNCTION_CACHE`` function ids in the same least-recently-used order (updated as
+frames are sent and received), so the master knows exactly which ones the worker holds.
 
 A frame is an 8-byte big-endian length and that many bytes of pickle. Blobs of
 64 KiB or more in the message's tuples travel out of band (pickle protocol 5): the
@@ -32,6 +40,7 @@ import struct
 from typing import Any, BinaryIO
 
 HEADER = struct.Struct("!Q")
+FUNCTION_CACHE = 256  # function blobs a streaming worker keeps (see the module docstring)
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 OUT_OF_BAND = 1 << 16  # blobs this big or bigger are written beside the pickle, not in it
 _BLOBS_FOLLOW = 1 << 63  # set in a frame's length when out-of-band blobs follow its pickle

@@ -7,13 +7,17 @@ so it also runs from the self-contained zip that remote interfaces upload
 
 Two ways to run it::
 
-    python -m pymw_core.worker                 # serve frames on stdin/stdout until EOF
-    python -m pymw_core.worker --file IN OUT   # run the one task in file IN, reply into OUT
+    python -m pymw_core.worker [--scratch DIR]  # serve frames on stdin/stdout until EOF
+    python -m pymw_core.worker --file IN OUT    # run the one task in file IN, reply into OUT
+
+Serving, a reader thread takes frames as they come (so the master never waits on a
+busy worker's pipe) and acts on ``cancel`` at once; the main thread runs the tasks.
 """
 
 from __future__ import annotations
 
 import builtins
+import collections
 import faulthandler
 import importlib.abc
 import importlib.util
@@ -107,8 +111,13 @@ class Runtime:
         self.scratch = scratch or tempfile.mkdtemp(prefix="pymw-worker-")
         if chdir:
             os.chdir(self.scratch)
-        self._functions: dict[int, Callable] = {}
-        self._scripts: dict[tuple[str, int], types.CodeType] = {}
+        # Function blobs by id, in the master's least-recently-used order (see wire.py),
+        # and the functions unpickled from them. A blob that fails to unpickle stays,
+        # so each later task of that function reports the same real error.
+        self._blobs: collections.OrderedDict[int, bytes] = collections.OrderedDict()
+        self._functions: collections.OrderedDict[int, Callable] = collections.OrderedDict()
+        self._scripts: collections.OrderedDict[tuple[str, int], types.CodeType] = (
+            collections.OrderedDict())
         self._modules = _ShippedModules()
         sys.meta_path.insert(0, self._modules)
 
@@ -121,8 +130,33 @@ class Runtime:
                 os.chdir(tempfile.gettempdir())
             shutil.rmtree(self.scratch, ignore_errors=True)
 
-    def run(self, message: tuple) -> tuple:
-        """Run one ``task`` message and return its ``done`` reply; the task's faults never raise."""
+    def accept(self, message: tuple) -> tuple:
+        """Take a ``task`` frame as it arrives: the function's blob, sent or cached, goes
+        into the message. Call once per frame, in the order the master sent them."""
+        code = message[2]
+        if code[0] != "f":
+            return message
+        fn_id, blob = code[1], code[2]
+        blobs = self._blobs
+        if blob is not None:
+            blobs[fn_id] = blob
+            blobs.move_to_end(fn_id)
+            if len(blobs) > wire.FUNCTION_CACHE:
+                blobs.popitem(last=False)
+            return message
+        blob = blobs.get(fn_id)
+        if blob is None:
+            return message  # run() reports it: the master and this worker disagree
+        blobs.move_to_end(fn_id)
+        return (*message[:2], ("f", fn_id, blob), *message[3:])
+
+    def run(self, message: tuple, accepted: bool = False) -> tuple:
+        """Run one ``task`` message and return its ``done`` reply; the task's faults never raise.
+
+        ``accepted``: :meth:`accept` already took it (a serving loop's reader did).
+        """
+        if not accepted:
+            message = self.accept(message)
         _, task_id, code, args_blob, extras = message
         out, err = io.StringIO(), io.StringIO()
         saved = sys.stdout, sys.stderr
@@ -139,7 +173,8 @@ class Runtime:
                 fn = self._function(code)
                 _inject(getattr(fn, "__globals__", None), deps)
                 args = pickle.loads(args_blob) if args_blob else ()
-                result = fn(*args)
+                kwargs = pickle.loads(extras["kwargs"]) if extras and "kwargs" in extras else {}
+                result = fn(*args, **kwargs)
             else:
                 result = self._script(code, pickle.loads(args_blob), deps)
             ok = True
@@ -173,12 +208,17 @@ class Runtime:
 
     def _function(self, code: tuple) -> Callable:
         _, fn_id, blob = code
-        if blob is not None:
-            self._functions[fn_id] = pickle.loads(blob)
-        try:
-            return self._functions[fn_id]
-        except KeyError:
-            raise TaskError(f"worker has no function #{fn_id}: the master never sent it") from None
+        functions = self._functions
+        fn = functions.get(fn_id)
+        if fn is not None:
+            functions.move_to_end(fn_id)
+            return fn
+        if blob is None:
+            raise TaskError(f"worker has no function #{fn_id}: the master never sent it")
+        fn = functions[fn_id] = pickle.loads(blob)
+        if len(functions) > wire.FUNCTION_CACHE:
+            functions.popitem(last=False)
+        return fn
 
     def _apply(self, extras: dict) -> str | None:
         for name, source, is_pkg in extras.get("modules", ()):
@@ -199,6 +239,8 @@ class Runtime:
         compiled = self._scripts.get(key)
         if compiled is None:
             compiled = self._scripts[key] = compile(source, name, "exec")
+            if len(self._scripts) > wire.FUNCTION_CACHE:
+                self._scripts.popitem(last=False)
         box: list = [None]
 
         def pymw_get_input() -> Any:
@@ -247,16 +289,93 @@ def _pack_error(exc: BaseException, tb: str) -> bytes:
         return pickle.dumps((stand_in, tb), wire.PROTOCOL)
 
 
+class _Server:
+    """A streaming worker: a reader thread queues frames, the main thread runs tasks.
+
+    ``cancel`` is decided under one lock with the main thread's choice of what to run
+    next, so a cancel can only ever stop the attempt it names: dropped if still queued,
+    the process ended (after a ``stopping`` frame) if it runs, ignored if it is done.
+    """
+
+    STOP_EXIT = 75  # exit status of a worker that stopped a task on request
+
+    def __init__(self, inp: BinaryIO, out: BinaryIO, runtime: Runtime) -> None:
+        self._inp = inp
+        self._out = out
+        self._runtime = runtime
+        self._state = threading.Lock()
+        self._write = threading.Lock()
+        self._ready = threading.Condition(self._state)
+        self._queue: collections.deque[tuple | None] = collections.deque()
+        self._running: int | None = None
+        self._cancelled: dict[int, None] = {}  # ids to drop when they come up (bounded)
+
+    def send(self, message: tuple) -> None:
+        with self._write:
+            wire.write_message(self._out, message)
+
+    def serve(self) -> None:
+        self.send(("hello", worker_info()))
+        threading.Thread(target=self._read, name="pymw-worker-read", daemon=True).start()
+        runtime = self._runtime
+        while True:
+            with self._state:
+                while not self._queue:
+                    self._ready.wait()
+                message = self._queue.popleft()
+                if message is None:
+                    return
+                attempt_id = message[1]
+                dropped = attempt_id in self._cancelled
+                if dropped:
+                    del self._cancelled[attempt_id]
+                else:
+                    self._running = attempt_id
+            if dropped:
+                self.send(("dropped", attempt_id))
+                continue
+            reply = runtime.run(message, accepted=True)
+            with self._state:
+                self._running = None
+            self.send(reply)
+
+    def _read(self) -> None:
+        try:
+            while True:
+                message = wire.read_message(self._inp)
+                if message is None or message[0] == "bye":
+                    break
+                if message[0] == "cancel":
+                    self._cancel(message[1])
+                    continue
+                message = self._runtime.accept(message)
+                with self._state:
+                    self._queue.append(message)
+                    self._ready.notify()
+        except Exception:  # a broken stream ends the worker like EOF
+            traceback.print_exc()
+        with self._state:
+            self._queue.append(None)
+            self._ready.notify()
+
+    def _cancel(self, attempt_id: int) -> None:
+        with self._state:
+            if self._running == attempt_id:
+                # Holding the state lock, the main thread cannot finish and reply for it.
+                try:
+                    self.send(("stopping", attempt_id))
+                finally:
+                    os._exit(self.STOP_EXIT)
+            self._cancelled[attempt_id] = None
+            if len(self._cancelled) > 10_000:  # ids of attempts that ended before the cancel
+                del self._cancelled[next(iter(self._cancelled))]
+
+
 def serve(inp: BinaryIO, out: BinaryIO, scratch: str | None = None) -> None:
     """Answer ``task`` frames from ``inp`` on ``out`` until EOF or ``bye``."""
     runtime = Runtime(scratch)
     try:
-        wire.write_message(out, ("hello", worker_info()))
-        while True:
-            message = wire.read_message(inp)
-            if message is None or message[0] == "bye":
-                return
-            wire.write_message(out, runtime.run(message))
+        _Server(inp, out, runtime).serve()
     finally:
         runtime.close()
 
@@ -286,26 +405,49 @@ def _version_refusal(need: tuple, have: tuple) -> tuple:
     return ("done", None, False, pickle.dumps((error, ""), 2), "", "", 0.0)
 
 
-def _exit_when_orphaned(interval: float = 0.5) -> None:
-    """Stop when the parent (the master, or sshd) goes away, even mid-task."""
+def _exit_when_orphaned(scratch: str | None, interval: float = 0.5) -> None:
+    """Stop when the parent (the master, or sshd) goes away, even mid-task.
+
+    A master that was killed cleans up nothing: the scratch directory it gave this
+    worker is removed here, on the way out.
+    """
     parent = os.getppid()
 
     def watch() -> None:
         while True:
             time.sleep(interval)
             if os.getppid() != parent:
+                if scratch:
+                    os.chdir("/")
+                    shutil.rmtree(scratch, ignore_errors=True)
                 os._exit(3)
 
     threading.Thread(target=watch, name="pymw-orphan-watch", daemon=True).start()
 
 
+USAGE = """usage: python -m pymw_core.worker [--scratch DIR]
+       python -m pymw_core.worker --file IN OUT
+
+PyMW's worker runtime. Interfaces start it; people rarely need to.
+  (no arguments)   serve task frames on stdin, replies on stdout, until EOF
+  --scratch DIR    ... with DIR as the working directory for tasks (default: a temp dir)
+  --file IN OUT    run the one task stored in IN, write its reply to OUT, and exit
+"""
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point for ``python -m pymw_core.worker`` and the uploaded zip."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--file"]:
+    if argv[:1] == ["--file"] and len(argv) == 3:
         run_file(argv[1], argv[2])
         return
-    scratch = argv[1] if argv[:1] == ["--scratch"] else None
+    if argv and not (argv[0] == "--scratch" and len(argv) == 2):
+        sys.stderr.write(USAGE)
+        raise SystemExit(0 if argv[0] in ("-h", "--help") else 2)
+    if sys.stdin is not None and sys.stdin.isatty():
+        sys.stderr.write(USAGE)  # a person typed it: frames on a terminal help nobody
+        raise SystemExit(2)
+    scratch = argv[1] if argv else None
     faulthandler.enable()  # a crash leaves a Python traceback on stderr for the master
     # The frames own the real stdin/stdout; stray writes to fd 1 (C code, child
     # processes) go to stderr instead of corrupting them.
@@ -316,7 +458,7 @@ def main(argv: list[str] | None = None) -> None:
     os.dup2(devnull, 0)
     os.close(devnull)
     sys.stdin = open(os.devnull)  # noqa: SIM115 - lives as long as the process
-    _exit_when_orphaned()
+    _exit_when_orphaned(scratch)
     serve(inp, out, scratch)
 
 

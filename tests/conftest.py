@@ -1,21 +1,66 @@
-"""Shared test helpers. Service fixtures live in each plugin's own conftest.py."""
+"""Shared test set-up. Service fixtures live in each plugin's own conftest.py.
+
+Two session-wide guarantees are enforced here, so they stay true:
+
+- the suite tests what users install: ``pymw_core`` and the plugins must be imported
+  from an installed wheel, never from the source tree;
+- the suite leaves nothing behind: every process it started has ended and no
+  ``pymw-*`` directory is left in its private temporary directory.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import pytest
+from pymw_testing import processes_marked, require_installed, wait_until
 
-IN_CI = bool(os.environ.get("CI"))
+from pymw_core.master import _close_all
+
+_MARK = "PYMW_TEST_SESSION"
 
 
-def require(available: bool, what: str) -> None:
-    """Skip when a real service is missing here; fail in CI, which must always have it.
+@pytest.fixture(scope="session", autouse=True)
+def suite_leaves_nothing_behind(tmp_path_factory):
+    """A private TMPDIR and a marker in the environment of every process the suite starts.
 
-    The README's "Running the tests" says how to get each service.
+    Teardown runs after every other session fixture (this one is set up first), so
+    the services the fixtures started are already stopped when it looks.
     """
-    if available:
-        return
-    if IN_CI:
-        pytest.fail(f"{what}: CI must provide it (scripts/run-tests installs it as root)")
-    pytest.skip(f"{what}; see README.md, 'Running the tests'")
+    require_installed()
+    private = tempfile.mkdtemp(prefix="suite-tmp-")
+    saved = {key: os.environ.get(key) for key in ("TMPDIR", _MARK)}
+    os.environ["TMPDIR"] = private
+    os.environ[_MARK] = private
+    tempfile.tempdir = None  # recomputed from TMPDIR
+    try:
+        yield private
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        tempfile.tempdir = None
+        _close_all()  # what interpreter exit does for masters a test left open
+        try:
+            left = wait_until(lambda: not processes_marked(_MARK, private), 15,
+                              "processes started by the suite to end", fail=False)
+            leftovers = [] if left else processes_marked(_MARK, private)
+            dirs = sorted(n for n in os.listdir(private) if n.startswith("pymw-"))
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+        problems = []
+        if leftovers:
+            problems.append("processes still running after the suite: " + "; ".join(
+                f"pid {pid}: {cmd}" for pid, cmd in leftovers))
+            for pid, _ in leftovers:
+                try:
+                    os.kill(pid, 9)
+                except OSError:
+                    pass
+        if dirs:
+            problems.append(f"directories left in the temp dir: {', '.join(dirs)}")
+        assert not problems, "the suite left things behind: " + " | ".join(problems)

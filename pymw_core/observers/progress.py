@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from pymw_core.errors import MasterClosedError
+
 
 class ProgressBar:
-    """Counts tasks as they are submitted and as they end (failures shown beside)."""
+    """Counts tasks as they are submitted and as they end (failures shown beside).
+
+    Tasks the master abandoned when it closed (a ``with`` block left early) did not
+    fail: they are shown as ``abandoned``, not counted as done.
+    """
 
     def __init__(self, **tqdm_options: Any) -> None:
         try:
@@ -19,6 +25,7 @@ class ProgressBar:
         options.update(tqdm_options)
         self.bar = tqdm(**options)
         self.failed = 0
+        self.abandoned = 0
 
     def on_task_submitted(self, task: Any) -> None:
         self.bar.total += 1
@@ -27,9 +34,19 @@ class ProgressBar:
         self.bar.update(1)
 
     def on_task_failed(self, task: Any, error: BaseException) -> None:
+        if isinstance(error, MasterClosedError):
+            self.abandoned += 1
+            self.bar.set_postfix(self._counts(), refresh=False)
+            return
         self.failed += 1
-        self.bar.set_postfix(failed=self.failed, refresh=False)
+        self.bar.set_postfix(self._counts(), refresh=False)
         self.bar.update(1)
+
+    def _counts(self) -> dict[str, int]:
+        counts = {"failed": self.failed}
+        if self.abandoned:
+            counts["abandoned"] = self.abandoned
+        return counts
 
     def on_master_closed(self, master: Any) -> None:
         self.bar.close()

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
+from pymw_testing import require
 
 from condor.pool import CondorPool, missing_requirements
-
-IN_CI = bool(os.environ.get("CI"))
-
-
-def _unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{reason}: CI must provide it (.ci/run runs the tests as root)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -23,11 +15,11 @@ def condor_pool():
     """One pool for the whole session; CONDOR_CONFIG points the bindings at it."""
     reason = missing_requirements()
     if reason:
-        _unavailable(reason)
+        require(False, reason)
     try:
         import htcondor2  # noqa: F401 - present, or the condor tests cannot run
     except ImportError:
-        _unavailable("the htcondor package (htcondor2 bindings) is not installed")
+        require(False, "the htcondor package (htcondor2 bindings) is not installed")
     pool = CondorPool()
     pool.start()
     try:

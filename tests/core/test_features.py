@@ -82,7 +82,7 @@ class Stoppable(Never):
         self.stopped = []
 
     def stop_task(self, task, worker):
-        self.stopped.append(task)
+        self.stopped.append(task.task)  # the attempt to stop names its task
 
 
 def test_cancel_a_running_task_asks_the_interface_to_stop_it():
@@ -154,8 +154,8 @@ class LoseOnce(Inline):
         self.lost = set()
 
     def execute_task(self, task, worker):
-        if task.id not in self.lost:
-            self.lost.add(task.id)
+        if task.task.id not in self.lost:  # task is the attempt; .task the Task it runs
+            self.lost.add(task.task.id)
             task.worker_lost("first try lost")
             return
         super().execute_task(task, worker)

@@ -168,13 +168,15 @@ def test_get_status_counts_and_merges_the_interface_dictionary():
         for t in tasks:
             m.get_result(t)
         bad = m.submit_task(raise_custom, ("x",))
+        held = m.get_status()["tasks"]
         with pytest.raises(CustomError):
             m.get_result(bad)
         status = m.get_status()
     assert status["free"] == 2
     assert status["submitted"] == 4 and status["finished"] == 3 and status["failed"] == 1
     assert status["queued"] == 0 and status["running"] == 0
-    assert status["tasks"] == [*tasks, bad]
+    # "tasks" lists what was not yet handed out: a handed-out task is forgotten.
+    assert held == [bad] and status["tasks"] == []
 
 
 def test_close_runs_cleanup_once_and_then_refuses_work():
@@ -187,8 +189,10 @@ def test_close_runs_cleanup_once_and_then_refuses_work():
     assert inline.cleanups == 1 and m.closed
     with pytest.raises(MasterClosedError):
         m.submit_task(square, (1,))
+    # A task that had ended stays readable, as a finished future does.
+    assert m.get_result(task) == (task, 4)
     with pytest.raises(MasterClosedError):
-        m.get_result(task)
+        m.get_result()
 
 
 def test_with_block_closes():

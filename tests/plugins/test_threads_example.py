@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from conftest import require
+from pymw_testing import require
 
 from pymw_core import (
     InterfaceError,
@@ -34,7 +34,7 @@ NAME = "threads-example"
 @pytest.fixture(autouse=True)
 def installed():
     require(NAME in installed_interfaces(),
-            f"the example interface is not installed (pip install -e {PLUGIN})")
+            f"the example interface is not installed (pip install {PLUGIN})")
 
 
 def square(x):

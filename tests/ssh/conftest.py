@@ -14,16 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from pymw_testing import require
 
 from ssh.sshd import SSHLab, sshd_available
-
-IN_CI = bool(os.environ.get("CI"))
-
-
-def _unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{reason}: CI must provide it (scripts/setup-env installs it as root)")
-    pytest.skip(f"{reason}; see README.md, 'Running the tests'")
 
 
 def base_python() -> str:
@@ -36,9 +29,9 @@ def base_python() -> str:
 def lab(tmp_path_factory):
     """Two trusted sshd on 127.0.0.1 (``host1``, ``host2``); more on demand."""
     if not sshd_available():
-        _unavailable("OpenSSH's sshd is not installed (apt-get install openssh-server)")
+        require(False, "OpenSSH's sshd is not installed (apt-get install openssh-server)")
     if os.geteuid() != 0:
-        _unavailable("the sshd fixtures run as root (sshd needs /run/sshd and root's login)")
+        require(False, "the sshd fixtures run as root (sshd needs /run/sshd and root's login)")
     lab = SSHLab(tmp_path_factory.mktemp("sshlab"))
     try:
         lab.add_server()

@@ -3,4 +3,6 @@
 from pymw_condor.errors import JobHeldError
 from pymw_condor.interface import CondorInterface
 
-__all__ = ["CondorInterface", "JobHeldError"]
+__version__ = "0.5.0"  # released together with pymw-core
+
+__all__ = ["CondorInterface", "JobHeldError", "__version__"]

@@ -2,4 +2,6 @@
 
 from pymw_local.interface import LocalInterface
 
-__all__ = ["LocalInterface"]
+__version__ = "0.5.0"  # released together with pymw-core
+
+__all__ = ["LocalInterface", "__version__"]

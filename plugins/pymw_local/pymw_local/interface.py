@@ -24,7 +24,8 @@ from pymw_core.connection import WorkerConnection
 from pymw_core.errors import InterfaceError
 from pymw_core.pacing import PacedWorker
 
-_START_FAILURES_ALLOWED = 3  # processes dying before they say hello, in a row
+_START_FAILURES_ALLOWED = 3  # processes dying before they say hello, in a row, none ready
+_STOP_GRACE = 5.0  # seconds a worker has to act on a cancel before it is killed
 _STDERR_TAIL_LINES = 40
 _INLINE_SEND_LIMIT = 256 * 1024  # bytes; larger tasks go through the process's sender thread
 _PIPE_SIZE = 1 << 20  # room for many small tasks (or one big frame) without a blocking write
@@ -108,7 +109,6 @@ class LocalInterface:
         self._started = 0
         self._restarts = 0
         self._start_failures = 0
-        self._root = tempfile.mkdtemp(prefix="pymw-local-")
         for _ in range(num_workers):
             self._spawn()
 
@@ -148,13 +148,16 @@ class LocalInterface:
             _send(worker, task)
 
     def stop_task(self, task: Any, worker: _Process) -> None:
-        """Kill the process if ``task`` is the one it runs; it is replaced, and the tasks
-        queued behind it go back to the master uncharged. A task still waiting behind
-        another is left to run; the master ignores its result."""
+        """Ask the process to stop this attempt: dropped if it waits there, the process
+        exits (and is replaced) if it runs it. The cancel names the attempt, so a task
+        that ended meanwhile is left alone and the next one is never hit. A process
+        stuck in C code that cannot act on it is killed after ``_STOP_GRACE`` seconds."""
         connection = worker.connection
-        running = connection.tasks()[:1] if connection is not None else []
-        if running and running[0] is task:
-            _kill(worker.popen)
+        if connection is None or not connection.cancel(task):
+            return
+        timer = threading.Timer(_STOP_GRACE, _force_stop, (worker, task))
+        timer.daemon = True
+        timer.start()
 
     def get_status(self) -> dict[str, Any]:
         with self._lock:
@@ -184,7 +187,8 @@ class LocalInterface:
                     stream.close()  # type: ignore[union-attr]
                 except OSError:
                     pass
-        shutil.rmtree(self._root, ignore_errors=True)
+        for process in processes:
+            shutil.rmtree(process.scratch, ignore_errors=True)
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -195,8 +199,9 @@ class LocalInterface:
                 return None
             index = self._started
             self._started += 1
-        scratch = os.path.join(self._root, f"w{index}")
-        os.makedirs(scratch, exist_ok=True)
+        # One directory per process, no shared root: a worker whose master was killed
+        # removes its own on the way out, and then nothing is left.
+        scratch = tempfile.mkdtemp(prefix=f"pymw-local-w{index}-")
         popen = subprocess.Popen(
             [sys.executable, "-m", "pymw_core.worker", "--scratch", scratch],
             stdin=subprocess.PIPE,
@@ -221,6 +226,7 @@ class LocalInterface:
         with self._lock:
             if self._closed:
                 _kill(popen)
+                shutil.rmtree(scratch, ignore_errors=True)
                 return None
             self._processes.append(process)
         process.connection.start()
@@ -255,7 +261,13 @@ class LocalInterface:
                 self._start_failures += 1
             else:
                 self._start_failures = 0
-            give_up = self._start_failures >= _START_FAILURES_ALLOWED and not self._processes
+            # Processes that are still starting do not count: only one that said hello
+            # shows this environment can run workers at all.
+            ready = any(p.connection is not None and p.connection.hello is not None
+                        for p in self._processes)
+            give_up = self._start_failures >= _START_FAILURES_ALLOWED and not ready
+            if give_up:
+                self._closed = True  # no more replacements: they would die the same way
         process.stop_sending()
         shutil.rmtree(process.scratch, ignore_errors=True)
         if closing:
@@ -282,6 +294,14 @@ def _most_free_first(process: _Process) -> int:
 def _send_loop(process: _Process, outbox: SimpleQueue) -> None:
     for task in iter(outbox.get, None):
         _send(process, task)
+
+
+def _force_stop(process: _Process, attempt: Any) -> None:
+    """The cancel was not acted on in time: end the process (it still holds the attempt)."""
+    connection = process.connection
+    if connection is not None and connection.holds(attempt) and process.popen.poll() is None:
+        connection.stopping()
+        _kill(process.popen)
 
 
 def _send(worker: _Process, task: Any) -> None:

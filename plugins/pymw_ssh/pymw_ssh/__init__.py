@@ -2,4 +2,6 @@
 
 from pymw_ssh.interface import SSHInterface
 
-__all__ = ["SSHInterface"]
+__version__ = "0.5.0"  # released together with pymw-core
+
+__all__ = ["SSHInterface", "__version__"]

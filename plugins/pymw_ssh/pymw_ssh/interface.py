@@ -25,6 +25,9 @@ from pymw_ssh.sshconfig import load_config, resolve
 log = logging.getLogger("pymw.ssh")
 
 
+_STOP_GRACE = 5.0  # seconds a remote worker has to act on a cancel before it is killed
+
+
 class SSHInterface:
     """Runs tasks on ``hosts`` over SSH. See docs/interfaces/ssh.md for every option.
 
@@ -149,11 +152,21 @@ class SSHInterface:
                              name=f"pymw-upload-{worker.name}").start()
 
     def stop_task(self, task: Any, worker: RemoteWorker) -> None:
-        """Kill the worker if ``task`` is the one it runs; one waiting behind is left to run."""
-        running = worker.connection.tasks()[:1]
-        if running and running[0] is task:
-            threading.Thread(target=worker.host.stop_worker, args=(worker,), daemon=True,
-                             name=f"pymw-stop-{worker.name}").start()
+        """Ask the remote worker to stop this attempt (dropped if queued there; the worker
+        exits and is replaced if it runs it). The cancel names the attempt, so it never
+        hits another task. One that is not acted on within ``_STOP_GRACE`` seconds (a
+        worker stuck in C code) is followed by a kill of the remote process."""
+        if not worker.connection.cancel(task):
+            return
+
+        def force() -> None:
+            if worker.connection.holds(task):
+                worker.connection.stopping()
+                worker.host.stop_worker(worker)
+
+        timer = threading.Timer(_STOP_GRACE, force)
+        timer.daemon = True
+        timer.start()
 
     def get_status(self) -> dict[str, Any]:
         hosts = {host.name: host.status() for host in self.hosts}

@@ -2,4 +2,6 @@
 
 from pymw_threads_example.interface import ThreadInterface
 
-__all__ = ["ThreadInterface"]
+__version__ = "0.1.0"
+
+__all__ = ["ThreadInterface", "__version__"]
