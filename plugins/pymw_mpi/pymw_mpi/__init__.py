@@ -1,0 +1,8 @@
+"""PyMW's ``mpi`` interface: tasks on MPI ranks (mpi4py), under ``mpiexec`` or self-launched.
+
+Importing this package never initialises MPI; only the ranks do.
+"""
+
+from pymw_mpi.interface import MPIInterface
+
+__all__ = ["MPIInterface"]
