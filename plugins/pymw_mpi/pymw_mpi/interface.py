@@ -165,6 +165,7 @@ class MPIInterface:
                 "mode": self.mode,
                 "ranks": sorted(self._ranks),
                 "workers": len(self._ranks),
+                "pids": [r.info.get("pid") for r in self._ranks.values()],
                 "busy": sum(1 for r in self._ranks.values() if r.tasks),
                 "lost_ranks": self._lost,
                 **self._link.status(),

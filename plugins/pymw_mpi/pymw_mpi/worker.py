@@ -12,10 +12,12 @@ import os
 import socket
 import sys
 import threading
+import time
 from typing import Any
 
 from pymw_core import wire
 from pymw_mpi import protocol
+from pymw_mpi.rank import EXIT_ORPHANED
 
 
 class Relay:
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     conn = socket.create_connection((host, int(port)), timeout=args.start_timeout)
     conn.settimeout(None)
     conn.sendall(wire.encode(("relay", os.environ.get(protocol.TOKEN_ENV, ""))))
+    _exit_with_launcher()
     hub = Hub(comm)
     try:
         ready = hub.wait_ready(args.start_timeout)
@@ -87,6 +90,19 @@ def main(argv: list[str] | None = None) -> None:
         raise
     Relay(conn, hub).serve(ready)
     sys.stdout.flush()
+
+
+def _exit_with_launcher() -> None:
+    """A killed ``mpiexec`` leaves its ranks running: the relay then ends, and with it the
+    lifelines, so every rank exits and the master hears that the job is gone."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(EXIT_ORPHANED)
+
+    threading.Thread(target=watch, name="pymw-mpi-parent", daemon=True).start()
 
 
 def _scratch(parent: str | None, rank: int) -> str | None:
