@@ -12,9 +12,10 @@ PACKAGES = [
     "-e", "plugins/pymw_local",
     "-e", "plugins/pymw_ssh",
     "-e", "plugins/pymw_condor",
+    "-e", "plugins/pymw_mpi",
 ]
 EXAMPLE_PLUGIN = ["-e", "tests/plugins/pymw_threads_example"]
-TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "tqdm>=4.60"]
+TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "tqdm>=4.60", "mpi4py>=3.1"]
 
 
 @nox.session
@@ -41,7 +42,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """The performance suite: PyMW beside its peers, one run, ratios."""
-    session.install(*PACKAGES, "loky", "matplotlib", "tqdm")
+    session.install(*PACKAGES, "loky", "matplotlib", "tqdm", "mpi4py>=3.1")
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 

@@ -133,8 +133,15 @@ def test_a_killed_mpiexec_fails_waiting_calls_and_leaves_no_orphan(mpi, tmp_path
     finally:
         master.close()
     wait_until(lambda: not session_members(sid), 10, "processes of the MPI job remain")
-    assert not [p for p in rank_pids if os.path.exists(f"/proc/{p}")
-                and open(f"/proc/{p}/stat").read().split(")")[-1].split()[0] != "Z"]
+    assert not [p for p in rank_pids if _alive(p)]
+
+
+def _alive(process_id):
+    try:
+        with open(f"/proc/{process_id}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_close_leaves_no_rank_launcher_or_daemon(mpi):
@@ -240,3 +247,38 @@ def test_under_mpiexec_rank_0_runs_the_program_and_the_others_serve(mpi, tmp_pat
     assert "second master: 42" in done.stdout
     assert "program done ['extra']" in done.stdout
     assert len(list(tmp_path.glob("ran-*"))) == 1  # only rank 0 ran the program
+
+
+KILLED_RANK_PROGRAM = """
+import os, signal, sys, time
+from pymw_core import Master
+
+def hold(path):
+    first = not os.path.exists(path)
+    with open(path, "a") as fh:
+        fh.write(f"{os.getpid()}\\n")
+    if first:
+        time.sleep(60)
+    return os.getpid()
+
+marker = os.path.join(sys.argv[1], "attempts")
+with Master("mpi") as master:
+    task = master.submit_task(hold, (marker,))
+    deadline = time.time() + 30
+    while not os.path.exists(marker) and time.time() < deadline:
+        time.sleep(0.05)
+    victim = int(open(marker).read().split()[0])
+    os.kill(victim, signal.SIGKILL)
+    ran_on = master.get_result(task)[1]
+    print("rerun elsewhere:", ran_on != victim, "lost:", master.get_status()["lost_ranks"])
+"""
+
+
+def test_under_mpiexec_with_recovery_a_killed_rank_reruns_its_task(mpi, tmp_path):
+    prog = tmp_path / "prog.py"
+    prog.write_text(KILLED_RANK_PROGRAM)
+    done = subprocess.run(
+        [mpi, "--oversubscribe", "--enable-recovery", "-n", "3", sys.executable, "-m",
+         "pymw_mpi", str(prog), str(tmp_path)],
+        capture_output=True, text=True, timeout=90, cwd=tmp_path, start_new_session=True)
+    assert "rerun elsewhere: True lost: 1" in done.stdout, done.stdout + done.stderr

@@ -384,6 +384,7 @@ class _RelayLink:
         if hello[0] == "error":
             raise InterfaceError(f"the MPI job did not start: {hello[1]}")
         conn.settimeout(None)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small frames go at once
         return conn, reader, hello
 
     def _check_alive(self, deadline: float, timeout: float, wait: bool = False) -> None:

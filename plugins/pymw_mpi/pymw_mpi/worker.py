@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     host, _, port = args.connect.rpartition(":")
     conn = socket.create_connection((host, int(port)), timeout=args.start_timeout)
     conn.settimeout(None)
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small frames go at once
     conn.sendall(wire.encode(("relay", os.environ.get(protocol.TOKEN_ENV, ""))))
     _exit_with_launcher()
     hub = Hub(comm)
