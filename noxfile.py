@@ -25,9 +25,10 @@ DISTRIBUTIONS = [
     "plugins/pymw_local",
     "plugins/pymw_ssh",
     "plugins/pymw_condor",
+    "plugins/pymw_mpi",
 ]
 EXAMPLE_PLUGIN = "tests/plugins/pymw_threads_example"
-TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "tqdm>=4.60", "setuptools>=68"]
+TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "tqdm>=4.60", "setuptools>=68", "mpi4py>=3.1"]
 WHEELS = os.path.join(ROOT, ".nox", "_wheels")
 
 
@@ -104,7 +105,8 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """The performance suite: PyMW beside its peers, one run, ratios."""
-    install_wheels(session, build_wheels(session, DISTRIBUTIONS), "loky", "matplotlib", "tqdm")
+    install_wheels(session, build_wheels(session, DISTRIBUTIONS), "loky", "matplotlib", "tqdm",
+                   "mpi4py>=3.1")
     session.run("python", os.path.join(ROOT, "benchmarks", "run.py"), *session.posargs)
 
 

@@ -51,6 +51,7 @@ class Profile:
     traced: tuple[tuple[str, int], ...]  # the same, counted by tracemalloc too
     scaling: tuple[tuple[int, int], ...]  # (tasks, repeats) for the master's cost per task
     ssh_repeats: int  # bench_ssh.run(repeats); 0: not run
+    mpi_repeats: int  # bench_mpi.run(repeats); 0: not run (skipped by itself without MPI)
     condor_repeats: int  # bench_condor.run(repeats); 0: not run (it starts an HTCondor pool)
     peer_timeout: float  # seconds each of them may take
 
@@ -63,25 +64,25 @@ FULL = Profile(
             ("pymw-local-busy", 1_000_000), ("ppe-busy", 100_000), ("pool-busy", 100_000)),
     traced=(("pymw-never", 100_000),),
     scaling=((1_000, 30), (10_000, 10), (100_000, 3), (1_000_000, 2)),
-    ssh_repeats=3, condor_repeats=2, peer_timeout=420.0,
+    ssh_repeats=3, mpi_repeats=3, condor_repeats=2, peer_timeout=420.0,
 )
 QUICK = Profile(
     name="quick", repeats=2, tasks=5_000, per_task_tasks=40, trips=300, per_task_trips=10,
     payload_tasks=30, per_task_payload_tasks=5, cpu_tasks=4, cpu_seconds=0.1,
     memory=(("pymw-never", 100_000), ("ppe-busy", 100_000)), traced=(),
     scaling=((1_000, 10), (10_000, 3), (100_000, 1)),
-    ssh_repeats=1, condor_repeats=0, peer_timeout=120.0,
+    ssh_repeats=1, mpi_repeats=1, condor_repeats=0, peer_timeout=120.0,
 )
 TINY = Profile(
     name="tiny", repeats=1, tasks=200, per_task_tasks=6, trips=30, per_task_trips=3,
     payload_tasks=4, per_task_payload_tasks=2, cpu_tasks=2, cpu_seconds=0.01,
     memory=(("pymw-never", 2_000),), traced=(("pymw-never", 2_000),),
     scaling=((100, 1), (1_000, 1)),
-    ssh_repeats=0, condor_repeats=0, peer_timeout=60.0,
+    ssh_repeats=0, mpi_repeats=0, condor_repeats=0, peer_timeout=60.0,
 )
 
 LOCAL = ("local-throughput", "local-latency", "local-payload", "local-cpu")
-SECTIONS = (*LOCAL, "local-memory", "master-scaling", "ssh", "condor")
+SECTIONS = (*LOCAL, "local-memory", "master-scaling", "ssh", "mpi", "condor")
 
 
 def log(text: str) -> None:
@@ -299,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
         ("ssh", lambda: run_peer_bench(
             "bench_ssh", profile.ssh_repeats, profile.peer_timeout,
             "" if profile.ssh_repeats else f"not run by the {profile.name} profile")),
+        ("mpi", lambda: run_peer_bench(
+            "bench_mpi", max(1, profile.mpi_repeats), profile.peer_timeout,
+            "" if profile.mpi_repeats or explicit("mpi") else
+            f"not run by the {profile.name} profile")),
         ("condor", lambda: run_peer_bench(
             "bench_condor", max(1, profile.condor_repeats), profile.peer_timeout,
             "" if profile.condor_repeats or explicit("condor") else

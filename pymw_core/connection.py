@@ -10,7 +10,6 @@ stop the attempt it names.
 
 from __future__ import annotations
 
-import collections
 import sys
 import threading
 import time
@@ -53,8 +52,7 @@ class WorkerConnection:
         self._write_lock = threading.Lock()
         # Attempts on the worker by id, in the order sent: the first one runs.
         self._in_flight: dict[int, Attempt] = {}
-        # The worker's function cache, mirrored (same size, same order; see wire.py).
-        self._functions_sent: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._functions = wire.FunctionMirror()  # what the worker's cache holds
         self._stopping = False  # the worker is ending on request (a cancel or a kill)
         self._ready = threading.Event()
         self._thread = threading.Thread(
@@ -97,9 +95,7 @@ class WorkerConnection:
         with self._write_lock:
             if self.closed:
                 raise InterfaceError(f"worker {self.name} is gone")
-            code = payload.code
-            sent = self._functions_sent
-            fresh = code[0] == "f" and code[1] not in sent
+            fresh = self._functions.needs_blob(payload.code)
             message = payload.message(attempt.id, send_code_blob=fresh, file_map=file_map)
             # Nothing ahead of it: it starts now; else it waits (0.0: not started yet).
             if self._in_flight:
@@ -112,11 +108,6 @@ class WorkerConnection:
             except (OSError, ValueError, EOFError) as exc:
                 self._in_flight.pop(attempt.id, None)
                 raise InterfaceError(f"worker {self.name} is gone: {exc}") from exc
-            if code[0] == "f":
-                sent[code[1]] = None
-                sent.move_to_end(code[1])
-                if len(sent) > wire.FUNCTION_CACHE:
-                    sent.popitem(last=False)
 
     def cancel(self, attempt: Attempt) -> bool:
         """Ask the worker to stop ``attempt``: dropped if queued there, the worker exits if

@@ -35,6 +35,7 @@ stream, and from the stream into the receiver's object, untouched.
 
 from __future__ import annotations
 
+import collections
 import pickle
 import struct
 from typing import Any, BinaryIO
@@ -48,6 +49,34 @@ _BLOBS_FOLLOW = 1 << 63  # set in a frame's length when out-of-band blobs follow
 _JOIN_LIMIT = 1 << 16
 # Larger writes are sliced: some transports (paramiko) re-slice their whole buffer per packet.
 WRITE_SLICE = 1 << 18
+
+
+class FunctionMirror:
+    """The function ids one worker holds, in the worker's own least-recently-used order.
+
+    The master calls :meth:`needs_blob` once per ``task`` frame it sends to that
+    worker, in sending order; the worker's runtime updates its cache the same way as
+    it receives them, so both agree on which blobs it has without asking.
+    """
+
+    __slots__ = ("_ids", "size")
+
+    def __init__(self, size: int = FUNCTION_CACHE) -> None:
+        self._ids: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self.size = size
+
+    def needs_blob(self, code: tuple) -> bool:
+        """Record a frame carrying ``code``; True if it must carry the function's blob."""
+        if code[0] != "f":
+            return False
+        ids, fn_id = self._ids, code[1]
+        if fn_id in ids:
+            ids.move_to_end(fn_id)
+            return False
+        ids[fn_id] = None
+        if len(ids) > self.size:
+            ids.popitem(last=False)
+        return True
 
 
 def encode(message: tuple) -> bytes:

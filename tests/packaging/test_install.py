@@ -25,6 +25,7 @@ DISTRIBUTIONS = {
     "pymw_local": ROOT / "plugins" / "pymw_local",
     "pymw_ssh": ROOT / "plugins" / "pymw_ssh",
     "pymw_condor": ROOT / "plugins" / "pymw_condor",
+    "pymw_mpi": ROOT / "plugins" / "pymw_mpi",
 }
 
 

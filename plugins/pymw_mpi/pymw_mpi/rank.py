@@ -1,0 +1,141 @@
+"""A worker rank: PyMW's worker runtime fed by MPI messages from rank 0.
+
+The main thread receives ``task`` messages, runs each with
+:class:`pymw_core.worker.Runtime` and sends the ``done`` reply back. A second thread
+holds the lifeline to rank 0 (see :mod:`pymw_mpi.protocol`), so a control message is
+acted on while a task runs: ``stop`` interrupts the task if it is the one running
+(an exception raised in the main thread; if the task is stuck in C code past
+``STOP_GRACE`` seconds, the rank exits), and a broken lifeline means rank 0 is gone,
+so the rank exits rather than outlive its master.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import faulthandler
+import os
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+from pymw_core import wire
+from pymw_core.worker import Runtime, worker_info
+from pymw_mpi import protocol
+
+STOP_GRACE = 3.0  # seconds a stopped task may take to unwind before the rank exits
+EXIT_STOPPED = 75  # the rank's exit status when a stopped task would not unwind
+EXIT_ORPHANED = 76  # the rank's exit status when rank 0 went away
+
+
+class TaskStopped(BaseException):  # a BaseException: `except Exception` must not eat it
+    """Raised inside a task that the master stopped (cancelled or timed out)."""
+
+
+class _Lifeline:
+    """The rank's TCP line to rank 0: control frames in, and death detection both ways."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+        self.running: Any = None  # the id of the task the main thread runs, or None
+        self.leaving = False
+        self.main = threading.main_thread().ident or 0
+
+    def listen(self) -> None:
+        reader = self.conn.makefile("rb")
+        try:
+            while True:
+                message = wire.read_message(reader)
+                if message is None:
+                    break
+                if message[0] == "stop":
+                    self._stop(message[1])
+                elif message[0] == "exit":
+                    os._exit(EXIT_STOPPED)
+        except (OSError, EOFError, ValueError):
+            pass
+        if not self.leaving:
+            os._exit(EXIT_ORPHANED)  # rank 0 went away: nobody will ever read our replies
+
+    def _stop(self, task_id: Any) -> None:
+        with self.lock:
+            if self.running != task_id:
+                return  # done already, or never started here: nothing to stop
+            _raise_in(self.main, TaskStopped)
+        deadline = time.monotonic() + STOP_GRACE
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            with self.lock:
+                if self.running != task_id:
+                    return
+        os._exit(EXIT_STOPPED)  # stuck in C code: the master learns of it through the lifeline
+
+    def run(self, runtime: Runtime, message: tuple) -> tuple:
+        task_id = message[1]
+        try:
+            try:
+                with self.lock:
+                    self.running = task_id
+                return runtime.run(message)
+            finally:
+                with self.lock:
+                    self.running = None
+                    _raise_in(self.main, None)  # withdraw a stop that came too late
+        except TaskStopped:
+            return ("done", task_id, False, _stopped_blob(), "", "", 0.0)
+
+
+def _stopped_blob() -> bytes:
+    import pickle
+
+    from pymw_core.errors import TaskCancelledError
+
+    return pickle.dumps((TaskCancelledError("stopped by the master"), ""), wire.PROTOCOL)
+
+
+def _raise_in(thread_id: int, exc: type[BaseException] | None) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else None)
+
+
+def serve(comm: Any, scratch: str | None = None) -> None:
+    """Serve rank 0 until it says ``bye``. Collective with :class:`pymw_mpi.hub.Hub`."""
+    from mpi4py import MPI
+
+    comm.gather(socket.gethostname(), root=0)
+    host, port, token = comm.bcast(None, root=0)
+    rank = comm.Get_rank()
+    conn = socket.create_connection(protocol.lifeline_address(host, port),
+                                    timeout=protocol.LIFELINE_TIMEOUT)
+    conn.settimeout(None)
+    conn.sendall(wire.encode(("lifeline", rank, token)))
+    lifeline = _Lifeline(conn)
+    threading.Thread(target=lifeline.listen, name="pymw-mpi-lifeline", daemon=True).start()
+    faulthandler.enable()  # a crash leaves a Python traceback on stderr
+    os.dup2(2, 1)  # stray writes to fd 1 (C code, subprocesses) go to stderr, not stdout
+    runtime = Runtime(scratch)
+    try:
+        comm.send(("hello", worker_info()), dest=0, tag=protocol.REPLIES)
+        backoff = protocol.Backoff()
+        status = MPI.Status()
+        while True:
+            found = comm.improbe(source=0, tag=protocol.TASKS, status=status)
+            if found is None:
+                backoff.nap()
+                continue
+            backoff.reset()
+            message = found.recv()
+            if message[0] == "bye":
+                break
+            comm.send(lifeline.run(runtime, message), dest=0, tag=protocol.REPLIES)
+    finally:
+        lifeline.leaving = True
+        try:
+            conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        conn.close()
+        runtime.close()
+        sys.stdout.flush()

@@ -1,0 +1,63 @@
+"""Real Open MPI for the mpi interface's tests: ``mpiexec`` and mpi4py, nothing mocked.
+
+Open MPI refuses to run as root unless told twice; the tests run as root in CI, so
+the fixture says so for the tests' own processes (never for the user's shell).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import time
+
+import pytest
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+def _unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{reason}: CI must provide it (scripts/setup-env installs it as root)")
+    pytest.skip(f"{reason}; see README.md, 'Running the tests'")
+
+
+@pytest.fixture
+def mpi(monkeypatch):
+    """Skip (fail in CI) without mpiexec or mpi4py; allow root for Open MPI."""
+    if shutil.which("mpiexec") is None:
+        _unavailable("mpiexec is not installed (apt-get install openmpi-bin libopenmpi-dev)")
+    if importlib.util.find_spec("mpi4py") is None:
+        _unavailable("mpi4py is not installed (pip install mpi4py)")
+    if os.geteuid() == 0:
+        monkeypatch.setenv("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        monkeypatch.setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    return shutil.which("mpiexec")
+
+
+def session_members(sid: int) -> list[int]:
+    """Live processes of session ``sid`` (the launcher's), from /proc: zombies do not count."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if int(fields[3]) == sid and fields[0] != b"Z":
+            found.append(int(entry))
+    return found
+
+
+def wait_until(predicate, seconds: float, what: str):
+    """Poll ``predicate`` until it returns something true; fail saying ``what`` did not happen."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"within {seconds} s: {what}")

@@ -1,0 +1,284 @@
+"""The mpi interface against real Open MPI: both launch modes, failures, clean shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from pymw_core import InterfaceError, Master, TaskTimeoutError
+
+from .conftest import session_members, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def square(x):
+    print(f"squaring {x}")
+    print("to stderr", file=sys.stderr)
+    return x * x
+
+
+def pid():
+    return os.getpid()
+
+
+def fail(text):
+    raise KeyError(text)
+
+
+def hold(path):
+    """Write this rank's pid to ``path``, then wait there until killed (first attempt only)."""
+    import time
+
+    first = not os.path.exists(path)
+    with open(path, "a") as fh:
+        fh.write(f"{os.getpid()}\n")
+    if first:
+        time.sleep(60)
+    return os.getpid()
+
+
+def spin(seconds):
+    import time
+
+    end = time.time() + seconds
+    while time.time() < end:
+        time.sleep(0.01)
+    return "finished"
+
+
+def pids_in(path):
+    try:
+        with open(path) as fh:
+            return [int(line) for line in fh if line.strip()]
+    except OSError:
+        return []
+
+
+def test_functions_scripts_files_and_output_on_self_launched_ranks(mpi, tmp_path):
+    script = tmp_path / "job.py"
+    script.write_text("pymw_return_output(pymw_get_input() * 2)\n")
+    data = tmp_path / "numbers.txt"
+    data.write_text("1 2 3\n")
+
+    def read_numbers():
+        with open("numbers.txt") as fh:
+            return sum(int(n) for n in fh.read().split())
+
+    with Master("mpi", num_workers=2) as master:
+        status = master.get_status()
+        assert status["mode"] == "self-launched" and status["ranks"] == [1, 2]
+        assert os.getpid() not in status["pids"]
+        assert list(master.map(square, range(6))) == [0, 1, 4, 9, 16, 25]
+        task = master.submit_task(square, (7,))
+        assert master.get_result(task)[1] == 49
+        assert task.stdout == "squaring 7\n" and task.stderr == "to stderr\n"
+        assert master.get_result(master.submit_task(str(script), 21))[1] == 42
+        assert master.get_result(master.submit_task(read_numbers, data_files=[str(data)]))[1] == 6
+        ranks = {master.get_result(master.submit_task(pid))[1] for _ in range(20)}
+        assert ranks <= set(status["pids"])
+
+
+def test_a_raising_task_keeps_its_type_and_the_ranks_traceback(mpi):
+    with Master("mpi", num_workers=1) as master:
+        with pytest.raises(KeyError, match="boom") as caught:
+            master.get_result(master.submit_task(fail, ("boom",)))
+        assert "in fail" in str(caught.value.__cause__)
+        assert master.get_result(master.submit_task(square, (3,)))[1] == 9  # the rank serves on
+
+
+def test_a_rank_killed_mid_task_sends_the_task_to_another_rank(mpi, tmp_path):
+    marker = tmp_path / "attempts"
+    with Master("mpi", num_workers=2) as master:
+        task = master.submit_task(hold, (str(marker),))
+        victim = wait_until(lambda: pids_in(marker), 30, "the task did not start on a rank")[0]
+        os.kill(victim, signal.SIGKILL)
+        _, ran_on = master.get_result(task)
+        assert ran_on != victim and pids_in(marker) == [victim, ran_on]
+        status = master.get_status()
+        assert status["lost_ranks"] == 1 and status["workers"] == 1
+        assert master.get_result(master.submit_task(square, (5,)))[1] == 25
+
+
+def test_when_the_last_rank_dies_every_waiting_call_gets_an_interface_error(mpi, tmp_path):
+    marker = tmp_path / "attempts"
+    with Master("mpi", num_workers=1) as master:
+        running = master.submit_task(hold, (str(marker),))
+        queued = master.submit_task(square, (2,))
+        victim = wait_until(lambda: pids_in(marker), 30, "the task did not start on a rank")[0]
+        os.kill(victim, signal.SIGKILL)
+        for task in (running, queued):
+            with pytest.raises(InterfaceError, match="no MPI worker rank is left"):
+                master.get_result(task)
+        with pytest.raises(InterfaceError, match="no MPI worker rank is left"):
+            master.get_result(master.submit_task(square, (3,)))
+
+
+def test_a_killed_mpiexec_fails_waiting_calls_and_leaves_no_orphan(mpi, tmp_path):
+    marker = tmp_path / "attempts"
+    master = Master("mpi", num_workers=2)
+    try:
+        sid = master.get_status()["launcher_pid"]
+        rank_pids = master.get_status()["pids"]
+        task = master.submit_task(hold, (str(marker),))
+        wait_until(lambda: pids_in(marker), 30, "the task did not start on a rank")
+        os.kill(sid, signal.SIGKILL)  # Open MPI's ranks outlive a killed mpiexec
+        with pytest.raises(InterfaceError, match="MPI"):
+            master.get_result(task)
+    finally:
+        master.close()
+    wait_until(lambda: not session_members(sid), 10, "processes of the MPI job remain")
+    assert not [p for p in rank_pids if _alive(p)]
+
+
+def _alive(process_id):
+    try:
+        with open(f"/proc/{process_id}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_close_leaves_no_rank_launcher_or_daemon(mpi):
+    master = Master("mpi", num_workers=2)
+    status = master.get_status()
+    sid = status["launcher_pid"]
+    members = session_members(sid)
+    assert sid in members and set(status["pids"]) <= set(members)
+    master.submit_task(spin, (30,))  # close() abandons a running task
+    master.close()
+    assert session_members(sid) == []
+
+
+def test_a_timed_out_task_is_stopped_and_its_rank_serves_on(mpi):
+    with Master("mpi", num_workers=1) as master:
+        with pytest.raises(TaskTimeoutError):
+            master.get_result(master.submit_task(spin, (60,), timeout=1))
+        assert master.get_result(master.submit_task(square, (4,)))[1] == 16
+        assert master.get_status()["lost_ranks"] == 0
+
+
+def test_a_missing_launcher_is_a_one_line_error_naming_the_package(mpi):
+    with pytest.raises(InterfaceError) as caught:
+        Master("mpi", num_workers=1, launcher="no-such-mpiexec")
+    text = str(caught.value)
+    assert "\n" not in text and "apt-get install openmpi-bin" in text
+
+
+def test_a_missing_mpi4py_is_a_one_line_error_naming_the_package(mpi, tmp_path):
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["mpi4py"] = None  # as if it were not installed
+        from pymw_core import InterfaceError, Master
+        try:
+            Master("mpi", num_workers=1)
+        except InterfaceError as exc:
+            print(exc)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert done.stdout.strip().endswith("apt-get install libopenmpi-dev)"), done.stderr
+    assert "pip install mpi4py" in done.stdout and done.stdout.count("\n") == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="Open MPI's root refusal only happens as root")
+def test_open_mpi_refusing_root_is_a_one_line_error(mpi, monkeypatch):
+    monkeypatch.delenv("OMPI_ALLOW_RUN_AS_ROOT")
+    monkeypatch.delenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM")
+    with pytest.raises(InterfaceError, match="OMPI_ALLOW_RUN_AS_ROOT=1") as caught:
+        Master("mpi", num_workers=1)
+    assert "\n" not in str(caught.value)
+
+
+def test_self_launch_inside_an_mpi_job_is_refused(mpi, monkeypatch):
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "4")
+    with pytest.raises(InterfaceError, match="python -m pymw_mpi"):
+        Master("mpi", num_workers=1)
+
+
+PROGRAM = """
+import os, sys
+from pymw_core import Master
+
+with open(os.path.join(sys.argv[1], f"ran-{os.getpid()}"), "w"):
+    pass
+
+def where(x):
+    print("on a rank", x)
+    return x + 1, os.getpid()
+
+def fail():
+    raise ValueError("from a rank")
+
+with Master("mpi") as master:
+    status = master.get_status()
+    assert status["mode"] == "under-launch", status
+    assert status["ranks"] == [1, 2], status
+    results = list(master.map(where, range(8)))
+    assert [r[0] for r in results] == list(range(1, 9))
+    assert os.getpid() not in {r[1] for r in results}
+    task = master.submit_task(where, (0,))
+    master.get_result(task)
+    assert task.stdout == "on a rank 0\\n", task.stdout
+    try:
+        master.get_result(master.submit_task(fail))
+    except ValueError as exc:
+        print("raised:", exc, "| traceback names fail:", "in fail" in str(exc.__cause__))
+with Master("mpi", num_workers=1) as again:  # the ranks serve the next master too
+    print("second master:", again.get_result(again.submit_task(where, (41,)))[1][0])
+print("program done", sys.argv[2:])
+"""
+
+
+def test_under_mpiexec_rank_0_runs_the_program_and_the_others_serve(mpi, tmp_path):
+    prog = tmp_path / "prog.py"
+    prog.write_text(PROGRAM)
+    done = subprocess.run(
+        [mpi, "--oversubscribe", "-n", "3", sys.executable, "-m", "pymw_mpi", str(prog),
+         str(tmp_path), "extra"],
+        capture_output=True, text=True, timeout=90, cwd=tmp_path, start_new_session=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "raised: from a rank | traceback names fail: True" in done.stdout
+    assert "second master: 42" in done.stdout
+    assert "program done ['extra']" in done.stdout
+    assert len(list(tmp_path.glob("ran-*"))) == 1  # only rank 0 ran the program
+
+
+KILLED_RANK_PROGRAM = """
+import os, signal, sys, time
+from pymw_core import Master
+
+def hold(path):
+    first = not os.path.exists(path)
+    with open(path, "a") as fh:
+        fh.write(f"{os.getpid()}\\n")
+    if first:
+        time.sleep(60)
+    return os.getpid()
+
+marker = os.path.join(sys.argv[1], "attempts")
+with Master("mpi") as master:
+    task = master.submit_task(hold, (marker,))
+    deadline = time.time() + 30
+    while not os.path.exists(marker) and time.time() < deadline:
+        time.sleep(0.05)
+    victim = int(open(marker).read().split()[0])
+    os.kill(victim, signal.SIGKILL)
+    ran_on = master.get_result(task)[1]
+    print("rerun elsewhere:", ran_on != victim, "lost:", master.get_status()["lost_ranks"])
+"""
+
+
+def test_under_mpiexec_with_recovery_a_killed_rank_reruns_its_task(mpi, tmp_path):
+    prog = tmp_path / "prog.py"
+    prog.write_text(KILLED_RANK_PROGRAM)
+    done = subprocess.run(
+        [mpi, "--oversubscribe", "--enable-recovery", "-n", "3", sys.executable, "-m",
+         "pymw_mpi", str(prog), str(tmp_path)],
+        capture_output=True, text=True, timeout=90, cwd=tmp_path, start_new_session=True)
+    assert "rerun elsewhere: True lost: 1" in done.stdout, done.stdout + done.stderr
