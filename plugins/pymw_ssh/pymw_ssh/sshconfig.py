@@ -54,6 +54,7 @@ NOT_APPLICABLE = (
     "canonicalizefallbacklocal", "canonicalizehostname", "canonicalizemaxdots",
     "canonicalizepermittedcnames", "controlmaster", "controlpath", "controlpersist",
     "addkeystoagent", "pubkeyauthentication", "securitykeyprovider", "enablesshkeysign",
+    "updatehostkeys",  # PyMW never rewrites known_hosts from what a server offers
 )
 _SPEC = re.compile(
     r"^(?:(?P<user>[^@\s]+)@)?"  # user@
