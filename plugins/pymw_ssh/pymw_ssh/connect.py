@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import paramiko
+from paramiko.pkey import PublicBlob
 
 from pymw_ssh import hostkeys
 from pymw_ssh.sshconfig import Target
@@ -129,7 +130,10 @@ def _through_jump(target: Target, timeout: float) -> tuple[Any, Callable[[], Non
                         f"{text[len(prefix):] if text.startswith(prefix) else text}",
                         permanent=exc.permanent) from exc
     try:
-        channel = client.get_transport().open_channel(
+        transport = client.get_transport()
+        if transport is None:
+            raise EOFError("the jump host's connection is closed")
+        channel = transport.open_channel(
             "direct-tcpip", (target.hostname, target.port), ("127.0.0.1", 0), timeout=timeout)
     except BaseException as exc:
         release()
@@ -162,12 +166,14 @@ class JumpPool:
             entry.users += 1
         try:
             with entry.lock:  # the first caller connects; the others wait for it
-                if entry.client is None or not entry.client.get_transport().is_active():
-                    old, entry.client = entry.client, None
-                    if old is not None:
-                        old.close()
-                    entry.client = open_client(via, timeout)
-                client = entry.client
+                current = entry.client
+                transport = current.get_transport() if current is not None else None
+                if current is None or transport is None or not transport.is_active():
+                    entry.client = None
+                    if current is not None:
+                        current.close()
+                    current = entry.client = open_client(via, timeout)
+                client = current
         except BaseException:
             self._release(key, entry)
             raise
@@ -266,7 +272,7 @@ def _try(transport: paramiko.Transport, user: str, key: paramiko.PKey) -> bool:
 def _certifies(path: str, key: paramiko.PKey) -> bool:
     """True when the OpenSSH certificate in ``path`` is for ``key``'s public key."""
     try:
-        blob = paramiko.PublicBlob.from_file(path)
+        blob = PublicBlob.from_file(path)
         cert = paramiko.Message(blob.key_blob)
         cert.get_text()
         cert.get_binary()  # the nonce

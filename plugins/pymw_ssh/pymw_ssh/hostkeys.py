@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import os
 import threading
+from typing import Any
 
 import paramiko
 
@@ -41,8 +42,8 @@ def load(target: Target) -> paramiko.HostKeys:
 
 def preferred_types(target: Target, keys: paramiko.HostKeys) -> list[str]:
     """The key types known for this host, to offer first (OpenSSH does the same)."""
-    known = keys.lookup(target.key_name) or {}
-    types = []
+    known: Any = keys.lookup(target.key_name) or {}
+    types: list[str] = []
     for kind in known:
         types += ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] if kind == "ssh-rsa" else [kind]
     return types

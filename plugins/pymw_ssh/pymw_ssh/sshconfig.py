@@ -156,6 +156,7 @@ class Resolver:
         self.system_config = system_config
         self._paramiko: paramiko.SSHConfig | None = None
         self._baseline: dict[str, list[str]] | None = None
+        self._cache: dict[tuple, dict[str, list[str]]] = {}
         self.jumps: Any = None  # set by the interface: the pool every Target shares
 
     @property
@@ -238,6 +239,14 @@ class Resolver:
                 jump: str | None) -> dict[str, list[str]]:
         if self.ssh is None:
             return self._paramiko_lookup(alias, user, port)
+        key = (alias, user, port, jump)
+        if key not in self._cache:  # a jump host behind many hosts is looked up once
+            self._cache[key] = self._openssh_lookup(alias, user, port, jump)
+        return self._cache[key]
+
+    def _openssh_lookup(self, alias: str, user: str | None, port: int | None,
+                        jump: str | None) -> dict[str, list[str]]:
+        assert self.ssh is not None
         argv = [self.ssh, "-G"]
         if self.path is not None:
             argv += ["-F", self.path]
