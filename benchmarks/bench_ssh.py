@@ -12,6 +12,12 @@ taking turns inside each repeat:
 * **1 MB payloads**: 50 tasks that each receive 1 MB (10**6 bytes) and return it;
   MB/s counting both directions.
 
+The same figures through one jump host (``ProxyJump``) are the row ``ssh via jump``:
+the host's sshd runs in a network namespace of its own that only the jump host's
+``sshd -i`` reaches (tests/ssh/sshd.py's ``Netns`` and ``Gateway``), so every byte
+goes through the jump host's connection and a direct-tcpip channel inside it. It
+needs unshare/nsenter/ip; without them that row is left out and the reason printed.
+
 Each figure is the best of ``repeats`` with its spread ((worst - best) / best), and
 the comparison is the ratio of the two interfaces' figures from the same run. The
 remote interpreter is this Python's base interpreter run with ``-I``: nothing
@@ -83,7 +89,7 @@ def run(repeats: int = 3, tasks: int = 20_000, trips: int = 1_000, payloads: int
     """Measure both interfaces, taking turns; the best of ``repeats`` with spreads and ratios."""
     if TESTS not in sys.path:
         sys.path.insert(0, TESTS)
-    from ssh.sshd import SSHLab, sshd_available
+    from ssh.sshd import Netns, SSHLab, sshd_available
 
     if not sshd_available():
         return {"skipped": "OpenSSH's sshd is not installed (apt-get install openssh-server)"}
@@ -94,36 +100,58 @@ def run(repeats: int = 3, tasks: int = 20_000, trips: int = 1_000, payloads: int
     lab = SSHLab(Path(tempfile.mkdtemp(prefix="pymw-bench-ssh-")))
     samples: dict[str, dict[str, list]] = {
         name: {"throughput": [], "median_ms": [], "p90_ms": [], "mb_s": []}
-        for name in ("ssh", "local")
+        for name in ("ssh", "jump", "local")
     }
+    space = None
+    jump_skipped = ""
+    masters: dict[str, Any] = {}
     try:
         lab.add_server()
-        started = time.perf_counter()
-        ssh = Master("ssh", hosts=["host1"], ssh_config=str(lab.ssh_config),
-                     workers_per_host=WORKERS, python=[_base_python(), "-I"],
-                     remote_dir=str(lab.dir / "remote"))
-        ssh_start = time.perf_counter() - started
-        local = Master("local", num_workers=WORKERS)
+        config = lab.ssh_config.read_text()
         try:
-            for master in (ssh, local):  # warm up: functions cached, pipelines deep
-                _throughput(master, min(tasks, 2_000))
-            for _ in range(repeats):
-                for name, master in (("ssh", ssh), ("local", local)):
-                    samples[name]["throughput"].append(_throughput(master, tasks))
-                for name, master in (("ssh", ssh), ("local", local)):
-                    times = sorted(_round_trips(master, trips))
-                    samples[name]["median_ms"].append(statistics.median(times) * 1e3)
-                    samples[name]["p90_ms"].append(times[int(0.9 * (len(times) - 1))] * 1e3)
-                for name, master in (("ssh", ssh), ("local", local)):
-                    samples[name]["mb_s"].append(_payload_mb_s(master, payloads))
-        finally:
-            ssh.close()
-            local.close()
+            space = Netns()
+            node = lab.add_server(netns=space, address="127.0.0.2")
+            gateway = lab.add_gateway(inner=space)
+            config = lab.ssh_config.read_text() + (
+                f"Host node\n    HostName 127.0.0.2\n    Port {node.port}\n"
+                f"    ProxyJump {gateway.name}\n    User root\n"
+                f"    IdentityFile {lab.client_key}\n    IdentitiesOnly yes\n"
+                f"    UserKnownHostsFile {lab.known_hosts}\n")
+        except (OSError, RuntimeError) as exc:
+            jump_skipped = f"no jump host: {exc}"
+        lab.ssh_config.write_text(config)
+        options = {"ssh_config": str(lab.ssh_config), "workers_per_host": WORKERS,
+                   "python": [_base_python(), "-I"], "remote_dir": str(lab.dir / "remote")}
+        started = time.perf_counter()
+        masters["ssh"] = Master("ssh", hosts=["host1"], **options)
+        ssh_start = time.perf_counter() - started
+        if not jump_skipped:
+            masters["jump"] = Master("ssh", hosts=["node"], **options)
+        masters["local"] = Master("local", num_workers=WORKERS)
+        turns = list(masters.items())
+        for master in masters.values():  # warm up: functions cached, pipelines deep
+            _throughput(master, min(tasks, 2_000))
+        for _ in range(repeats):
+            for name, master in turns:
+                samples[name]["throughput"].append(_throughput(master, tasks))
+            for name, master in turns:
+                times = sorted(_round_trips(master, trips))
+                samples[name]["median_ms"].append(statistics.median(times) * 1e3)
+                samples[name]["p90_ms"].append(times[int(0.9 * (len(times) - 1))] * 1e3)
+            for name, master in turns:
+                samples[name]["mb_s"].append(_payload_mb_s(master, payloads))
     finally:
+        for master in masters.values():
+            master.close()
         lab.stop()
+        if space is not None:
+            space.stop()
     rows, best = [], {}
     for name, label in (("ssh", f"ssh (1 loopback host, {WORKERS} workers)"),
+                        ("jump", f"ssh via jump (1 host behind 1 jump host, {WORKERS} workers)"),
                         ("local", f"local ({WORKERS} workers)")):
+        if name not in masters:
+            continue
         tput = _best(samples[name]["throughput"], higher=True)
         median = _best(samples[name]["median_ms"], higher=False)
         p90 = _best(samples[name]["p90_ms"], higher=False)
@@ -139,11 +167,19 @@ def run(repeats: int = 3, tasks: int = 20_000, trips: int = 1_000, payloads: int
             "1 MB payload MB/s (best)": round(mb_s["best"]),
             "payload spread": f"±{mb_s['spread_pct']:.0f}% ({mb_s['repeats']})",
         })
+    jump = {}
+    if "jump" in best:
+        jump = {"throughput ssh via jump / ssh": best["jump"][0] / best["ssh"][0],
+                "round trip ssh via jump / ssh": best["jump"][1] / best["ssh"][1],
+                "payload MB/s ssh via jump / ssh": best["jump"][2] / best["ssh"][2]}
+    else:
+        jump = {"ssh via jump": f"not measured: {jump_skipped}"}
     return {
         "rows": rows,
         "throughput ssh / local": best["ssh"][0] / best["local"][0],
         "round trip ssh / local": best["ssh"][1] / best["local"][1],
         "payload MB/s ssh / local": best["ssh"][2] / best["local"][2],
+        **jump,
         "ssh start-up s (connect, probe, upload, 2 workers)": round(ssh_start, 3),
         "tasks per throughput repeat": tasks,
         "round trips per repeat": trips,

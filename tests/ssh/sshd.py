@@ -11,11 +11,13 @@ CLI: ``python tests/ssh/sshd.py`` starts two servers, prints the ssh_config and 
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -65,29 +67,32 @@ class SSHServer:
     """One sshd on 127.0.0.1:``port``, configured as the recipe says."""
 
     def __init__(self, directory: Path, name: str, authorized_keys: Path,
-                 max_sessions: int = 10) -> None:
+                 max_sessions: int = 10, netns: Netns | None = None,
+                 address: str = "127.0.0.1", extra: str = "") -> None:
         self.dir = directory
         self.name = name
-        self.port = free_port()
+        self.port = free_port()  # in a namespace of its own any port is free
         self.authorized_keys = authorized_keys
         self.max_sessions = max_sessions
+        self.netns = netns
+        self.address = address
+        self.extra = extra
         self.host_key = directory / "host_key"
         self.process: subprocess.Popen | None = None
 
     @property
-    def known_hosts_line(self) -> str:
-        key = " ".join(self.host_key.with_suffix(".pub").read_text().split()[:2])
-        return f"[127.0.0.1]:{self.port} {key}\n"
+    def key(self) -> str:
+        return " ".join(self.host_key.with_suffix(".pub").read_text().split()[:2])
 
-    def start(self) -> SSHServer:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        os.makedirs("/run/sshd", exist_ok=True)  # the privilege-separation dir sshd expects
-        if not self.host_key.exists():
-            keygen(self.host_key)
+    @property
+    def known_hosts_line(self) -> str:
+        return f"[{self.address}]:{self.port} {self.key}\n"
+
+    def write_config(self) -> Path:
         config = self.dir / "sshd_config"
         config.write_text(
             f"Port {self.port}\n"
-            "ListenAddress 127.0.0.1\n"
+            f"ListenAddress {self.address}\n"
             f"HostKey {self.host_key}\n"
             f"PidFile {self.dir / 'sshd.pid'}\n"
             f"AuthorizedKeysFile {self.authorized_keys}\n"
@@ -99,7 +104,18 @@ class SSHServer:
             "UsePAM no\n"
             f"MaxSessions {self.max_sessions}\n"
             "Subsystem sftp internal-sftp\n"
+            + self.extra
         )
+        return config
+
+    def start(self) -> SSHServer:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        os.makedirs("/run/sshd", exist_ok=True)  # the privilege-separation dir sshd expects
+        if not self.host_key.exists():
+            keygen(self.host_key)
+        config = self.write_config()
+        if self.netns is not None:
+            return self._start_hidden(config)
         log = open(self.dir / "sshd.log", "ab")  # noqa: SIM115 - sshd owns it from here
         self.process = subprocess.Popen(
             [SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=log,
@@ -117,6 +133,28 @@ class SSHServer:
             except OSError:
                 time.sleep(0.02)
         raise RuntimeError(f"sshd {self.name} did not listen on {self.port}: {self.log()}")
+
+    def _start_hidden(self, config: Path) -> SSHServer:
+        """sshd inside the namespace: only what runs there (a gateway's sshd) reaches it."""
+        assert self.netns is not None
+        log_path = self.dir / "sshd.log"
+        start = log_path.stat().st_size if log_path.exists() else 0
+        log = open(log_path, "ab")  # noqa: SIM115 - sshd owns it from here
+        self.process = subprocess.Popen(
+            [*self.netns.enter(), SSHD, "-D", "-e", "-f", str(config)], stdout=log,
+            stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"sshd {self.name} exited: {self.log()}")
+            with open(log_path, "rb") as fh:
+                fh.seek(start)
+                if b"Server listening on" in fh.read():
+                    return self
+            time.sleep(0.02)
+        raise RuntimeError(f"sshd {self.name} did not listen in its namespace: {self.log()}")
 
     def log(self) -> str:
         try:
@@ -171,6 +209,124 @@ class SSHServer:
             pass
 
 
+class Netns:
+    """A network namespace of its own (only a loopback), held open by a sleeping process.
+
+    What listens in it is unreachable from the tests' namespace: no route, no interface
+    in common. Only a :class:`Gateway`'s sshd, which runs inside it, gets there.
+    """
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            ["unshare", "--net", "sh", "-c", "ip link set lo up && echo up && exec sleep 86400"],
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != b"up":
+            self.process.kill()
+            raise RuntimeError("could not make a network namespace (unshare --net, ip link)")
+        self.path = f"/proc/{self.process.pid}/ns/net"
+
+    def enter(self) -> list[str]:
+        """The command prefix that runs a command inside the namespace."""
+        return ["nsenter", f"--net={self.path}"]
+
+    def listen(self, address: str) -> socket.socket:
+        """A listening TCP socket that lives in this namespace (made from a helper thread
+        that joins it: a socket keeps the namespace it was made in)."""
+        made: list = []
+
+        def make() -> None:
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                fd = os.open(self.path, os.O_RDONLY)
+                try:
+                    if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+                        raise OSError(ctypes.get_errno(), "setns")
+                finally:
+                    os.close(fd)
+                sock = socket.socket()
+                sock.bind((address, 0))
+                sock.listen(16)
+                made.append(sock)
+            except Exception as exc:  # pragma: no cover - reported below
+                made.append(exc)
+
+        thread = threading.Thread(target=make)  # the thread ends in the namespace: fine
+        thread.start()
+        thread.join(10)
+        if not made or isinstance(made[0], Exception):
+            raise RuntimeError(f"could not listen inside the namespace: {made}")
+        return made[0]
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+
+class Gateway(SSHServer):
+    """A jump host: it accepts connections in one namespace (the tests' own, or ``outer``)
+    and serves each with ``sshd -i`` running inside ``inner``, so its direct-tcpip
+    channels reach what listens there. ``accepted`` counts connections (logins)."""
+
+    def __init__(self, directory: Path, name: str, authorized_keys: Path, inner: Netns,
+                 outer: Netns | None = None, address: str = "127.0.0.1") -> None:
+        super().__init__(directory, name, authorized_keys, address=address)
+        self.inner = inner
+        self.outer = outer
+        self.accepted = 0
+        self.children: list[subprocess.Popen] = []
+        self._sock: socket.socket | None = None
+
+    def start(self) -> Gateway:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        os.makedirs("/run/sshd", exist_ok=True)
+        if not self.host_key.exists():
+            keygen(self.host_key)
+        if self.outer is None:
+            sock = socket.socket()
+            sock.bind((self.address, 0))
+            sock.listen(16)
+        else:
+            sock = self.outer.listen(self.address)
+        self._sock = sock
+        self.port = sock.getsockname()[1]
+        config = self.write_config()
+        threading.Thread(target=self._serve, args=(sock, config), daemon=True,
+                         name=f"gateway-{self.name}").start()
+        return self
+
+    def _serve(self, sock: socket.socket, config: Path) -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:  # closed by stop()
+                return
+            self.accepted += 1
+            with open(self.dir / "sshd.log", "ab") as log:
+                self.children.append(subprocess.Popen(
+                    [*self.inner.enter(), SSHD, "-i", "-e", "-f", str(config)],
+                    stdin=conn, stdout=conn, stderr=log, start_new_session=True))
+            conn.close()
+
+    def pids(self) -> list[int]:
+        return [pid for child in self.children if child.poll() is None
+                for pid in process_tree(child.pid)]
+
+    def stop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        for pid in self.pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for child in self.children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                pass
+
+
 class SSHLab:
     """Several servers, one client key, and the files a user's ~/.ssh would hold."""
 
@@ -186,10 +342,23 @@ class SSHLab:
         self.ssh_config = self.dir / "ssh_config"
         self.servers: list[SSHServer] = []
 
-    def add_server(self, max_sessions: int = 10, trusted: bool = True) -> SSHServer:
-        """Start one more server (``host<N>`` in the ssh_config); ``trusted``: in known_hosts."""
+    def add_server(self, max_sessions: int = 10, trusted: bool = True, **more) -> SSHServer:
+        """Start one more server (``host<N>`` in the ssh_config); ``trusted``: in known_hosts.
+        ``more``: SSHServer's ``netns``, ``address``, ``extra``."""
         name = f"host{len(self.servers) + 1}"
-        server = SSHServer(self.dir / name, name, self.authorized_keys, max_sessions).start()
+        server = SSHServer(self.dir / name, name, self.authorized_keys, max_sessions,
+                           **more).start()
+        return self._added(server, trusted)
+
+    def add_gateway(self, inner: Netns, outer: Netns | None = None,
+                    address: str = "127.0.0.1", trusted: bool = True) -> Gateway:
+        """Start a jump host into ``inner`` (``host<N>`` in the ssh_config)."""
+        name = f"host{len(self.servers) + 1}"
+        gateway = Gateway(self.dir / name, name, self.authorized_keys, inner, outer,
+                          address).start()
+        return self._added(gateway, trusted)
+
+    def _added(self, server, trusted: bool):
         self.servers.append(server)
         if trusted:
             with open(self.known_hosts, "a") as fh:
@@ -201,7 +370,7 @@ class SSHLab:
         """One ``Host`` block per server, then ``extra`` (more blocks)."""
         blocks = [
             f"Host {s.name}\n"
-            "    HostName 127.0.0.1\n"
+            f"    HostName {s.address}\n"
             f"    Port {s.port}\n"
             "    User root\n"
             f"    IdentityFile {self.client_key}\n"

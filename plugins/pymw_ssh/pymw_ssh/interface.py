@@ -18,9 +18,9 @@ from typing import Any
 from pymw_core.bundle import runtime_zip
 from pymw_core.errors import InterfaceError
 from pymw_ssh import remote
-from pymw_ssh.connect import HostError
+from pymw_ssh.connect import HostError, JumpPool
 from pymw_ssh.host import CLOSED, FAILED, UP, Host, RemoteWorker, Settings
-from pymw_ssh.sshconfig import load_config, resolve
+from pymw_ssh.sshconfig import Resolver
 
 log = logging.getLogger("pymw.ssh")
 
@@ -74,8 +74,10 @@ class SSHInterface:
             raise InterfaceError(str(exc)) from None
         if isinstance(known_hosts, (str, os.PathLike)):
             known_hosts = [os.fspath(known_hosts)]
-        config = load_config(ssh_config)
-        targets = [resolve(spec, config, known_hosts) for spec in specs]
+        resolver = Resolver(ssh_config, known_hosts)
+        self._jumps = resolver.jumps = JumpPool()  # one connection per jump host, shared
+        targets = [resolver.resolve(spec) for spec in specs]
+        _warn_unhonoured(targets)
 
         self._lock = threading.Lock()
         self._master: Any = None
@@ -191,6 +193,7 @@ class SSHInterface:
         deadline = time.monotonic() + 15.0
         for host in self.hosts:
             host.join(max(0.0, deadline - time.monotonic()))
+        self._jumps.close()
 
     # -- what hosts call --------------------------------------------------------------------
 
@@ -233,6 +236,19 @@ def _send(task: Any, worker: RemoteWorker, files: list[tuple[str, str]] | None) 
         worker.connection.send(task, file_map=file_map)
     except InterfaceError as exc:  # died between matching and sending
         task.worker_lost(str(exc), started=False)
+
+
+def _warn_unhonoured(targets: list[Any]) -> None:
+    """Name, once per host (and jump host), the config keywords PyMW does not honour."""
+    seen = set()
+    for target in targets:
+        for hop in [*target.hops(), target]:
+            if hop.unhonoured and hop.name not in seen:
+                seen.add(hop.name)
+                role = "jump host" if hop is not target else "host"
+                log.warning("%s %s: its ssh_config sets options PyMW does not honour: %s "
+                            "(see docs/interfaces/ssh.md, 'Hosts and ~/.ssh/config')",
+                            role, hop.name, ", ".join(hop.unhonoured))
 
 
 def _host_list(hosts: Any) -> list[str]:
