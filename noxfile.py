@@ -14,7 +14,9 @@ PACKAGES = [
     "-e", "plugins/pymw_condor",
 ]
 EXAMPLE_PLUGIN = ["-e", "tests/plugins/pymw_threads_example"]
-TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "tqdm>=4.60"]
+# joblib: the range pymw_core.joblib_backend is tested with (the pymw-core[joblib] extra).
+TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "tqdm>=4.60", "joblib>=1.3,<1.7",
+             "scikit-learn>=1.3"]
 
 
 @nox.session
@@ -41,7 +43,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """The performance suite: PyMW beside its peers, one run, ratios."""
-    session.install(*PACKAGES, "loky", "matplotlib", "tqdm")
+    session.install(*PACKAGES, "loky", "matplotlib", "tqdm", "joblib>=1.3,<1.7")
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 

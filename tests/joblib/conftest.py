@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 
 import pytest
-
 from ssh.conftest import lab, make_master, remote_dir  # noqa: F401  (shared fixtures)
 
 

@@ -18,11 +18,11 @@ from pymw_core import Master, RemoteTraceback, WorkerLostError
 if not os.environ.get("CI"):  # CI installs them (noxfile TEST_DEPS); elsewhere, skip
     pytest.importorskip("joblib")
 
-import joblib  # noqa: E402
-from joblib import Parallel, delayed  # noqa: E402
+import joblib
+from joblib import Parallel, delayed
+from pymw_testing import Workers
 
-from pymw_core.joblib_backend import PyMWBackend, worker_count  # noqa: E402
-from pymw_testing import Workers  # noqa: E402
+from pymw_core.joblib_backend import PyMWBackend, worker_count
 
 DEADLINE = 120.0  # seconds any one Parallel call below may take before the test gives up
 
