@@ -6,6 +6,7 @@ task functions travel to the workers by value.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import threading
@@ -295,3 +296,14 @@ def test_nested_parallel_runs_sequentially_on_the_worker(local_master, inner_n_j
         assert set(inner) == {(pid, thread)}, "inner calls left the outer task's thread"
     # Only the outer calls became tasks: the inner ones made no task of their own.
     assert master.get_status()["submitted"] == 4
+
+
+def test_joblibs_own_timeout_raises_and_cancels_the_rest(local_master):
+    master = local_master()
+    calls = [delayed(square)(2)] + [delayed(sleep_long)() for _ in range(4)]
+    with pytest.raises((TimeoutError, multiprocessing.TimeoutError)):  # joblib's is the latter
+        run_parallel(master, calls, "Parallel(timeout=1) did not give up on hour-long calls",
+                     n_jobs=2, batch_size=1, timeout=1)
+    status = master.get_status()
+    assert status["queued"] == 0 and status["running"] == 0
+    assert status["cancelled"] == 4
