@@ -157,7 +157,7 @@ class PyMWBackend(AutoBatchingMixin, ParallelBackendBase):
                     # The backend owns it: close it when the backend goes (the master's
                     # own exit handler covers the end of the program).
                     weakref.finalize(self, self._master.close)
-                self._executor = PyMWExecutor(master=self._master)
+                self._executor = _executor_for(self._master)
             return self._executor
 
     def close(self) -> None:
@@ -248,6 +248,25 @@ class PyMWBackend(AutoBatchingMixin, ParallelBackendBase):
     def _forget(self, future: Future) -> None:
         with self._lock:
             self._pending.discard(future)
+
+
+_executors: weakref.WeakValueDictionary[int, PyMWExecutor] = weakref.WeakValueDictionary()
+_executors_lock = threading.Lock()
+
+
+def _executor_for(master: Master) -> PyMWExecutor:
+    """One executor per master, shared by every backend given that master.
+
+    An executor watches its master as an observer, and observers cannot be removed:
+    one per ``parallel_config`` block would make every task's end call them all. The
+    master's observer list keeps the executor alive exactly as long as the master.
+    """
+    with _executors_lock:
+        executor = _executors.get(id(master))
+        if executor is None or executor.master is not master:
+            executor = PyMWExecutor(master=master)
+            _executors[id(master)] = executor
+        return executor
 
 
 def _is_plain_function(func: Any) -> bool:

@@ -307,3 +307,12 @@ def test_joblibs_own_timeout_raises_and_cancels_the_rest(local_master):
     status = master.get_status()
     assert status["queued"] == 0 and status["running"] == 0
     assert status["cancelled"] == 4
+
+
+def test_backends_sharing_a_master_share_one_watcher_of_it(local_master):
+    master = local_master()
+    for _ in range(3):
+        with joblib.parallel_config(backend="pymw", master=master):
+            assert Parallel(n_jobs=2)(delayed(square)(i) for i in range(4)) == [0, 1, 4, 9]
+    watchers = [impl.plugin for impl in master.hooks.on_task_done.get_hookimpls()]
+    assert len(watchers) == 1, f"one observer per parallel_config block: {watchers}"
