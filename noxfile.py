@@ -28,7 +28,9 @@ DISTRIBUTIONS = [
     "plugins/pymw_mpi",
 ]
 EXAMPLE_PLUGIN = "tests/plugins/pymw_threads_example"
-TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "tqdm>=4.60", "setuptools>=68", "mpi4py>=3.1"]
+# joblib: the range pymw_core.joblib_backend is tested with (the pymw-core[joblib] extra).
+TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "tqdm>=4.60", "setuptools>=68", "mpi4py>=3.1",
+             "joblib>=1.3,<1.7", "scikit-learn>=1.3"]
 WHEELS = os.path.join(ROOT, ".nox", "_wheels")
 
 
@@ -106,7 +108,7 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """The performance suite: PyMW beside its peers, one run, ratios."""
     install_wheels(session, build_wheels(session, DISTRIBUTIONS), "loky", "matplotlib", "tqdm",
-                   "mpi4py>=3.1")
+                   "mpi4py>=3.1", "joblib>=1.3,<1.7")
     session.run("python", os.path.join(ROOT, "benchmarks", "run.py"), *session.posargs)
 
 

@@ -73,7 +73,7 @@ def build(meta: dict[str, Any], profile: dict[str, Any], raw: dict[str, Any]) ->
         sections["local-memory"] = _memory(raw["local-memory"])
     if "master-scaling" in raw:
         sections["master-scaling"] = _scaling(raw["master-scaling"], ratios)
-    for name in ("ssh", "mpi", "condor"):
+    for name in ("ssh", "mpi", "condor", "joblib"):
         if name in raw:
             sections[name] = raw[name]
             _collect_ratios(name, raw[name].get("result"), ratios)
@@ -215,6 +215,8 @@ def _targets(sections: dict, ratios: dict) -> list[dict]:
                   value <= KB, f"{value:,.0f} bytes/task")
     ratio_target(f"flat master cost per task (most / least µs across sizes ≤ {FLAT})",
                  "master µs/task: most / least across sizes", lambda v: v <= FLAT)
+    ratio_target("joblib short calls: pymw backend ≥ loky's throughput (aim)",
+                 "joblib: short calls/s pymw / loky", lambda v: v >= 1)
     return targets
 
 
@@ -355,7 +357,8 @@ def markdown(results: dict) -> str:
         ]) + _missing(section)
     for name, title in (("ssh", "`ssh` over loopback against `local`"),
                         ("mpi", "`mpi` against mpi4py's `MPIPoolExecutor` and `local`"),
-                        ("condor", "`condor` against raw `htcondor2`")):
+                        ("condor", "`condor` against raw `htcondor2`"),
+                        ("joblib", "joblib: the `pymw` backend on `local` against `loky`")):
         if name in sections:
             out += [f"## {title}", "", *_peer(sections[name])]
     if results["ratios"]:

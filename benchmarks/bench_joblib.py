@@ -1,0 +1,135 @@
+"""joblib's ``Parallel`` on the "pymw" backend (``local``) beside joblib's own ``loky``.
+
+``python benchmarks/bench_joblib.py [repeats]`` runs the same ``joblib.Parallel``
+workloads on both backends with 2 workers each, taking turns inside each repeat:
+
+* **many short calls**: 50,000 calls of a function that does almost nothing, in one
+  ``Parallel`` call with joblib's auto-batching; calls/s (the aim of issue 14: at
+  least loky's).
+* **a few long calls**: 8 calls of pure-Python CPU work of 0.25 s each (calibrated
+  here), in one ``Parallel`` call; seconds, beside the ideal (serial time / workers).
+
+Both backends are warm when measured: loky's reusable executor has its processes,
+and the pymw backend's master (made at its first ``Parallel`` call) its workers; the
+pymw backend's start-up is reported on its own. Each figure is the best of
+``repeats`` with its spread ((worst - best) / best); the comparisons are ratios of
+figures from the same run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKERS = 2
+
+
+def _best(values: list[float], higher: bool) -> dict[str, float]:
+    best, worst = (max(values), min(values)) if higher else (min(values), max(values))
+    return {"best": best, "spread_pct": abs(worst - best) / best * 100, "repeats": len(values)}
+
+
+def run(repeats: int = 3, calls: int = 50_000, long_calls: int = 8,
+        long_seconds: float = 0.25) -> dict:
+    """Measure both backends, taking turns; the best of ``repeats`` with spreads and ratios."""
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
+    try:
+        import joblib
+        from joblib import Parallel, delayed
+    except ImportError as exc:
+        return {"skipped": f"joblib is not installed ({exc}): pip install 'pymw-core[joblib]'"}
+    from workloads import calibrate_spin, null, spin
+
+    from pymw_core import joblib_backend
+
+    joblib_backend.register()
+    loops = calibrate_spin(long_seconds)
+    started = time.perf_counter()
+    spin(loops)
+    serial_one = time.perf_counter() - started
+
+    def short(backend: str, **options: Any) -> float:
+        with joblib.parallel_config(backend=backend, n_jobs=WORKERS, **options):
+            started = time.perf_counter()
+            Parallel()(delayed(null)() for _ in range(calls))
+            return calls / (time.perf_counter() - started)
+
+    def long(backend: str, **options: Any) -> float:
+        with joblib.parallel_config(backend=backend, n_jobs=WORKERS, **options):
+            started = time.perf_counter()
+            Parallel()(delayed(spin)(loops) for _ in range(long_calls))
+            return time.perf_counter() - started
+
+    samples: dict[str, dict[str, list[float]]] = {
+        name: {"calls_s": [], "long_s": []} for name in ("pymw", "loky")
+    }
+    backend = joblib_backend.PyMWBackend("local", num_workers=WORKERS)
+    pymw = {"backend": backend}
+    started = time.perf_counter()
+    with joblib.parallel_config(backend=backend, n_jobs=WORKERS):
+        Parallel()(delayed(null)() for _ in range(WORKERS))  # makes the master
+    pymw_start = time.perf_counter() - started
+    try:
+        for options in (pymw, {"backend": "loky"}):  # warm up: loky starts its processes
+            short(**options)
+        for repeat in range(repeats):
+            order = [("pymw", pymw), ("loky", {"backend": "loky"})]
+            if repeat % 2:
+                order.reverse()  # neither always meets the machine first
+            for name, options in order:
+                samples[name]["calls_s"].append(short(**options))
+            for name, options in order:
+                samples[name]["long_s"].append(long(**options))
+    finally:
+        backend.close()
+    rows, best = [], {}
+    for name, label in (("pymw", f"pymw backend, local ({WORKERS} workers)"),
+                        ("loky", f"loky ({WORKERS} workers)")):
+        rate = _best(samples[name]["calls_s"], higher=True)
+        wall = _best(samples[name]["long_s"], higher=False)
+        best[name] = (rate["best"], wall["best"])
+        rows.append({
+            "backend": label,
+            "short calls/s (best)": round(rate["best"]),
+            "spread": f"±{rate['spread_pct']:.0f}% ({rate['repeats']})",
+            f"{long_calls} long calls s (best)": round(wall["best"], 3),
+            "long spread": f"±{wall['spread_pct']:.0f}% ({wall['repeats']})",
+        })
+    ideal = serial_one * long_calls / WORKERS
+    return {
+        "rows": rows,
+        "short calls/s pymw / loky": best["pymw"][0] / best["loky"][0],
+        "long calls seconds pymw / loky": best["pymw"][1] / best["loky"][1],
+        "long calls seconds pymw / ideal": best["pymw"][1] / ideal,
+        "long calls seconds loky / ideal": best["loky"][1] / ideal,
+        "pymw backend start-up s (master, 2 local workers)": round(pymw_start, 3),
+        "short calls per repeat": calls,
+        "long call seconds (serial, here)": round(serial_one, 3),
+        "joblib": joblib.__version__,
+        "samples": samples,
+    }
+
+
+def main() -> None:
+    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    result = run(repeats)
+    if "skipped" in result:
+        print(f"bench_joblib skipped: {result['skipped']}")
+        return
+    header = list(result["rows"][0])
+    widths = [max(len(h), *(len(str(r[h])) for r in result["rows"])) for h in header]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    for row in result["rows"]:
+        print("  ".join(str(row[h]).ljust(w) for h, w in zip(header, widths, strict=True)))
+    print()
+    for key, value in result.items():
+        if key not in ("rows", "samples"):
+            print(f"{key}: {value:.3g}" if isinstance(value, float) else f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()
