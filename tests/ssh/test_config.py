@@ -21,10 +21,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from pymw_testing import require
 
 from pymw_core import Master
 from pymw_core.errors import InterfaceError
-from ssh.conftest import _unavailable, base_python
+from ssh.conftest import base_python
 from ssh.sshd import Netns, SSHLab, SSHServer, keygen, sshd_available
 
 pytestmark = pytest.mark.timeout(120)
@@ -40,9 +41,9 @@ def netns_of_this_process(_: object = None) -> str:
 def net(tmp_path_factory):
     """Namespaces A and B, two nodes in B, jump hosts into them, and a client key."""
     if not sshd_available() or os.geteuid() != 0:
-        _unavailable("the jump host tests need sshd and root (network namespaces)")
+        require(False, "the jump host tests need sshd and root (network namespaces)")
     if not (shutil.which("unshare") and shutil.which("nsenter") and shutil.which("ip")):
-        _unavailable("the jump host tests need unshare, nsenter (util-linux) and ip (iproute2)")
+        require(False, "the jump host tests need unshare, nsenter (util-linux) and ip (iproute2)")
     lab = SSHLab(tmp_path_factory.mktemp("sshcfg"))
     spaces: list[Netns] = []
     try:
