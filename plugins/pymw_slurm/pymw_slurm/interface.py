@@ -41,6 +41,8 @@ DEFAULT_WORK_DIR = os.path.join("~", ".pymw", "slurm")
 _DIRS = ("tasks", "claimed", "replies", "lost", "cancel", "ended", "logs", "data")
 _CLOSE_WAIT = 10.0  # seconds close() waits for cancelled jobs to leave the queue
 _SUBMIT_RETRY = 5.0  # seconds between sbatch attempts while the controller is away
+_END_WAIT = 10.0  # seconds a signalled job's final state is waited for (after COMPLETING)
+_NOT_ENDED = ("JobState=RUNNING", "JobState=COMPLETING", "JobState=CONFIGURING")
 
 
 @dataclass(eq=False)
@@ -174,6 +176,7 @@ class SlurmInterface:
         self._totals = dict.fromkeys(("completed", "lost", "ended"), 0)
         self._backoff = commands.Backoff(squeue_interval, squeue_max_interval)
         self._down_since: float | None = None
+        self._lost_wait: dict[str, tuple[float, float]] = {}  # lost note -> (first, next look)
         self._retry_submit = 0.0
         self._thread = threading.Thread(target=self._monitor, name="pymw-slurm", daemon=True)
         self._thread.start()
@@ -399,14 +402,24 @@ class SlurmInterface:
                 kind, _, text = fh.read().partition("\n")
         except OSError:
             return
+        why = ""
+        if kind == "job":  # the whole job was signalled: Slurm knows why once it has ended
+            now = time.monotonic()
+            first, due = self._lost_wait.get(name, (now, now))
+            if now < due:
+                return
+            why = self.slurm.why_ended(name.partition("@")[2])
+            if why.startswith(_NOT_ENDED) and now - first < _END_WAIT:
+                self._lost_wait[name] = (first, now + 0.5)
+                return
+            self._lost_wait.pop(name, None)
+            self._backoff.hurry()
         os.unlink(path)
         attempt = self._take(name)
         if attempt is None:
             return
-        if kind == "job":
-            why = self.slurm.why_ended(attempt.job)
-            text = f"{text.strip()} ({why})" if why else text.strip()
-            self._backoff.hurry()
+        if why:
+            text = f"{text.strip()} ({why})"
         self._tidy(attempt)
         with self._lock:
             self._totals["lost"] += 1
