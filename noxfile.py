@@ -12,6 +12,7 @@ PACKAGES = [
     "-e", "plugins/pymw_local",
     "-e", "plugins/pymw_ssh",
     "-e", "plugins/pymw_condor",
+    "-e", "plugins/pymw_slurm",
 ]
 EXAMPLE_PLUGIN = ["-e", "tests/plugins/pymw_threads_example"]
 TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "tqdm>=4.60"]
@@ -19,7 +20,8 @@ TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "tqdm>=4.60"]
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole suite: core, local, ssh (real sshd), condor (real pool), examples."""
+    """The whole suite: core, local, ssh (real sshd), condor (real pool), slurm (real cluster),
+    examples."""
     session.install(*PACKAGES, *EXAMPLE_PLUGIN, *TEST_DEPS)
     session.run("pytest", *(session.posargs or ["tests"]))
 

@@ -147,3 +147,19 @@ def build(
             description[key] = value
             lowered[key.lower()] = key
     return description
+
+
+# Per-task resources (pymw_core.batch's normalised keys) as submit commands.
+RESOURCE_COMMANDS = {"cpus": "request_cpus", "memory": "request_memory", "gpus": "request_gpus"}
+
+
+def with_resources(base: dict[str, str], resources: Mapping[str, int]) -> dict[str, str]:
+    """``base`` with a task's resources as ``request_cpus``/``request_memory`` (MiB)/
+    ``request_gpus``; they replace the same commands given in ``submit``."""
+    out = dict(base)
+    for key, command in RESOURCE_COMMANDS.items():
+        if key in resources:
+            for name in [k for k in out if k.lower() == command]:
+                del out[name]
+            out[command] = str(resources[key])
+    return out
