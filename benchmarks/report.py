@@ -73,7 +73,7 @@ def build(meta: dict[str, Any], profile: dict[str, Any], raw: dict[str, Any]) ->
         sections["local-memory"] = _memory(raw["local-memory"])
     if "master-scaling" in raw:
         sections["master-scaling"] = _scaling(raw["master-scaling"], ratios)
-    for name in ("ssh", "condor"):
+    for name in ("ssh", "condor", "slurm"):
         if name in raw:
             sections[name] = raw[name]
             _collect_ratios(name, raw[name].get("result"), ratios)
@@ -354,7 +354,8 @@ def markdown(results: dict) -> str:
             for r in section["rows"]
         ]) + _missing(section)
     for name, title in (("ssh", "`ssh` over loopback against `local`"),
-                        ("condor", "`condor` against raw `htcondor2`")):
+                        ("condor", "`condor` against raw `htcondor2`"),
+                        ("slurm", "`slurm` against raw `sbatch --array`")):
         if name in sections:
             out += [f"## {title}", "", *_peer(sections[name])]
     if results["ratios"]:

@@ -52,6 +52,7 @@ class Profile:
     scaling: tuple[tuple[int, int], ...]  # (tasks, repeats) for the master's cost per task
     ssh_repeats: int  # bench_ssh.run(repeats); 0: not run
     condor_repeats: int  # bench_condor.run(repeats); 0: not run (it starts an HTCondor pool)
+    slurm_repeats: int  # bench_slurm.run(repeats); 0: not run (it starts a Slurm cluster)
     peer_timeout: float  # seconds each of them may take
 
 
@@ -63,25 +64,25 @@ FULL = Profile(
             ("pymw-local-busy", 1_000_000), ("ppe-busy", 100_000), ("pool-busy", 100_000)),
     traced=(("pymw-never", 100_000),),
     scaling=((1_000, 30), (10_000, 10), (100_000, 3), (1_000_000, 2)),
-    ssh_repeats=3, condor_repeats=2, peer_timeout=420.0,
+    ssh_repeats=3, condor_repeats=2, slurm_repeats=1, peer_timeout=420.0,
 )
 QUICK = Profile(
     name="quick", repeats=2, tasks=5_000, per_task_tasks=40, trips=300, per_task_trips=10,
     payload_tasks=30, per_task_payload_tasks=5, cpu_tasks=4, cpu_seconds=0.1,
     memory=(("pymw-never", 100_000), ("ppe-busy", 100_000)), traced=(),
     scaling=((1_000, 10), (10_000, 3), (100_000, 1)),
-    ssh_repeats=1, condor_repeats=0, peer_timeout=120.0,
+    ssh_repeats=1, condor_repeats=0, slurm_repeats=0, peer_timeout=120.0,
 )
 TINY = Profile(
     name="tiny", repeats=1, tasks=200, per_task_tasks=6, trips=30, per_task_trips=3,
     payload_tasks=4, per_task_payload_tasks=2, cpu_tasks=2, cpu_seconds=0.01,
     memory=(("pymw-never", 2_000),), traced=(("pymw-never", 2_000),),
     scaling=((100, 1), (1_000, 1)),
-    ssh_repeats=0, condor_repeats=0, peer_timeout=60.0,
+    ssh_repeats=0, condor_repeats=0, slurm_repeats=0, peer_timeout=60.0,
 )
 
 LOCAL = ("local-throughput", "local-latency", "local-payload", "local-cpu")
-SECTIONS = (*LOCAL, "local-memory", "master-scaling", "ssh", "condor")
+SECTIONS = (*LOCAL, "local-memory", "master-scaling", "ssh", "condor", "slurm")
 
 
 def log(text: str) -> None:
@@ -304,6 +305,12 @@ def main(argv: list[str] | None = None) -> int:
             "" if profile.condor_repeats or explicit("condor") else
             f"not run by the {profile.name} profile (it starts an HTCondor pool); "
             "ask for it with --only condor")),
+        # bench_slurm skips itself (not measured) where Slurm and munge are not installed.
+        ("slurm", lambda: run_peer_bench(
+            "bench_slurm", max(1, profile.slurm_repeats), profile.peer_timeout,
+            "" if profile.slurm_repeats or explicit("slurm") else
+            f"not run by the {profile.name} profile (it starts a Slurm cluster); "
+            "ask for it with --only slurm")),
         ("local-memory", lambda: run_memory(profile)),
         ("master-scaling", lambda: run_scaling(profile)),
     ]
