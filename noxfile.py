@@ -26,6 +26,7 @@ DISTRIBUTIONS = [
     "plugins/pymw_ssh",
     "plugins/pymw_condor",
     "plugins/pymw_mpi",
+    "plugins/pymw_slurm",
 ]
 EXAMPLE_PLUGIN = "tests/plugins/pymw_threads_example"
 # joblib: the range pymw_core.joblib_backend is tested with (the pymw-core[joblib] extra).

@@ -59,10 +59,10 @@ def _pymw_local_busy() -> tuple[Callable[..., Any], Callable[[], None]]:
     from pymw_core import Master
 
     master = Master("local", num_workers=2)
-    interface = master.interface
-    for _ in range(2 * interface.slots):
+    slots = 2 * master.interface.num_workers  # a running task and one queued behind, each
+    for _ in range(2 * slots):
         master.submit_task(block, (BLOCK_SECONDS,))
-    _settle(lambda: master.get_status()["running"] >= 2 * interface.slots)
+    _settle(lambda: master.get_status()["running"] >= slots)
     return (lambda i: master.submit_task(echo, (i,))), master.close
 
 
@@ -165,6 +165,64 @@ def scaling(tasks: int, repeats: int) -> list[dict[str, float]]:
     return runs
 
 
+def stream(tasks: int, window: int, marks: list[int]) -> dict[str, Any]:
+    """``tasks`` null tasks through ``as_completed``, at most ``2 * window`` submitted and
+    not yet handed out; the master's RSS after each of ``marks`` claimed tasks."""
+    from workloads import null
+
+    from pymw_core import Master
+
+    rows = []
+    with Master("local", num_workers=2) as master:
+        for _ in range(200):
+            master.get_result(master.submit_task(null))
+        gc.collect()
+        start_rss = rss()
+        started = time.perf_counter()
+        claimed = 0
+        wanted = sorted(marks)
+        ahead = [master.submit_task(null) for _ in range(min(window, tasks))]
+        submitted = len(ahead)
+        while ahead:
+            # The next window is on its way while this one is collected: no bubble.
+            size = min(window, tasks - submitted)
+            following = [master.submit_task(null) for _ in range(size)]
+            submitted += size
+            for _ in master.as_completed(ahead):
+                claimed += 1
+                if wanted and claimed == wanted[0]:
+                    wanted.pop(0)
+                    rows.append({"claimed": claimed, "rss_mb": rss() / 2**20,
+                                 "seconds": time.perf_counter() - started})
+            ahead = following
+        seconds = time.perf_counter() - started
+    return {"tasks": tasks, "window": window, "tasks_per_s": tasks / seconds,
+            "start_rss_mb": start_rss / 2**20, "marks": rows}
+
+
+def worker_functions(count: int, marks: list[int]) -> dict[str, Any]:
+    """The worker's RSS as ``count`` distinct functions (one task each) pass through it."""
+    from pymw_core import Master
+
+    rows = []
+    wanted = sorted(marks)
+    with Master("local", num_workers=1) as master:
+        pid = master.get_status()["pids"][0]
+        namespace: dict[str, Any] = {}
+        started = time.perf_counter()
+        for done in range(1, count + 1):
+            exec(f"def f{done % 7}(x):\n    return x + {done}\n", namespace)
+            function = namespace[f"f{done % 7}"]
+            master.get_result(master.submit_task(function, (1,)))
+            if wanted and done == wanted[0]:
+                wanted.pop(0)
+                with open(f"/proc/{pid}/statm") as fh:
+                    worker_rss = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+                rows.append({"functions": done, "worker_rss_mb": worker_rss / 2**20,
+                             "seconds": time.perf_counter() - started})
+    return {"functions": count, "marks": rows}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -175,9 +233,20 @@ def main(argv: list[str] | None = None) -> None:
     scale = commands.add_parser("scaling")
     scale.add_argument("tasks", type=int)
     scale.add_argument("repeats", type=int)
+    flow = commands.add_parser("stream")
+    flow.add_argument("tasks", type=int)
+    flow.add_argument("window", type=int)
+    flow.add_argument("marks", type=int, nargs="+")
+    fns = commands.add_parser("functions")
+    fns.add_argument("count", type=int)
+    fns.add_argument("marks", type=int, nargs="+")
     args = parser.parse_args(argv)
     if args.command == "memory":
         answer: Any = memory(args.kind, args.tasks, args.trace)
+    elif args.command == "stream":
+        answer = stream(args.tasks, args.window, args.marks)
+    elif args.command == "functions":
+        answer = worker_functions(args.count, args.marks)
     else:
         answer = scaling(args.tasks, args.repeats)
     sys.stdout.write(json.dumps(answer) + "\n")

@@ -73,7 +73,9 @@ def build(meta: dict[str, Any], profile: dict[str, Any], raw: dict[str, Any]) ->
         sections["local-memory"] = _memory(raw["local-memory"])
     if "master-scaling" in raw:
         sections["master-scaling"] = _scaling(raw["master-scaling"], ratios)
-    for name in ("ssh", "mpi", "condor", "joblib"):
+    if "long-stream" in raw:
+        sections["long-stream"] = _stream(raw["long-stream"], ratios)
+    for name in ("ssh", "mpi", "condor", "slurm", "joblib"):
         if name in raw:
             sections[name] = raw[name]
             _collect_ratios(name, raw[name].get("result"), ratios)
@@ -163,6 +165,19 @@ def _scaling(raw: dict, ratios: dict) -> dict:
         ratios["master µs/task: largest / smallest size"] = _ratio(bests[-1], bests[0])
         ratios["master µs/task: most / least across sizes"] = _ratio(max(bests), min(bests))
     return {"rows": rows, "missing": raw["missing"], "unit": "µs/task"}
+
+
+def _stream(raw: dict, ratios: dict) -> dict:
+    """RSS along the stream; the growth from the first mark to the last is the ratio."""
+    marks = raw.get("stream", {}).get("marks", [])
+    if len(marks) >= 2:
+        ratios["long stream: master RSS, last / first mark"] = _ratio(marks[-1]["rss_mb"],
+                                                                      marks[0]["rss_mb"])
+    fn_marks = raw.get("functions", {}).get("marks", [])
+    if len(fn_marks) >= 2:
+        ratios["distinct functions: worker RSS, last / first mark"] = _ratio(
+            fn_marks[-1]["worker_rss_mb"], fn_marks[0]["worker_rss_mb"])
+    return dict(raw)
 
 
 def _is_ratio(name: str) -> bool:
@@ -355,9 +370,37 @@ def markdown(results: dict) -> str:
              num(r["submit"]["best"]), times(r["vs_first"])]
             for r in section["rows"]
         ]) + _missing(section)
+    if "long-stream" in sections:
+        section = sections["long-stream"]
+        flow = section.get("stream")
+        if flow:
+            out += [
+                "## A long stream: the master's memory stays flat", "",
+                f"{flow['tasks']:,} null tasks through `as_completed`, at most "
+                f"{2 * flow['window']:,} submitted and not yet handed out, on `local` with "
+                f"2 workers: {flow['tasks_per_s']:,.0f} tasks/s. The master's RSS was "
+                f"{flow['start_rss_mb']:.1f} MB before the stream.", "",
+            ]
+            out += table(["tasks handed out", "master RSS (MB)", "seconds"], [
+                [f"{r['claimed']:,}", f"{r['rss_mb']:.1f}", f"{r['seconds']:.1f}"]
+                for r in flow["marks"]
+            ])
+        fns = section.get("functions")
+        if fns:
+            out += [
+                "", "## Many distinct functions: the worker's memory stays flat", "",
+                f"{fns['functions']:,} distinct functions, one task each, through one "
+                "`local` worker (its function cache keeps the most recent ones).", "",
+            ]
+            out += table(["functions", "worker RSS (MB)", "seconds"], [
+                [f"{r['functions']:,}", f"{r['worker_rss_mb']:.1f}", f"{r['seconds']:.1f}"]
+                for r in fns["marks"]
+            ])
+        out += ["", *_missing(section)]
     for name, title in (("ssh", "`ssh` over loopback against `local`"),
                         ("mpi", "`mpi` against mpi4py's `MPIPoolExecutor` and `local`"),
                         ("condor", "`condor` against raw `htcondor2`"),
+                        ("slurm", "`slurm` against raw `sbatch --array`"),
                         ("joblib", "joblib: the `pymw` backend on `local` against `loky`")):
         if name in sections:
             out += [f"## {title}", "", *_peer(sections[name])]

@@ -50,10 +50,13 @@ class Profile:
     memory: tuple[tuple[str, int], ...]  # (kind, tasks queued) measured in a fresh process
     traced: tuple[tuple[str, int], ...]  # the same, counted by tracemalloc too
     scaling: tuple[tuple[int, int], ...]  # (tasks, repeats) for the master's cost per task
+    stream: tuple[int, int, tuple[int, ...]]  # (tasks, window, claimed counts to read RSS at)
+    functions: tuple[int, tuple[int, ...]]  # (distinct functions, counts to read the worker at)
     ssh_repeats: int  # bench_ssh.run(repeats); 0: not run
     mpi_repeats: int  # bench_mpi.run(repeats); 0: not run (skipped by itself without MPI)
     condor_repeats: int  # bench_condor.run(repeats); 0: not run (it starts an HTCondor pool)
     joblib_repeats: int  # bench_joblib.run(repeats); 0: not run
+    slurm_repeats: int  # bench_slurm.run(repeats); 0: not run (it starts a Slurm cluster)
     peer_timeout: float  # seconds each of them may take
 
 
@@ -65,25 +68,35 @@ FULL = Profile(
             ("pymw-local-busy", 1_000_000), ("ppe-busy", 100_000), ("pool-busy", 100_000)),
     traced=(("pymw-never", 100_000),),
     scaling=((1_000, 30), (10_000, 10), (100_000, 3), (1_000_000, 2)),
-    ssh_repeats=3, mpi_repeats=3, joblib_repeats=3, condor_repeats=2, peer_timeout=420.0,
+    stream=(1_000_000, 2_000, (10_000, 100_000, 1_000_000)),
+    functions=(100_000, (1_000, 10_000, 100_000)),
+    ssh_repeats=3, mpi_repeats=3,
+    joblib_repeats=3, condor_repeats=2, slurm_repeats=1, peer_timeout=420.0,
 )
 QUICK = Profile(
     name="quick", repeats=2, tasks=5_000, per_task_tasks=40, trips=300, per_task_trips=10,
     payload_tasks=30, per_task_payload_tasks=5, cpu_tasks=4, cpu_seconds=0.1,
     memory=(("pymw-never", 100_000), ("ppe-busy", 100_000)), traced=(),
     scaling=((1_000, 10), (10_000, 3), (100_000, 1)),
-    ssh_repeats=1, mpi_repeats=1, joblib_repeats=1, condor_repeats=0, peer_timeout=120.0,
+    stream=(100_000, 2_000, (10_000, 100_000)),
+    functions=(10_000, (1_000, 10_000)),
+    ssh_repeats=1, mpi_repeats=1,
+    joblib_repeats=1, condor_repeats=0, slurm_repeats=0, peer_timeout=120.0,
 )
 TINY = Profile(
     name="tiny", repeats=1, tasks=200, per_task_tasks=6, trips=30, per_task_trips=3,
     payload_tasks=4, per_task_payload_tasks=2, cpu_tasks=2, cpu_seconds=0.01,
     memory=(("pymw-never", 2_000),), traced=(("pymw-never", 2_000),),
     scaling=((100, 1), (1_000, 1)),
-    ssh_repeats=0, mpi_repeats=0, condor_repeats=0, joblib_repeats=0, peer_timeout=60.0,
+    stream=(2_000, 500, (1_000, 2_000)),
+    functions=(400, (100, 400)),
+    ssh_repeats=0, mpi_repeats=0,
+    condor_repeats=0, joblib_repeats=0, slurm_repeats=0, peer_timeout=60.0,
 )
 
 LOCAL = ("local-throughput", "local-latency", "local-payload", "local-cpu")
-SECTIONS = (*LOCAL, "local-memory", "master-scaling", "ssh", "mpi", "condor", "joblib")
+SECTIONS = (*LOCAL, "local-memory", "master-scaling", "long-stream", "ssh", "mpi", "condor",
+            "slurm", "joblib")
 
 
 def log(text: str) -> None:
@@ -195,6 +208,25 @@ def run_memory(profile: Profile) -> dict[str, Any]:
             continue
         rows.append({"kind": kind, "tasks": tasks, **row})
     return {"rows": rows, "missing": missing}
+
+
+def run_stream(profile: Profile) -> dict[str, Any]:
+    """The master's RSS along a long stream, and a worker's along many distinct functions."""
+    tasks, window, marks = profile.stream
+    count, fn_marks = profile.functions
+    out: dict[str, Any] = {"missing": {}}
+    log(f"[long-stream] {tasks:,} null tasks, window {window:,}")
+    try:
+        out["stream"] = _child(["stream", str(tasks), str(window), *map(str, marks)],
+                               timeout=1800)
+    except Exception as exc:
+        out["missing"]["stream"] = f"failed: {type(exc).__name__}: {exc}"
+    log(f"[long-stream] {count:,} distinct functions through one worker")
+    try:
+        out["functions"] = _child(["functions", str(count), *map(str, fn_marks)], timeout=1800)
+    except Exception as exc:
+        out["missing"]["functions"] = f"failed: {type(exc).__name__}: {exc}"
+    return out
 
 
 def run_scaling(profile: Profile) -> dict[str, Any]:
@@ -314,8 +346,15 @@ def main(argv: list[str] | None = None) -> int:
             "bench_joblib", max(1, profile.joblib_repeats), profile.peer_timeout,
             "" if profile.joblib_repeats or explicit("joblib") else
             f"not run by the {profile.name} profile; ask for it with --only joblib")),
+        # bench_slurm skips itself (not measured) where Slurm and munge are not installed.
+        ("slurm", lambda: run_peer_bench(
+            "bench_slurm", max(1, profile.slurm_repeats), profile.peer_timeout,
+            "" if profile.slurm_repeats or explicit("slurm") else
+            f"not run by the {profile.name} profile (it starts a Slurm cluster); "
+            "ask for it with --only slurm")),
         ("local-memory", lambda: run_memory(profile)),
         ("master-scaling", lambda: run_scaling(profile)),
+        ("long-stream", lambda: run_stream(profile)),
     ]
     for key, step in steps:
         wanted = args.only & set(LOCAL) if key == "local" else key in args.only

@@ -14,7 +14,9 @@ from pymw_core.compat import (
     TaskException,
 )
 from pymw_core.errors import (
+    ConfigurationError,
     InterfaceError,
+    InvalidValueError,
     MasterClosedError,
     PyMWError,
     RemoteTraceback,
@@ -31,8 +33,10 @@ from pymw_core.task import Task
 __version__ = "0.5.0"
 
 __all__ = [
+    "ConfigurationError",
     "InterfaceError",
     "InterfaceException",
+    "InvalidValueError",
     "Master",
     "MasterClosedError",
     "PyMWError",

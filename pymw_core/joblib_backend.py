@@ -26,7 +26,12 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-import joblib
+try:
+    import joblib
+except ImportError:
+    raise ImportError(
+        "pymw_core.joblib_backend needs joblib: pip install 'pymw-core[joblib]'"
+    ) from None
 from joblib.parallel import (
     AutoBatchingMixin,
     FallbackToBackend,

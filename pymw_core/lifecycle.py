@@ -123,7 +123,8 @@ class Lifecycle:
         """Lock held: ``task`` was matched with ``worker``; its next attempt begins."""
         self._next_attempt += 1
         task.attempts += 1
-        attempt = Attempt(self, self._next_attempt, task, worker, task.attempts)
+        number = task._attempt.number + 1 if task._attempt is not None else 1
+        attempt = Attempt(self, self._next_attempt, task, worker, number)
         attempt.started_at = time.time()  # handed over now; a queueing interface resets it
         task._attempt = attempt
         task.worker = worker
@@ -391,8 +392,15 @@ class Lifecycle:
                 self._wanted.claimed(task)
             if not in_done:
                 return
-            # Tasks handed out by name stay in the queue of ended ones until passed
-            # over; drop them in one sweep once they are most of it.
+            done = self._done
+            if done and done[0] is task:  # handed out in the order they ended: the usual case
+                done.popleft()
+                return
+            if done and done[-1] is task:
+                done.pop()
+                return
+            # Others stay in the queue of ended tasks until passed over; drop them in
+            # one sweep once they are most of it.
             self._stale += 1
             if self._stale > 64 and self._stale * 2 > len(self._done):
                 self._done = collections.deque(t for t in self._done if not t._claimed)

@@ -70,7 +70,7 @@ class Master:
         if max_in_flight is not None:
             _check_count("max_in_flight", max_in_flight)
         _check_timeout(timeout)
-        self.resources = normalize_resources(resources)
+        self.resources = normalize_resources(resources, "the master's resources")
         if loglevel is not None:
             log.setLevel(loglevel)
         self.delete_files = delete_files  # PyMW 0.x setting; interfaces read it for their files

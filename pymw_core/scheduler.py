@@ -67,6 +67,7 @@ class Dispatcher:
                 self._call(task=attempt, worker=worker)
             except BaseException as exc:  # the interface's failure is this task's answer
                 attempt.task_finished(exc)
+            item = attempt = worker = None  # an idle thread holds no task alive
             with self._lock:
                 self._idle += 1
 

@@ -137,6 +137,11 @@ class Task:
 
     # -- what users read -----------------------------------------------------------
 
+    @property
+    def attempt(self) -> Attempt | None:
+        """The task's latest attempt (its current one while it runs); None before any."""
+        return self._attempt
+
     def done(self) -> bool:
         """True once the task finished, failed or was cancelled."""
         return self.state in DONE_STATES
@@ -185,7 +190,7 @@ class Attempt:
         self.id = attempt_id
         self.task = task
         self.worker = worker
-        self.number = number  # 1 for the first run of the task, 2 for its first retry ...
+        self.number = number  # 1 for the task's first attempt, 2 for the next one ...
         self.payload = task.payload
         self.started_at = 0.0  # when it began to run on the worker (0.0: not yet known)
         self.reported = False  # the interface reported it (finished or lost)

@@ -31,6 +31,7 @@ def suite_leaves_nothing_behind(tmp_path_factory):
     """
     require_installed()
     private = tempfile.mkdtemp(prefix="suite-tmp-")
+    os.chmod(private, 0o711)  # daemons the fixtures start (munged) need to traverse it
     saved = {key: os.environ.get(key) for key in ("TMPDIR", _MARK)}
     os.environ["TMPDIR"] = private
     os.environ[_MARK] = private

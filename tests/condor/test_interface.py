@@ -7,6 +7,7 @@ under the pool's shared directory (the ``job_dir`` fixture).
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -121,8 +122,9 @@ def test_a_batch_is_one_cluster_with_results_and_stdout(make_master):
     # Each task's files go as soon as it is done: the run keeps its log, the runtime zip
     # and the empty file the reply placeholders link to.
     kept = sorted(os.listdir(status["work_dir"]))
-    assert kept[:2] == ["empty", "jobs.log"] and kept[2].startswith("pymw-runtime-"), kept
-    assert len(kept) == 3
+    secret = master.interface.run.secret
+    assert kept[:2] == ["empty", f"jobs-{secret}.log"], kept
+    assert kept[2].startswith("pymw-runtime-") and len(kept) == 3, kept
 
 
 def test_a_task_that_raises_keeps_its_type_traceback_and_stderr(make_master):
@@ -217,8 +219,8 @@ def test_a_removed_or_evicted_job_is_run_again(make_master, job_dir, action):
     first = master.interface.job_id(task)
     act(action, first, f"{action} by the test")
     assert master.get_result(task)[1] == "retried"
-    assert task.attempts == 2
-    assert master.interface.job_id(task) != first
+    assert task.attempts == 2 and task.attempt.number == 2
+    assert master.interface.job_id(task) not in (None, first)
     status = master.get_status()
     assert status["clusters"] == 2
     assert status["jobs"]["evicted" if action == "Vacate" else "removed"] == 1
@@ -268,7 +270,9 @@ def test_delete_files_false_keeps_the_runs_files(make_master):
     run_dir = master.interface.run_dir
     master.close()
     kept = os.listdir(run_dir)
-    assert "jobs.log" in kept and f"pymw-task-{task.id}.reply" in kept
+    secret = master.interface.run.secret
+    assert f"jobs-{secret}.log" in kept
+    assert f"pymw-task-{task.attempt.id}-{secret}.reply" in kept
 
 
 EXIT_SCRIPT = textwrap.dedent("""
@@ -374,3 +378,19 @@ def test_every_option_is_documented():
         page = fh.read()
     for name in inspect.signature(CondorInterface).parameters:
         assert f"| `{name}` |" in page, name
+
+
+def test_a_root_masters_run_directory_lets_nobody_list_or_plant_files(make_master):
+    master = make_master()
+    assert master.get_result(master.submit_task(square_and_say, (3,)))[1] == 9
+    run_dir = master.interface.run_dir
+    mode = stat.S_IMODE(os.stat(run_dir).st_mode)
+    if os.geteuid() == 0:  # the jobs run as another user: create and enter, never list
+        assert mode == 0o1733
+    else:
+        assert mode & 0o077 == 0
+    secret = master.interface.run.secret
+    assert len(secret) >= 16
+    for name in os.listdir(run_dir):
+        if name.startswith("pymw-task-") or name.startswith("jobs"):
+            assert secret in name, name

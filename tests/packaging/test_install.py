@@ -26,6 +26,7 @@ DISTRIBUTIONS = {
     "pymw_ssh": ROOT / "plugins" / "pymw_ssh",
     "pymw_condor": ROOT / "plugins" / "pymw_condor",
     "pymw_mpi": ROOT / "plugins" / "pymw_mpi",
+    "pymw_slurm": ROOT / "plugins" / "pymw_slurm",
 }
 
 
@@ -98,11 +99,12 @@ def run_in(where: Path, *argv: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_core_and_ssh_alone_import_every_module(ssh_only, tmp_path):
     script = (
         "import importlib, pkgutil, pymw_core, pymw_ssh\n"
+        "OPTIONAL = {'pymw_core.__main__', 'pymw_core.joblib_backend'}\n"
         "assert 'site-packages' in pymw_core.__file__, pymw_core.__file__\n"
         "names = []\n"
         "for pkg in (pymw_core, pymw_ssh):\n"
         "    for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
-        "        if info.name != 'pymw_core.__main__':\n"
+        "        if info.name not in OPTIONAL:\n"
         "            importlib.import_module(info.name); names.append(info.name)\n"
         "print(len(names), ' '.join(sorted(names)))\n"
     )
@@ -111,6 +113,12 @@ def test_core_and_ssh_alone_import_every_module(ssh_only, tmp_path):
     count, names = done.stdout.split(" ", 1)
     assert "pymw_core.observers.progress" in names and "pymw_ssh.connect" in names
     assert int(count) >= 20
+
+
+def test_an_extra_that_is_not_installed_says_which_to_install(ssh_only, tmp_path):
+    done = run_in(ssh_only, "python", "-c", "import pymw_core.joblib_backend", cwd=tmp_path)
+    assert done.returncode != 0
+    assert "pymw-core[joblib]" in done.stderr.strip().splitlines()[-1], done.stderr
 
 
 def test_pymw_interfaces_lists_ssh_and_not_local(ssh_only, tmp_path):

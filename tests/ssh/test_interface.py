@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -167,6 +168,22 @@ def test_the_remote_interpreter_has_nothing_installed(make_master, remote_dir):
     assert master.get_result(master.submit_task(square, (9,)))[1] == 81
     assert os.stat(runtime[0]).st_mtime_ns == stamp
     assert not stale.exists()
+
+
+def test_remote_dir_is_private_when_made_and_left_alone_when_it_exists(make_master,
+                                                                        remote_dir):
+    master = make_master(hosts=["host1"])
+    assert master.get_result(master.submit_task(square, (2,)))[1] == 4
+    master.close()
+    for path in (remote_dir, remote_dir / "runs"):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o700, path
+    shared = remote_dir.parent / (remote_dir.name + "-shared")
+    shared.mkdir()
+    os.chmod(shared, 0o2775)  # a group's shared cache: not PyMW's to close
+    master = make_master(hosts=["host1"], remote_dir=str(shared))
+    assert master.get_result(master.submit_task(square, (3,)))[1] == 9
+    master.close()
+    assert stat.S_IMODE(os.stat(shared).st_mode) == 0o2775
 
 
 def test_the_default_interpreter_is_the_hosts_python3(make_master, remote_dir):

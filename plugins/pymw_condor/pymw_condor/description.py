@@ -42,10 +42,20 @@ class TaskFiles(NamedTuple):
     stderr: str  # the job's own stderr (the task's output is inside the reply)
 
 
-def task_files(task_id: int) -> TaskFiles:
-    """The run-directory names of task ``task_id``'s files."""
-    stem = f"{FILE_PREFIX}{task_id}"
-    return TaskFiles(f"{stem}.in", f"{stem}.out", f"{stem}.reply", f"{stem}.stderr")
+def stem(attempt_id: int, secret: str) -> str:
+    """The start of every file name of one attempt.
+
+    The run's ``secret`` makes the names unguessable: when the run directory is open
+    to the jobs' user (a root master), others may create files in it but cannot list
+    it, so they can neither read a task's files nor plant a reply the master would load.
+    """
+    return f"{FILE_PREFIX}{attempt_id}-{secret}"
+
+
+def task_files(attempt_id: int, secret: str) -> TaskFiles:
+    """The run-directory names of one attempt's files."""
+    base = stem(attempt_id, secret)
+    return TaskFiles(f"{base}.in", f"{base}.out", f"{base}.reply", f"{base}.stderr")
 
 
 def check_python(python: Any) -> tuple[str, str]:
@@ -112,7 +122,7 @@ def build(
 ) -> dict[str, str]:
     """The run's submit description: PyMW's defaults, then ``extra`` (last wins, lists append)."""
     executable, prefix = check_python(python)
-    stem = f"{FILE_PREFIX}$(pymw_task)"
+    stem = "$(pymw_stem)"
     description = {
         "universe": "vanilla",
         "executable": executable,
@@ -147,3 +157,19 @@ def build(
             description[key] = value
             lowered[key.lower()] = key
     return description
+
+
+# Per-task resources (pymw_core.batch's normalised keys) as submit commands.
+RESOURCE_COMMANDS = {"cpus": "request_cpus", "memory": "request_memory", "gpus": "request_gpus"}
+
+
+def with_resources(base: dict[str, str], resources: Mapping[str, int]) -> dict[str, str]:
+    """``base`` with a task's resources as ``request_cpus``/``request_memory`` (MiB)/
+    ``request_gpus``; they replace the same commands given in ``submit``."""
+    out = dict(base)
+    for key, command in RESOURCE_COMMANDS.items():
+        if key in resources:
+            for name in [k for k in out if k.lower() == command]:
+                del out[name]
+            out[command] = str(resources[key])
+    return out

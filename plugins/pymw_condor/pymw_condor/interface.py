@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from typing import Any
 
 import htcondor2
@@ -32,9 +29,9 @@ from pymw_condor.errors import JobHeldError
 from pymw_condor.events import EventFollower
 from pymw_condor.schedd import connect, remove
 from pymw_condor.submitter import Batcher
-from pymw_core import bundle, wire
+from pymw_core import batch
 from pymw_core.errors import InterfaceError, TaskError
-from pymw_core.payload import request_file
+from pymw_core.resources import key as resources_key
 from pymw_core.unpack import deliver
 
 log = logging.getLogger("pymw.condor")
@@ -56,11 +53,12 @@ _EVICTION_GRACE = 2.0
 class _Job:
     """One HTCondor job of one task attempt, and what PyMW knows of it."""
 
-    __slots__ = ("evicted_at", "files", "host", "key", "ours", "state", "task")
+    __slots__ = ("evicted_at", "files", "host", "key", "ours", "resources", "state", "task")
 
-    def __init__(self, task: Any, files: str) -> None:
+    def __init__(self, task: Any, files: str, resources: dict[str, int]) -> None:
         self.task = task
         self.files = files  # ",path" for each data file: the pymw_data item
+        self.resources = resources  # normalised: jobs with other resources go in another submit
         self.key: tuple[int, int] | None = None  # (cluster, proc) once submitted
         self.state = UNSUBMITTED
         self.ours = False  # PyMW is removing it: its later events change nothing
@@ -124,24 +122,18 @@ class CondorInterface:
         # One call to the schedd at a time: the bindings make no promise about threads.
         self._schedd_lock = threading.Lock()
 
-        self.run_id = uuid.uuid4().hex[:12]
-        self._shared_owner = os.geteuid() == 0  # root's jobs run as another user: open up
-        if work_dir is None:
-            self.run_dir = tempfile.mkdtemp(prefix=f"pymw-condor-{self.run_id}-")
-        else:
-            base = os.path.abspath(os.fspath(work_dir))
-            try:
-                os.makedirs(base, exist_ok=True)
-                self.run_dir = tempfile.mkdtemp(prefix=f"pymw-run-{self.run_id}-", dir=base)
-            except OSError as exc:
-                raise InterfaceError(f"cannot use work_dir {base!r}: {exc}") from exc
+        # Root's jobs run as another user: the run directory is opened up.
+        self.run = batch.RunDir(work_dir, "pymw-condor", shared=os.geteuid() == 0)
+        self.run_id, self.run_dir = self.run.run_id, self.run.path
         try:
             self._prepare_run_dir()
-            self._description = htcondor2.Submit(description.build(
+            self._base = description.build(
                 python, self.run_dir, self._runtime_name, self.log_path, self.run_id, extra,
-            ))
+            )
+            self._descriptions: dict[tuple, htcondor2.Submit] = {
+                (): htcondor2.Submit(self._base)}
         except Exception as exc:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.run.remove()
             if isinstance(exc, InterfaceError):
                 raise
             raise InterfaceError(f"cannot prepare the HTCondor run: {exc}") from exc
@@ -150,7 +142,8 @@ class CondorInterface:
         self._lock = threading.Condition()
         self._jobs: dict[tuple[int, int], _Job] = {}
         self._early: dict[tuple[int, int], list[Any]] = {}
-        self._latest: dict[int, _Job] = {}  # task id -> its latest job
+        self._live: dict[int, _Job] = {}  # attempt id -> its job, until the attempt ends
+        self._recent = batch.RecentJobs()  # the job that ran each recent task
         self._states = dict.fromkeys(_LIVE_STATES, 0)
         self._totals = dict.fromkeys(_TOTALS, 0)
         self._clusters = 0
@@ -158,28 +151,27 @@ class CondorInterface:
         self._evicted: dict[tuple[int, int], _Job] = {}
         self._follower = EventFollower(self.log_path, self._on_event, poll_interval,
                                        tick=self._check_evictions)
-        self._batcher = Batcher(self._submit_batch, batch_window, batch_max)
+        self._batcher = Batcher(self._submit_batch, batch_window, batch_max,
+                                failed=lambda jobs, exc: self._submit_failed(jobs, exc, False))
 
     def __repr__(self) -> str:
         return f"<CondorInterface run={self.run_id} schedd={self.schedd_name!r}>"
 
     def _prepare_run_dir(self) -> None:
-        if self._shared_owner:
-            os.chmod(self.run_dir, 0o777)  # the shadow writes replies and the log here
-        self._runtime_name, data = bundle.runtime_zip()
-        self._write(self._runtime_name, data)
-        self._empty = self._write("empty", b"")
+        self._runtime_name = self.run.install_runtime()
+        self._empty = self.run.write("empty", b"")
         # The log must exist before the reader opens it, and the job owner must write it.
-        self.log_path = self._write("jobs.log", b"", 0o666)
+        # Unguessable like the tasks' files (see description.stem): only the jobs find it.
+        self.log_path = self.run.write(f"jobs-{self.run.secret}.log", b"", 0o666)
 
-    def _write(self, name: str, data: bytes, mode: int = 0o644) -> str:
-        """Write a file of the run; as root, readable (or ``mode``) whatever the umask."""
-        path = os.path.join(self.run_dir, name)
-        with open(path, "wb") as fh:
-            fh.write(data)
-        if self._shared_owner:
-            os.chmod(path, mode)
-        return path
+    def _description(self, resources: dict[str, int]) -> htcondor2.Submit:
+        """The submit description for jobs with ``resources`` (made once per set)."""
+        key = resources_key(resources)
+        found = self._descriptions.get(key)
+        if found is None:
+            found = self._descriptions[key] = htcondor2.Submit(
+                description.with_resources(self._base, resources))
+        return found
 
     # -- hooks ------------------------------------------------------------------------------
 
@@ -188,7 +180,8 @@ class CondorInterface:
 
     def execute_task(self, task: Any, worker: Any) -> None:
         """Write the task's request and queue its job for the next submit; return at once."""
-        names = description.task_files(task.id)
+        names = description.task_files(task.id, self.run.secret)
+        resources = batch.task_resources(task)
         files = []
         for name, path in task.payload.data_files:
             if name.startswith(description.FILE_PREFIX) or name == self._runtime_name:
@@ -198,8 +191,7 @@ class CondorInterface:
                 raise TaskError(f"data file {path!r}: HTCondor cannot transfer a path "
                                 "containing a comma or a newline")
             files.append(path)
-        self._write(names.request, request_file(task.payload, task.id,
-                                                file_map=lambda name, path: name))
+        self.run.write(names.request, batch.request_bytes(task, file_map=lambda name, path: name))
         placeholder = os.path.join(self.run_dir, names.placeholder)
         try:  # travels in empty, so a job whose Python died still brings a file back
             os.link(self._empty, placeholder)  # a link costs far less than a new file
@@ -208,10 +200,10 @@ class CondorInterface:
         except OSError:
             with open(placeholder, "wb"):
                 pass
-        job = _Job(task, "".join("," + path for path in files))
+        job = _Job(task, "".join("," + path for path in files), resources)
         with self._lock:
             self._states[UNSUBMITTED] += 1
-            self._latest[task.id] = job
+            self._live[task.id] = job
         try:
             self._batcher.add(job)
         except InterfaceError:
@@ -258,15 +250,14 @@ class CondorInterface:
                 while self._jobs and (left := deadline - time.monotonic()) > 0:
                     self._lock.wait(left)
         self._follower.stop()
-        if self._delete_files():
-            shutil.rmtree(self.run_dir, ignore_errors=True)
-        else:
+        self.run.remove(keep=not self._delete_files())
+        if not self._delete_files():
             log.info("PyMW kept the HTCondor run's files in %s", self.run_dir)
 
     def stop_task(self, task: Any, worker: Any) -> None:
         """The task was cancelled or ran past its timeout: remove its job (or never submit it)."""
         with self._lock:
-            job = self._latest.get(task.id)
+            job = self._live.get(task.id)
             if job is None or job.task is not task or job.ours:
                 return
             job.ours = True
@@ -287,26 +278,39 @@ class CondorInterface:
     def job_id(self, task: Any) -> str | None:
         """``"cluster.proc"`` of the latest job of ``task``, or None before it was submitted."""
         with self._lock:
-            job = self._latest.get(task.id)
-            key = job.key if job is not None else None
-        return f"{key[0]}.{key[1]}" if key else None
+            job = self._live.get(getattr(getattr(task, "attempt", None), "id", task.id))
+            if job is not None and job.key is not None:
+                return f"{job.key[0]}.{job.key[1]}"
+            return self._recent.get(task)
 
     # -- submitting ---------------------------------------------------------------------------
 
-    def _submit_batch(self, batch: list[_Job], retry: bool = True) -> None:
-        """On the submitter thread: one submit, one cluster, one proc per job, in order."""
-        items = iter([{"pymw_task": str(job.task.id), "pymw_data": job.files} for job in batch])
+    def _submit_batch(self, jobs: list[_Job], retry: bool = True) -> None:
+        """On the submitter thread: one submit per set of resources in the batch."""
+        groups: dict[tuple, list[_Job]] = {}
+        for job in jobs:
+            groups.setdefault(resources_key(job.resources), []).append(job)
+        for group in groups.values():
+            self._submit_group(group, retry)
+
+    def _submit_group(self, jobs: list[_Job], retry: bool = True) -> None:
+        """One submit, one cluster, one proc per job, in order."""
+        secret = self.run.secret
+        items = iter([{"pymw_task": str(job.task.id),
+                       "pymw_stem": description.stem(job.task.id, secret),
+                       "pymw_data": job.files} for job in jobs])
         try:
             with self._schedd_lock:
-                result = self._schedd.submit(self._description, itemdata=items)
+                result = self._schedd.submit(self._description(jobs[0].resources),
+                                             itemdata=items)
         except Exception as exc:
-            self._submit_failed(batch, exc, retry)
+            self._submit_failed(jobs, exc, retry)
             return
         cluster, first = result.cluster(), result.first_proc()
         keys, stopped = [], []
         with self._lock:
             self._clusters += 1
-            for index, job in enumerate(batch):
+            for index, job in enumerate(jobs):
                 job.key = key = (cluster, first + index)
                 job.files = ""  # no longer needed
                 self._jobs[key] = job
@@ -321,7 +325,7 @@ class CondorInterface:
             self._remove_quietly(job, "PyMW: the task was cancelled or ran past its timeout")
             self._tidy(job.task.id)
 
-    def _submit_failed(self, batch: list[_Job], exc: BaseException, retry: bool) -> None:
+    def _submit_failed(self, jobs: list[_Job], exc: BaseException, retry: bool) -> None:
         try:
             schedd = connect(self.connect_timeout)[0]
             with self._schedd_lock:
@@ -333,15 +337,15 @@ class CondorInterface:
             reachable = True
             if retry:  # the schedd answers: one more try, in case it was restarting
                 log.info("submit failed (%s); retrying once", exc)
-                self._submit_batch(batch, retry=False)
+                self._submit_group(jobs, retry=False)
                 return
-            error = InterfaceError(f"HTCondor refused to submit {len(batch)} jobs: "
+            error = InterfaceError(f"HTCondor refused to submit {len(jobs)} jobs: "
                                    f"{type(exc).__name__}: {exc}")
         error.__cause__ = exc
         with self._lock:
-            for job in batch:
+            for job in jobs:
                 self._set_state(job, None)
-        for job in batch:
+        for job in jobs:
             self._tidy(job.task.id)
             job.task.task_finished(error)
         if not reachable and self._master is not None:
@@ -454,14 +458,9 @@ class CondorInterface:
             job.task.worker_lost(f"HTCondor job {job.id} was evicted{where}")
 
     def _terminated(self, job: _Job, event: Any) -> None:
-        names = description.task_files(job.task.id)
-        reply = None
-        try:
-            with open(os.path.join(self.run_dir, names.reply), "rb") as fh:
-                reply = wire.read_message(fh)
-        except Exception:
-            reply = None
-        if isinstance(reply, tuple) and len(reply) == 7 and reply[0] == "done":
+        names = description.task_files(job.task.id, self.run.secret)
+        reply = batch.read_reply(os.path.join(self.run_dir, names.reply))
+        if reply is not None:
             self._tidy(job.task.id)
             deliver(job.task, reply)
             return
@@ -469,7 +468,7 @@ class CondorInterface:
             how = f"exited with status {event.get('ReturnValue', '?')}"
         else:
             how = f"was killed by signal {event.get('TerminatedBySignal', '?')}"
-        tail = _tail(os.path.join(self.run_dir, names.stderr))
+        tail = batch.tail(os.path.join(self.run_dir, names.stderr), _STDERR_TAIL)
         self._tidy(job.task.id)
         with self._lock:
             self._totals["without_result"] += 1
@@ -499,24 +498,13 @@ class CondorInterface:
     # -- files ------------------------------------------------------------------------------------
 
     def _delete_files(self) -> bool:
-        return bool(getattr(self._master, "delete_files", True))
+        return not batch.keep_files(self._master)
 
     def _tidy(self, task_id: int) -> None:
         """The task's attempt is over: its files go (unless the master keeps files)."""
-        if not self._delete_files():
-            return
-        for name in description.task_files(task_id):
-            try:
-                os.unlink(os.path.join(self.run_dir, name))
-            except OSError:
-                pass
-
-
-def _tail(path: str) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - _STDERR_TAIL))
-            return fh.read().decode(errors="replace").strip()
-    except OSError:
-        return ""
+        with self._lock:
+            job = self._live.pop(task_id, None)
+            if job is not None and job.key is not None:
+                self._recent.record(job.task, f"{job.key[0]}.{job.key[1]}")
+        if self._delete_files():
+            self.run.unlink(*description.task_files(task_id, self.run.secret))

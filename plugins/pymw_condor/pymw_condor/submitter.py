@@ -23,8 +23,11 @@ MAX_WAIT_WINDOWS = 20  # a steady trickle of jobs still leaves at least this oft
 class Batcher:
     """Collects items and passes them to ``submit`` in lists of at most ``limit``."""
 
-    def __init__(self, submit: Callable[[list], None], window: float, limit: int) -> None:
+    def __init__(self, submit: Callable[[list], None], window: float, limit: int,
+                 failed: Callable[[list, BaseException], None] | None = None) -> None:
+        """``failed(items, exc)`` hears of a ``submit`` that raised, so its items end."""
         self._submit = submit
+        self._failed = failed
         self._window = window
         self._limit = limit
         self._cond = threading.Condition()
@@ -88,5 +91,10 @@ class Batcher:
                 self._last = self._since
             try:
                 self._submit(batch)
-            except Exception:  # the submit callback reports per task; never kill this thread
+            except Exception as exc:  # never kill this thread, never strand the items
                 log.exception("submitting %d HTCondor jobs failed", len(batch))
+                if self._failed is not None:
+                    try:
+                        self._failed(batch, exc)
+                    except Exception:
+                        log.exception("reporting the failed submit failed too")

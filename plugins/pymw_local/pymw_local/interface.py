@@ -109,17 +109,21 @@ class LocalInterface:
         self._started = 0
         self._restarts = 0
         self._start_failures = 0
+        self._gave_up: str | None = None  # why no process will ever start
         for _ in range(num_workers):
             self._spawn()
 
     # -- hooks ------------------------------------------------------------------------------
 
     def attach_master(self, master: Any) -> None:
-        self._master = master
         with self._lock:
+            self._master = master
             processes = list(self._processes)
+            gave_up = self._gave_up
         for process in processes:
             master.worker_up(process)
+        if gave_up is not None:  # the processes died before there was a master to tell
+            master.workers_exhausted(gave_up)
 
     def get_available_workers(self) -> list[_Process]:
         """Free slots, idle processes first, so work spreads before it queues."""
@@ -275,11 +279,13 @@ class LocalInterface:
         if self._master is not None:
             self._master.worker_down(process, reason)
         if give_up:
-            if self._master is not None:
-                self._master.workers_exhausted(
-                    f"local worker processes die as they start ({self._start_failures} in a "
-                    f"row): {reason}"
-                )
+            reason = (f"local worker processes die as they start ({self._start_failures} in a "
+                      f"row): {reason}")
+            with self._lock:
+                self._gave_up = reason
+                master = self._master
+            if master is not None:
+                master.workers_exhausted(reason)
             return
         self._restarts += 1
         replacement = self._spawn()

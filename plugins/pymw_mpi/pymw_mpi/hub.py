@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hmac
 import queue
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from typing import Any, Protocol
@@ -43,8 +45,13 @@ class _Rank:
 class Hub:
     """Ranks 1..size-1 of ``comm`` as workers of rank 0 (this process)."""
 
-    def __init__(self, comm: Any) -> None:
-        """Collective: every rank of ``comm`` must call :func:`pymw_mpi.rank.serve` meanwhile."""
+    def __init__(self, comm: Any, scratch: str | None = None) -> None:
+        """Collective: every rank of ``comm`` must call :func:`pymw_mpi.rank.serve` meanwhile.
+
+        ``scratch``: the folder the ranks on this host keep their scratch folders in (made
+        here, and removed at :meth:`close`, when not given): a rank that is killed
+        cannot remove its own.
+        """
         from mpi4py import MPI
 
         self._mpi = MPI
@@ -55,7 +62,9 @@ class Hub:
         one_host = all(h == hosts[0] for h in hosts)
         self._server = socket.create_server(("127.0.0.1" if one_host else "", 0), backlog=64)
         port = self._server.getsockname()[1]
-        comm.bcast((hosts[0], port, self._token), root=0)
+        self._own_scratch = scratch is None
+        self.scratch = scratch or tempfile.mkdtemp(prefix="pymw-mpi-")
+        comm.bcast((hosts[0], port, self._token, self.scratch), root=0)
         self._ranks = {k: _Rank(k) for k in range(1, self.size)}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -147,6 +156,8 @@ class Hub:
         self._outbox.put(None)
         self._pump_thread.join(timeout=5)
         self._server.close()
+        if self._own_scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
     # -- threads -------------------------------------------------------------------------
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import collections
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from queue import SimpleQueue
@@ -307,6 +309,8 @@ class _RelayLink:
         self._outbox: SimpleQueue[tuple | None] = SimpleQueue()
         self._conn: socket.socket | None = None
         self._closing = False
+        # The ranks' scratch folders: removed here, since a killed rank cannot.
+        self.scratch = tempfile.mkdtemp(prefix="pymw-mpi-")
 
     # -- start ------------------------------------------------------------------------------
 
@@ -325,7 +329,7 @@ class _RelayLink:
             self.command = [
                 *self.launch,
                 python, "-m", "pymw_mpi.worker", "--connect", f"127.0.0.1:{port}",
-                "--start-timeout", str(timeout),
+                "--start-timeout", str(timeout), "--scratch", self.scratch,
             ]
             env = dict(os.environ, **{protocol.TOKEN_ENV: token})
             self.popen = subprocess.Popen(
@@ -338,6 +342,7 @@ class _RelayLink:
                 conn, reader, hello = self._handshake(server, token, timeout)
             except BaseException:
                 launcher.end_job(self.popen, grace=0.0)
+                shutil.rmtree(self.scratch, ignore_errors=True)
                 raise
         finally:
             server.close()
@@ -479,6 +484,7 @@ class _RelayLink:
         self._outbox.put(None)
         if self.popen is not None:
             launcher.end_job(self.popen, grace=2.0)
+        shutil.rmtree(self.scratch, ignore_errors=True)
         if self._conn is not None:
             try:
                 self._conn.close()

@@ -105,8 +105,11 @@ def serve(comm: Any, scratch: str | None = None) -> None:
     from mpi4py import MPI
 
     comm.gather(socket.gethostname(), root=0)
-    host, port, token = comm.bcast(None, root=0)
+    host, port, token, parent = comm.bcast(None, root=0)
     rank = comm.Get_rank()
+    if scratch is None and os.path.isdir(parent):  # rank 0's host: its folder, its cleanup
+        scratch = os.path.join(parent, f"rank{rank}")
+        os.makedirs(scratch, exist_ok=True)
     conn = socket.create_connection(protocol.lifeline_address(host, port),
                                     timeout=protocol.LIFELINE_TIMEOUT)
     conn.settimeout(None)

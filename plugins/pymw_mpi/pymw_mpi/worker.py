@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small frames go at once
     conn.sendall(wire.encode(("relay", os.environ.get(protocol.TOKEN_ENV, ""))))
     _exit_with_launcher()
-    hub = Hub(comm)
+    hub = Hub(comm, scratch=args.scratch)
     try:
         ready = hub.wait_ready(args.start_timeout)
     except Exception as exc:

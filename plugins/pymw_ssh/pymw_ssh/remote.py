@@ -1,6 +1,7 @@
 """What runs on a remote host besides the workers: the probe, the uploads, the clean-up.
 
-Layout on the host, under ``remote_dir`` (default ``~/.cache/pymw``, mode 0700)::
+Layout on the host, under ``remote_dir`` (default ``~/.cache/pymw``; mode 0700 when PyMW
+makes it, left as it is when it exists)::
 
     pymw-runtime-<hash>.zip      the worker runtime: uploaded once, kept, shared by runs
     runs/<run>/                  one master's connection to this host; removed by close()
@@ -90,8 +91,10 @@ def probe(root, run, runtime):
     root = os.path.abspath(os.path.expanduser(root))
     runs = os.path.join(root, 'runs')
     run = os.path.join(runs, run)
-    makedirs(os.path.join(run, 'files'))
-    os.chmod(root, 448)
+    # Each level is made private if PyMW makes it; a directory that exists keeps the
+    # mode its owner chose (a shared one stays shared).
+    for path in (root, runs, run, os.path.join(run, 'files')):
+        makedirs(path)
     try:
         sweep(runs, run)
     except OSError:

@@ -1,0 +1,437 @@
+"""One life per task: attempts, late reports, memory, and the edges of the API.
+
+In-process interfaces give exact control over when an attempt is reported; the
+worker-process side of the same rules is in tests/local/test_attempts.py.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import weakref
+
+import cloudpickle
+import pytest
+from pymw_testing import Inline, Never, wait_until
+
+from pymw_core import (
+    InvalidValueError,
+    Master,
+    MasterClosedError,
+    PyMWExecutor,
+    TaskCancelledError,
+    TaskError,
+    TaskTimeoutError,
+)
+from pymw_core.task import Attempt
+
+
+def inc(x):
+    return x + 1
+
+
+class Held(Never):
+    """Keeps every attempt it is given; the test reports on them when it likes."""
+
+    def __init__(self, names=("w1", "w2")):
+        super().__init__()
+        self.free = list(names)
+        self.finished_workers = []
+        self.stopped = []
+        self.lock = threading.Lock()
+
+    def get_available_workers(self):
+        with self.lock:
+            return list(self.free)
+
+    def reserve_worker(self, worker):
+        with self.lock:
+            self.free.remove(worker)
+
+    def worker_finished(self, worker):
+        with self.lock:
+            self.finished_workers.append(worker)
+            self.free.append(worker)
+
+    def stop_task(self, task, worker):
+        self.stopped.append(task)
+
+
+def running_attempt(master, task, number=1, timeout=5.0) -> Attempt:
+    def current():
+        attempt = task.attempt
+        return attempt if attempt is not None and attempt.number == number \
+            and task.state == "running" else None
+    return wait_until(current, timeout, f"attempt {number} of {task} to run")
+
+
+# -- attempts -----------------------------------------------------------------------------
+
+
+def test_the_interface_gets_an_attempt_that_names_its_task():
+    interface = Held()
+    with Master(interface) as m:
+        task = m.submit_task(inc, (1,))
+        attempt = running_attempt(m, task)
+        assert interface.tasks == [attempt]
+        assert isinstance(attempt, Attempt) and attempt.task is task and attempt.number == 1
+        # read-through views of the task for interfaces written against the Task
+        assert attempt.name == task.name and attempt.timeout is None and attempt.payload
+        attempt.task_finished(None, 2, stdout="out", stderr="err", seconds=0.5)
+        assert m.get_result(task) == (task, 2)
+        assert (task.stdout, task.stderr, task.get_execution_time()) == ("out", "err", 0.5)
+        assert attempt.payload is None  # released once reported
+
+
+def test_a_late_report_of_an_earlier_attempt_never_settles_the_retry():
+    interface = Held()
+    with Master(interface, max_attempts=2) as m:
+        task = m.submit_task(inc, (1,))
+        first = running_attempt(m, task, 1)
+        first_worker = first.worker
+        first.worker_lost("gone")
+        second = running_attempt(m, task, 2)
+        assert second.id != first.id
+        first.task_finished(None, "stale")  # the first worker's late reply
+        assert task.state == "running" and not task.done()
+        assert interface.finished_workers == []  # no slot freed on its behalf
+        second.task_finished(None, "fresh")
+        assert m.get_result(task)[1] == "fresh"
+        assert interface.finished_workers == [second.worker]
+        assert first_worker is not None
+
+
+def test_a_report_after_a_stop_frees_that_attempts_worker_only():
+    interface = Held()
+    with Master(interface) as m:
+        task = m.submit_task(inc, (1,))
+        attempt = running_attempt(m, task)
+        assert task.cancel()
+        assert interface.stopped == [attempt]
+        attempt.task_finished(None, "too late")
+        with pytest.raises(TaskCancelledError):
+            m.get_result(task)
+        assert interface.finished_workers == [attempt.worker]
+        attempt.task_finished(None, "twice")  # a second report changes nothing
+        assert interface.finished_workers == [attempt.worker]
+
+
+def test_a_timeout_names_the_attempt_that_ran_too_long():
+    interface = Held()
+    with Master(interface, max_attempts=3) as m:
+        task = m.submit_task(inc, (1,), timeout=0.2)
+        first = running_attempt(m, task)
+        first.worker_lost("gone before its deadline")
+        second = running_attempt(m, task, 2)
+        with pytest.raises(TaskTimeoutError):
+            m.get_result(task)
+        assert interface.stopped == [second]
+
+
+def test_lost_before_it_started_is_not_charged():
+    interface = Held()
+    with Master(interface, max_attempts=1) as m:
+        task = m.submit_task(inc, (1,))
+        running_attempt(m, task).worker_lost("queued on a worker that died", started=False)
+        running_attempt(m, task, 2).task_finished(None, 5)
+        assert m.get_result(task)[1] == 5 and task.attempts == 1
+
+
+# -- memory -------------------------------------------------------------------------------
+
+
+def test_a_handed_out_task_is_forgotten_by_the_master():
+    interface = Inline()
+    with Master(interface) as m:
+        task = m.submit_task(inc, (1,))
+        m.get_result(task)
+        interface.executed.clear()  # the test interface's own record of what it ran
+        ref = weakref.ref(task)
+        payload_gone = task.payload is None
+        del task
+        gc.collect()
+        assert ref() is None and payload_gone
+        assert m.get_status()["tasks"] == []
+
+
+def test_the_function_cache_is_bounded_and_an_evicted_function_ships_again():
+    from pymw_core import wire
+
+    with Master("local", num_workers=1) as m:
+        functions = [eval(f"lambda: {i}") for i in range(wire.FUNCTION_CACHE + 20)]
+        assert [m.get_result(m.submit_task(f))[1] for f in functions] == \
+            list(range(len(functions)))
+        # the first ones were evicted on both sides: they travel again and still run
+        assert m.get_result(m.submit_task(functions[0]))[1] == 0
+
+
+def test_executor_keywords_reuse_the_functions_pickle():
+    def scale(x, k=1):
+        return x * k
+
+    with PyMWExecutor(Inline()) as pool:
+        first = pool.submit(scale, 2, k=3)
+        second = pool.submit(scale, 4, k=5)
+        assert (first.result(), second.result()) == (6, 20)
+        assert pool.master._packer._functions[id(scale)][1][1] == 1  # one function, id 1
+
+
+# -- what ships -----------------------------------------------------------------------------
+
+
+class Scale:
+    def __init__(self, k):
+        self.k = k
+
+    def __call__(self, x):
+        return x * self.k
+
+
+def test_a_callable_object_ships_with_its_current_state():
+    s = Scale(1)
+    with Master(Inline()) as m:
+        assert m.get_result(m.submit_task(s, (2,)))[1] == 2
+        s.k = 100
+        assert m.get_result(m.submit_task(s, (2,)))[1] == 200
+
+
+def test_a_function_that_cannot_load_on_the_worker_says_why_every_time(tmp_path):
+    module = tmp_path / "vanishing_mod.py"
+    module.write_text("def f():\n    return 1\n")
+    program = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        import cloudpickle, vanishing_mod
+        from pymw_core import Master
+        # Registered by reference on purpose: the worker cannot import it.
+        with Master("local", num_workers=1) as m:
+            import pymw_core.payload as payload
+            payload.UserCode._is_user = lambda self, name, module: False
+            errors = []
+            for _ in range(3):
+                try:
+                    m.get_result(m.submit_task(vanishing_mod.f))
+                except Exception as exc:
+                    errors.append(type(exc).__name__ + ": " + str(exc))
+            print("\\n".join(errors))
+    """)
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=60, cwd=str(tmp_path.parent))
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 3, done.stdout + done.stderr
+    assert all("vanishing_mod" in line and "ModuleNotFoundError" in line for line in lines)
+    assert not any("never sent" in line for line in lines)
+
+
+def test_two_masters_in_two_threads_pickle_user_code_without_interfering(tmp_path):
+    module = tmp_path / "own_code_mod.py"
+    module.write_text("def triple(x):\n    return 3 * x\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import own_code_mod
+
+        cloudpickle.register_pickle_by_value(own_code_mod)  # the program's own choice
+        errors: list[BaseException] = []
+
+        def submit_many() -> None:
+            try:
+                with Master(Inline()) as m:
+                    for i in range(300):
+                        fn = eval("lambda x: own_code_mod.triple(x)",
+                                  {"own_code_mod": own_code_mod})
+                        assert m.get_result(m.submit_task(fn, (i,)))[1] == 3 * i
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=submit_many) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not errors, errors
+        assert "own_code_mod" in cloudpickle.list_registry_pickle_by_value()
+    finally:
+        sys.path.remove(str(tmp_path))
+        cloudpickle.unregister_pickle_by_value(sys.modules.pop("own_code_mod"))
+
+
+# -- get_result over a list -----------------------------------------------------------------
+
+
+def test_get_result_of_a_long_list_follows_the_list_it_is_given():
+    with Master(Inline()) as m:
+        tasks = [m.submit_task(inc, (i,)) for i in range(300)]
+        first_half, second_half = tasks[:150], tasks[150:]
+        got = [m.get_result(first_half)[0] for _ in range(150)]
+        assert sorted(t.id for t in got) == [t.id for t in first_half]
+        with pytest.raises(TaskError, match="already handed out"):
+            m.get_result(first_half)
+        # an equal list is indexed once; a different one is its own question
+        got = {m.get_result(list(second_half))[0].id for _ in range(150)}
+        assert got == {t.id for t in second_half}
+
+
+# -- API edges ------------------------------------------------------------------------------
+
+
+def test_a_finished_task_stays_readable_after_close():
+    m = Master(Held())
+    task = m.submit_task(inc, (1,))
+    running_attempt(m, task).task_finished(None, 2)
+    m.get_result(task)
+    waiting = m.submit_task(inc, (2,))
+    running_attempt(m, waiting)
+    m.close()
+    assert m.get_result(task) == (task, 2)  # as a finished future stays readable
+    with pytest.raises(MasterClosedError, match="closed before"):
+        m.get_result(waiting)
+    with pytest.raises(MasterClosedError):
+        m.submit_task(inc, (3,))
+
+
+def test_executor_shutdown_cancels_only_calls_not_yet_started():
+    interface = Held(names=("only",))  # it can stop a running task: it must not be asked to
+    pool = PyMWExecutor(interface)
+    running = pool.submit(inc, 1)
+    queued = pool.submit(inc, 2)
+    attempt = running_attempt(pool.master, running.task)
+    pool.shutdown(wait=False, cancel_futures=True)
+    assert queued.cancelled() and not running.cancelled()
+    assert interface.stopped == []
+    attempt.task_finished(None, 2)
+    pool.master.close()
+
+
+@pytest.mark.parametrize("setting, value", [("timeout", -1), ("max_attempts", 0)])
+def test_bad_settings_are_task_errors_and_value_errors(setting, value):
+    with pytest.raises(InvalidValueError) as caught:
+        Master(Inline(), **{setting: value})
+    assert isinstance(caught.value, TaskError) and isinstance(caught.value, ValueError)
+    with Master(Inline()) as m, pytest.raises(TaskError, match=setting):
+        m.submit_task(inc, (1,), **{setting: value})
+
+
+def test_a_failing_master_cleans_up_its_interface():
+    class WrongObserver:
+        def on_task_done(self, not_a_hook_argument):
+            pass
+
+    interface = Inline()
+    with pytest.raises(Exception, match="cannot be used"):
+        Master(interface, observers=[WrongObserver()])
+    assert interface.cleanups == 1
+
+
+def test_sigterm_closes_masters_then_calls_the_programs_own_handler(tmp_path):
+    program = textwrap.dedent("""
+        import os, signal, sys, time
+        seen = []
+        signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+        from pymw_core import Master
+        m = Master("local", num_workers=1)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)
+        print(seen, m.closed)
+    """)
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout.split() == [f"[{int(signal.SIGTERM)}]", "True"], done.stderr
+
+
+# -- stress: every task ends exactly once ---------------------------------------------------
+
+
+class Counting:
+    def __init__(self):
+        self.ends: dict[int, int] = {}
+        self.lock = threading.Lock()
+
+    def _end(self, task):
+        with self.lock:
+            self.ends[task.id] = self.ends.get(task.id, 0) + 1
+
+    def on_task_done(self, task):
+        self._end(task)
+
+    def on_task_failed(self, task, error):
+        self._end(task)
+
+
+class Jittery(Inline):
+    """Runs tasks on a few threads, sometimes losing the worker, in random order."""
+
+    def __init__(self):
+        super().__init__()
+        self.stopped = 0
+
+    blocking_execute = True
+
+    def execute_task(self, task, worker):
+        time.sleep(random.random() * 0.003)
+        if random.random() < 0.05:
+            task.worker_lost("jitter", started=random.random() < 0.5)
+            return
+        super().execute_task(task, worker)
+
+    def stop_task(self, task, worker):
+        self.stopped += 1
+
+
+def test_threads_submitting_claiming_cancelling_and_timing_out_end_each_task_once():
+    counting = Counting()
+    deadline = time.monotonic() + 4
+    submitted: list = []
+    claimed: dict[int, object] = {}
+    problems: list[str] = []
+    lock = threading.Lock()
+
+    with Master(Jittery(), observers=[counting], max_attempts=50, max_in_flight=8) as m:
+        def submitter() -> None:
+            while time.monotonic() < deadline:
+                value = random.randrange(1000)
+                kind = random.random()
+                task = m.submit_task(inc, (value,), timeout=0.001 if kind < 0.05 else None)
+                with lock:
+                    submitted.append((task, value))
+                if kind > 0.95:
+                    task.cancel()
+
+        def claimer() -> None:
+            while time.monotonic() < deadline + 1:
+                try:
+                    task, result = m.get_result(blocking=False)
+                except TaskError as exc:  # cancelled, timed out, lost: its own error
+                    task = getattr(exc, "task", None)
+                    continue
+                if task is None:
+                    time.sleep(0.001)
+                    continue
+                with lock:
+                    if task.id in claimed:
+                        problems.append(f"{task} handed out twice")
+                    claimed[task.id] = result
+
+        threads = [threading.Thread(target=submitter) for _ in range(3)]
+        threads += [threading.Thread(target=claimer) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert not any(t.is_alive() for t in threads), "a stress thread did not finish"
+        for task, _ in submitted:
+            wait_until(task.done, 10, f"{task} to end")
+
+    assert not problems, problems[:5]
+    assert len(submitted) > 100
+    for task, value in submitted:
+        assert counting.ends.get(task.id) == 1, (task, counting.ends.get(task.id))
+        if task.state == "finished":
+            assert m.get_result(task)[1] == value + 1
+        if task.id in claimed:
+            assert claimed[task.id] == value + 1

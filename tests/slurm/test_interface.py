@@ -1,0 +1,405 @@
+"""The slurm interface against a real Slurm controller and node on 127.0.0.1 (no mocks).
+
+The session's cluster (conftest.py, cluster.py) has MaxArraySize=5, MinJobAge=30 and
+KillWait=2, so array splitting is seen with a dozen tasks and a job past its
+walltime dies soon after Slurm notices (Slurm checks time limits every 30 s).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from pymw_core import (
+    InterfaceError,
+    Master,
+    RemoteTraceback,
+    TaskCancelledError,
+    TaskError,
+    TaskTimeoutError,
+    WorkerLostError,
+)
+
+pytestmark = pytest.mark.slurm
+
+
+# -- tasks (shipped by value: this module is the user's code) ------------------------------
+
+
+def square_and_say(x):
+    print(f"hello {x}")
+    return x * x
+
+
+def fail(text):
+    import sys
+
+    print("about to fail", file=sys.stderr)
+    raise LookupError(text)
+
+
+def read_data(name):
+    with open(name) as fh:
+        return fh.read()
+
+
+def sleep_for(seconds):
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def exit_abruptly(status):
+    import os
+
+    os._exit(status)
+
+
+def sleep_unless_marked(marker):
+    """First attempt: leave a marker and sleep (to be killed); a retry returns at once."""
+    import os
+    import time
+
+    if os.path.exists(marker):
+        return "retried"
+    with open(marker, "w"):
+        pass
+    time.sleep(120)
+    return "first attempt"
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def wait_for(predicate, timeout=60.0, what="a condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def run_jobs(cluster, master_or_run):
+    """``{element: state}`` of a run's jobs still in Slurm's queue."""
+    run = master_or_run if isinstance(master_or_run, str) else master_or_run.interface.run_id
+    out = cluster.command("squeue", "-h", "-r", f"--name=pymw-{run}", "-o", "%i|%T")
+    assert out.returncode == 0, out.stderr
+    return dict(line.split("|") for line in out.stdout.split())
+
+
+class Retries:
+    """An observer that records why tasks were retried."""
+
+    def __init__(self):
+        self.reasons = []
+
+    def on_task_retried(self, task, reason):
+        self.reasons.append(reason)
+
+
+# -- results -------------------------------------------------------------------------------
+
+
+def test_a_batch_larger_than_max_array_size_is_split_and_runs(make_master, slurm_cluster):
+    master = make_master()
+    tasks = [master.submit_task(square_and_say, (i,)) for i in range(12)]
+    assert [master.get_result(t)[1] for t in tasks] == [i * i for i in range(12)]
+    assert [t.stdout for t in tasks] == [f"hello {i}\n" for i in range(12)]
+    sizes = [size for _, size in master.interface.arrays]
+    assert max(sizes) <= slurm_cluster.max_array_size, sizes
+    assert sum(sizes) <= 12, sizes  # never more elements than tasks
+    # Elements run many tasks each: far fewer jobs ran than tasks.
+    ran_in = {master.interface.job_id(t) for t in tasks}
+    assert len(ran_in) < 12, ran_in
+    # Surplus pending elements are cancelled once nothing is queued.
+    wait_for(lambda: "PENDING" not in run_jobs(slurm_cluster, master).values(), 40,
+             "the surplus pending elements to be cancelled")
+
+
+def test_a_task_that_raises_keeps_its_type_traceback_and_stderr(make_master):
+    master = make_master()
+    task = master.submit_task(fail, ("no such thing",))
+    with pytest.raises(LookupError, match="no such thing") as caught:
+        master.get_result(task)
+    cause = caught.value.__cause__
+    assert isinstance(cause, RemoteTraceback)
+    assert "in fail" in cause.tb and "LookupError" in cause.tb
+    assert task.stderr == "about to fail\n"
+    assert task.attempts == 1  # a task's own exception is never retried
+
+
+def test_data_files_travel_through_the_run_directory(make_master, tmp_path):
+    path = tmp_path / "input.txt"
+    path.write_text("payload through the shared run directory")
+    master = make_master()
+    task = master.submit_task(read_data, ("input.txt",), data_files=[str(path)])
+    assert master.get_result(task)[1] == "payload through the shared run directory"
+
+
+def test_a_task_process_that_dies_is_a_lost_worker_and_its_element_goes_on(make_master):
+    master = make_master(max_attempts=1, max_jobs=1)
+    dead = master.submit_task(exit_abruptly, (3,))
+    with pytest.raises(WorkerLostError, match="exited with status 3 without a result"):
+        master.get_result(dead)
+    after = master.submit_task(square_and_say, (5,))
+    assert master.get_result(after)[1] == 25
+    assert master.interface.job_id(after) == master.interface.job_id(dead)
+
+
+# -- walltime --------------------------------------------------------------------------------
+
+
+def test_a_timeout_longer_than_the_walltime_is_refused(make_master):
+    master = make_master(time=1, walltime_margin=5)
+    task = master.submit_task(sleep_for, (1,), timeout=120)
+    with pytest.raises(TaskError, match="needs 120 s of walltime .* time=1 "):
+        master.get_result(task)
+
+
+@pytest.mark.slow
+def test_walltime_claims_and_kills(make_master):
+    """One minute jobs, 40 s margin: a task starts only in an element with more than 40 s
+    left, and a task still running at the walltime is lost with Slurm's reason."""
+    master = make_master(time=1, walltime_margin=40, max_attempts=1)
+    killed = master.submit_task(sleep_for, (300,))
+    first = master.submit_task(sleep_for, (22,))
+    assert master.get_result(first)[1] == 22
+    # The element that ran `first` has under 40 s left: it must not take `second`.
+    second = master.submit_task(square_and_say, (2,))
+    assert master.get_result(second)[1] == 4
+    assert master.interface.job_id(second) not in (master.interface.job_id(first),
+                                                  master.interface.job_id(killed))
+    with pytest.raises(WorkerLostError, match="TIMEOUT") as caught:
+        master.get_result(killed)
+    assert master.interface.job_id(killed) in str(caught.value)
+
+
+# -- jobs ended behind PyMW's back -----------------------------------------------------------
+
+
+def test_scancel_behind_pymws_back_loses_only_the_unfinished_task(make_master, work_dir,
+                                                                  slurm_cluster):
+    retries = Retries()
+    master = make_master(max_attempts=2, max_jobs=1)
+    master.add_observer(retries)
+    done = master.submit_task(square_and_say, (3,))
+    assert master.get_result(done)[1] == 9
+    marker = os.path.join(work_dir, "marker")
+    task = master.submit_task(sleep_unless_marked, (marker,))
+    wait_for(lambda: os.path.exists(marker) and master.interface.job_id(task), 30,
+             "the first attempt to start")
+    job = master.interface.job_id(task)
+    assert job == master.interface.job_id(done)  # the same element ran both
+    r = slurm_cluster.command("scancel", job)
+    assert r.returncode == 0, r.stderr
+    assert master.get_result(task)[1] == "retried"
+    assert task.attempts == 2
+    assert master.interface.job_id(task) != job
+    assert len(retries.reasons) == 1
+    assert f"Slurm job {job}" in retries.reasons[0] and "CANCELLED" in retries.reasons[0]
+    assert master.get_result(done)[1] == 9  # the finished task kept its result
+
+
+# -- resources and impossible jobs -------------------------------------------------------------
+
+
+def test_a_job_the_cluster_cannot_run_fails_its_tasks_with_slurms_reason(make_master):
+    master = make_master(sbatch={"mincpus": 64})
+    tasks = [master.submit_task(square_and_say, (i,)) for i in range(2)]
+    for task in tasks:
+        with pytest.raises(InterfaceError, match="Slurm refused .*node configuration"):
+            master.get_result(task)
+    assert master.interface.arrays == []  # nothing was submitted
+
+
+def test_tasks_with_resources_the_node_cannot_give_fail_and_others_run(make_master):
+    if "resources" not in inspect.signature(Master.submit_task).parameters:
+        pytest.skip("the core does not take submit_task(resources=...) yet (issue 10)")
+    master = make_master()
+    big = master.submit_task(square_and_say, (1,), resources={"cpus": 64})
+    small = master.submit_task(square_and_say, (2,), resources={"cpus": 1, "memory": "100M"})
+    with pytest.raises(InterfaceError, match="cpus.: 64.*node configuration"):
+        master.get_result(big)
+    assert master.get_result(small)[1] == 4
+    assert len(master.interface.arrays) == 1
+
+
+# -- cancel and timeout ------------------------------------------------------------------------
+
+
+def test_cancelling_a_queued_task_takes_it_back(make_master, slurm_cluster):
+    master = make_master(sbatch={"begin": "now+3600"})  # the element pends for an hour
+    task = master.submit_task(square_and_say, (1,))
+    wait_for(lambda: list(run_jobs(slurm_cluster, master).values()) == ["PENDING"], 30,
+             "the element to be pending")
+    assert task.cancel()
+    with pytest.raises(TaskCancelledError):
+        master.get_result(task)
+    assert os.listdir(os.path.join(master.interface.run_dir, "tasks", "g0")) == []
+    wait_for(lambda: run_jobs(slurm_cluster, master) == {}, 40,
+             "the surplus pending element to be cancelled")
+
+
+def test_cancelling_a_running_task_kills_it_and_its_element_goes_on(make_master):
+    master = make_master(max_jobs=1)
+    task = master.submit_task(sleep_for, (120,))
+    wait_for(lambda: master.interface.job_id(task) is not None, 30, "the task to be claimed")
+    assert task.cancel()
+    with pytest.raises(TaskCancelledError):
+        master.get_result(task)
+    after = master.submit_task(square_and_say, (4,))
+    assert master.get_result(after)[1] == 16
+    assert master.interface.job_id(after) == master.interface.job_id(task)
+
+
+def test_a_task_past_its_timeout_is_killed(make_master):
+    master = make_master(max_jobs=1)
+    task = master.submit_task(sleep_for, (120,), timeout=3)
+    with pytest.raises(TaskTimeoutError):
+        master.get_result(task)
+    after = master.submit_task(square_and_say, (6,))
+    assert master.get_result(after)[1] == 36
+
+
+# -- closing -----------------------------------------------------------------------------------
+
+
+def test_close_cancels_pending_jobs_and_removes_the_runs_files(make_master, slurm_cluster,
+                                                              work_dir):
+    master = make_master(sbatch={"begin": "now+3600"})
+    for i in range(3):
+        master.submit_task(square_and_say, (i,))
+    wait_for(lambda: list(run_jobs(slurm_cluster, master).values()) == ["PENDING"] * 3, 30,
+             "3 pending elements")
+    run_dir = master.interface.run_dir
+    master.close()
+    assert run_jobs(slurm_cluster, master) == {}
+    assert not os.path.exists(run_dir)
+    assert os.listdir(work_dir) == []  # the user's work_dir itself stays
+
+
+def test_delete_files_false_keeps_the_runs_files(make_master):
+    master = make_master(delete_files=False)
+    task = master.submit_task(square_and_say, (2,))
+    assert master.get_result(task)[1] == 4
+    run_dir = master.interface.run_dir
+    master.close()
+    assert os.listdir(os.path.join(run_dir, "replies")) == [
+        f"1@{master.interface.job_id(task)}"]
+
+
+EXIT_SCRIPT = textwrap.dedent("""
+    import sys, time
+    from pymw_core import Master
+    master = Master("slurm", work_dir=sys.argv[1], sbatch={"begin": "now+3600"})
+    for i in range(3):
+        master.submit_task(abs, (i,))
+    while len(master.interface.arrays) < 1:
+        time.sleep(0.05)
+    print(master.interface.run_id, master.interface.run_dir, flush=True)
+    sys.stdin.readline()  # the test has seen the jobs in the queue
+    if sys.argv[2] == "wait":
+        time.sleep(120)
+""")
+
+
+@pytest.mark.parametrize("how", ["exit", "sigterm"])
+def test_interpreter_exit_and_sigterm_cancel_the_jobs(slurm_cluster, work_dir, how):
+    script = os.path.join(slurm_cluster.run_dir, f"leave-{how}.py")
+    with open(script, "w") as fh:
+        fh.write(EXIT_SCRIPT)
+    proc = subprocess.Popen([sys.executable, script, work_dir, "exit" if how == "exit" else "wait"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        run, run_dir = proc.stdout.readline().split()
+        assert len(run_jobs(slurm_cluster, run)) == 3
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        if how == "sigterm":
+            time.sleep(0.2)
+            proc.terminate()
+        code = proc.wait(timeout=30)
+        assert code == (128 + 15 if how == "sigterm" else 0)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert run_jobs(slurm_cluster, run) == {}
+    assert not os.path.exists(run_dir)
+
+
+# -- options and the controller --------------------------------------------------------------
+
+
+def test_an_unreachable_controller_is_a_clear_error_at_start(slurm_cluster, work_dir):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = os.path.join(slurm_cluster.run_dir, "nowhere.conf")
+    with open(slurm_cluster.conf) as fh:
+        lines = fh.read().splitlines()
+    with open(config, "w") as fh:
+        fh.write("\n".join(f"SlurmctldPort={port}" if line.startswith("SlurmctldPort=") else line
+                           for line in lines) + "\n")
+    saved = os.environ["SLURM_CONF"]
+    os.environ["SLURM_CONF"] = config
+    try:
+        started = time.monotonic()
+        with pytest.raises(InterfaceError, match="cannot reach the Slurm controller"):
+            Master("slurm", work_dir=work_dir, connect_timeout=5)
+        assert time.monotonic() - started < 20
+    finally:
+        os.environ["SLURM_CONF"] = saved
+    assert os.listdir(work_dir) == []  # nothing written for the failed run
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"work_dir": "relative/dir"}, "must be an absolute path"),
+        ({"work_dir": "/etc/hostname/below-a-file"}, "cannot use work_dir"),
+        ({"python": "bin/python3"}, "relative path"),
+        ({"sbatch": {"array": "0-3"}}, "cannot be passed through"),
+        ({"sbatch": {"qos": ["a"]}}, "must be a string"),
+        ({"time": "soon"}, "time must be minutes"),
+        ({"time": 1, "walltime_margin": 60}, "walltime_margin .* must be shorter"),
+        ({"max_jobs": 0}, "max_jobs must be a positive whole number"),
+        ({"max_job": 3}, "max_jobs"),  # unknown options are refused, the closest suggested
+    ],
+)
+def test_bad_options_are_refused_before_anything_is_submitted(slurm_cluster, work_dir, options,
+                                                              message):
+    options.setdefault("work_dir", work_dir)
+    with pytest.raises(InterfaceError, match=message):
+        Master("slurm", **options)
+    assert os.listdir(work_dir) == []
+
+
+def test_status_counts_jobs_and_controller_calls(make_master):
+    master = make_master()
+    task = master.submit_task(square_and_say, (7,))
+    assert master.get_result(task)[1] == 49
+    status = master.get_status()
+    assert status["interface"] == "slurm"
+    assert status["arrays"] == 1
+    assert status["elements"]["completed"] == 1
+    assert status["controller_calls"] >= 3  # scontrol show config, sbatch --test-only, sbatch
+    assert status["work_dir"] == master.interface.run_dir
+
+
+def test_every_option_is_documented():
+    from pymw_slurm import SlurmInterface
+
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "interfaces",
+                           "slurm.md"), encoding="utf-8") as fh:
+        page = fh.read()
+    for name in inspect.signature(SlurmInterface).parameters:
+        assert f"| `{name}` |" in page, name
