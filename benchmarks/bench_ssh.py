@@ -18,6 +18,12 @@ the host's sshd runs in a network namespace of its own that only the jump host's
 goes through the jump host's connection and a direct-tcpip channel inside it. It
 needs unshare/nsenter/ip; without them that row is left out and the reason printed.
 
+Beside them, **execnet** (pytest-xdist's zero-install transport, the closest peer):
+the same null items and 1 MB echoes over the same loopback server, one gateway (one
+remote process) per worker, items pipelined, through the OpenSSH client with the
+same ssh_config. Its row is left out (with the reason) where execnet or ``ssh`` is
+missing.
+
 Each figure is the best of ``repeats`` with its spread ((worst - best) / best), and
 the comparison is the ratio of the two interfaces' figures from the same run. The
 remote interpreter is this Python's base interpreter run with ``-I``: nothing
@@ -76,6 +82,51 @@ def _payload_mb_s(master: Any, tasks: int) -> float:
     return 2 * tasks * PAYLOAD_BYTES / 1e6 / (time.perf_counter() - started)
 
 
+_EXECNET_LOOP = """
+for item in channel:
+    channel.send(item)
+"""
+
+
+class _Execnet:
+    """``WORKERS`` execnet gateways over ssh, each looping items back: the peer's figures."""
+
+    def __init__(self, config: str, host: str, python: str) -> None:
+        import execnet
+
+        self.gateways = [execnet.makegateway(f"ssh=-F {config} {host}//python={python}")
+                         for _ in range(WORKERS)]
+        self.channels = [gw.remote_exec(_EXECNET_LOOP) for gw in self.gateways]
+
+    def close(self) -> None:
+        for channel in self.channels:
+            channel.close()
+        for gateway in self.gateways:
+            gateway.exit()
+
+    def throughput(self, items: int, payload: object = None) -> float:
+        channels = self.channels
+        started = time.perf_counter()
+        for index in range(items):
+            channels[index % WORKERS].send(payload)
+        for index in range(items):
+            channels[index % WORKERS].receive()
+        return items / (time.perf_counter() - started)
+
+    def round_trips(self, trips: int) -> list[float]:
+        channel, times = self.channels[0], []
+        for _ in range(trips):
+            started = time.perf_counter()
+            channel.send(None)
+            channel.receive()
+            times.append(time.perf_counter() - started)
+        return times
+
+    def payload_mb_s(self, items: int) -> float:
+        rate = self.throughput(items, os.urandom(PAYLOAD_BYTES))
+        return 2 * rate * PAYLOAD_BYTES / 1e6
+
+
 def _best(values: list[float], higher: bool) -> dict[str, float]:
     best, worst = (max(values), min(values)) if higher else (min(values), max(values))
     return {"best": best, "spread_pct": abs(worst - best) / best * 100, "repeats": len(values)}
@@ -100,10 +151,11 @@ def run(repeats: int = 3, tasks: int = 20_000, trips: int = 1_000, payloads: int
     lab = SSHLab(Path(tempfile.mkdtemp(prefix="pymw-bench-ssh-")))
     samples: dict[str, dict[str, list]] = {
         name: {"throughput": [], "median_ms": [], "p90_ms": [], "mb_s": []}
-        for name in ("ssh", "jump", "local")
+        for name in ("ssh", "jump", "local", "execnet")
     }
     space = None
-    jump_skipped = ""
+    jump_skipped = execnet_skipped = ""
+    peer: _Execnet | None = None
     masters: dict[str, Any] = {}
     try:
         lab.add_server()
@@ -128,29 +180,45 @@ def run(repeats: int = 3, tasks: int = 20_000, trips: int = 1_000, payloads: int
         if not jump_skipped:
             masters["jump"] = Master("ssh", hosts=["node"], **options)
         masters["local"] = Master("local", num_workers=WORKERS)
+        try:
+            peer = _Execnet(str(lab.ssh_config), "host1", _base_python())
+            peer.throughput(min(tasks, 2_000))  # warm up
+        except Exception as exc:  # not installed, no ssh client: the row says why
+            execnet_skipped = f"{type(exc).__name__}: {exc}"
         turns = list(masters.items())
         for master in masters.values():  # warm up: functions cached, pipelines deep
             _throughput(master, min(tasks, 2_000))
         for _ in range(repeats):
             for name, master in turns:
                 samples[name]["throughput"].append(_throughput(master, tasks))
+            if peer is not None:
+                samples["execnet"]["throughput"].append(peer.throughput(tasks))
             for name, master in turns:
                 times = sorted(_round_trips(master, trips))
                 samples[name]["median_ms"].append(statistics.median(times) * 1e3)
                 samples[name]["p90_ms"].append(times[int(0.9 * (len(times) - 1))] * 1e3)
+            if peer is not None:
+                times = sorted(peer.round_trips(trips))
+                samples["execnet"]["median_ms"].append(statistics.median(times) * 1e3)
+                samples["execnet"]["p90_ms"].append(times[int(0.9 * (len(times) - 1))] * 1e3)
             for name, master in turns:
                 samples[name]["mb_s"].append(_payload_mb_s(master, payloads))
+            if peer is not None:
+                samples["execnet"]["mb_s"].append(peer.payload_mb_s(payloads))
     finally:
         for master in masters.values():
             master.close()
+        if peer is not None:
+            peer.close()
         lab.stop()
         if space is not None:
             space.stop()
     rows, best = [], {}
     for name, label in (("ssh", f"ssh (1 loopback host, {WORKERS} workers)"),
                         ("jump", f"ssh via jump (1 host behind 1 jump host, {WORKERS} workers)"),
-                        ("local", f"local ({WORKERS} workers)")):
-        if name not in masters:
+                        ("local", f"local ({WORKERS} workers)"),
+                        ("execnet", f"execnet over ssh ({WORKERS} gateways, pipelined)")):
+        if name not in masters and not (name == "execnet" and peer is not None):
             continue
         tput = _best(samples[name]["throughput"], higher=True)
         median = _best(samples[name]["median_ms"], higher=False)
@@ -174,6 +242,12 @@ def run(repeats: int = 3, tasks: int = 20_000, trips: int = 1_000, payloads: int
                 "payload MB/s ssh via jump / ssh": best["jump"][2] / best["ssh"][2]}
     else:
         jump = {"ssh via jump": f"not measured: {jump_skipped}"}
+    if "execnet" in best:
+        jump.update({"throughput ssh / execnet": best["ssh"][0] / best["execnet"][0],
+                     "round trip ssh / execnet": best["ssh"][1] / best["execnet"][1],
+                     "payload MB/s ssh / execnet": best["ssh"][2] / best["execnet"][2]})
+    else:
+        jump["execnet"] = f"not measured: {execnet_skipped}"
     return {
         "rows": rows,
         "throughput ssh / local": best["ssh"][0] / best["local"][0],

@@ -85,8 +85,8 @@ def encode(message: tuple) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
-def write_message(stream: BinaryIO, message: tuple) -> None:
-    """Write one message and flush it."""
+def write_message(stream: BinaryIO, message: tuple, flush: bool = True) -> None:
+    """Write one message and flush it (``flush=False``: the caller flushes later)."""
     if not _has_big_blob(message):
         body = pickle.dumps(message, PROTOCOL)
         if len(body) <= _JOIN_LIMIT:
@@ -94,7 +94,8 @@ def write_message(stream: BinaryIO, message: tuple) -> None:
         else:
             stream.write(HEADER.pack(len(body)))
             _write_sliced(stream, body)
-        stream.flush()
+        if flush:
+            stream.flush()
         return
     blobs: list[pickle.PickleBuffer] = []
     body = pickle.dumps(_wrap_big_blobs(message), PROTOCOL, buffer_callback=blobs.append)

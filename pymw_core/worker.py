@@ -289,6 +289,10 @@ def _pack_error(exc: BaseException, tb: str) -> bytes:
         return pickle.dumps((stand_in, tb), wire.PROTOCOL)
 
 
+_REPLY_BATCH = 64  # replies that may wait for one flush
+_QUICK_SECONDS = 0.0005  # a function this fast may run before the replies ahead are flushed
+
+
 class _Server:
     """A streaming worker: a reader thread queues frames, the main thread runs tasks.
 
@@ -309,6 +313,7 @@ class _Server:
         self._queue: collections.deque[tuple | None] = collections.deque()
         self._running: int | None = None
         self._cancelled: dict[int, None] = {}  # ids to drop when they come up (bounded)
+        self._durations: dict[int, float] = {}  # function id -> its last run, in seconds
 
     def send(self, message: tuple) -> None:
         with self._write:
@@ -318,26 +323,59 @@ class _Server:
         self.send(("hello", worker_info()))
         threading.Thread(target=self._read, name="pymw-worker-read", daemon=True).start()
         runtime = self._runtime
+        unflushed = 0  # replies written but not yet flushed
         while True:
             with self._state:
                 while not self._queue:
                     self._ready.wait()
                 message = self._queue.popleft()
                 if message is None:
-                    return
+                    break
                 attempt_id = message[1]
                 dropped = attempt_id in self._cancelled
                 if dropped:
                     del self._cancelled[attempt_id]
                 else:
                     self._running = attempt_id
+            if unflushed and (dropped or not self._quick(message)):
+                self._flush()  # what is done leaves before something that may take long
+                unflushed = 0
             if dropped:
                 self.send(("dropped", attempt_id))
                 continue
+            started = time.perf_counter()
             reply = runtime.run(message, accepted=True)
+            self._remember(message, time.perf_counter() - started)
             with self._state:
                 self._running = None
-            self.send(reply)
+                more = bool(self._queue)
+            # Replies of tiny tasks queued back to back leave together: one write (and on
+            # ssh one packet) for many, while a lone task's reply goes at once.
+            with self._write:
+                wire.write_message(self._out, reply, flush=False)
+                unflushed += 1
+                if not more or unflushed >= _REPLY_BATCH:
+                    self._out.flush()
+                    unflushed = 0
+        if unflushed:
+            self._flush()
+
+    def _flush(self) -> None:
+        with self._write:
+            self._out.flush()
+
+    def _quick(self, message: tuple) -> bool:
+        """Whether the task's function ran in well under a millisecond last time."""
+        code = message[2]
+        return code[0] == "f" and self._durations.get(code[1], 1.0) < _QUICK_SECONDS
+
+    def _remember(self, message: tuple, seconds: float) -> None:
+        code = message[2]
+        if code[0] == "f":
+            durations = self._durations
+            durations[code[1]] = seconds
+            if len(durations) > 4 * wire.FUNCTION_CACHE:
+                del durations[next(iter(durations))]
 
     def _read(self) -> None:
         try:

@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     from pymw_mpi.hub import Hub
 
     hub = launched.hub = Hub(comm)
+    status = 0
     try:
         if argv[0] == "-m":
             sys.argv = [argv[1], *argv[2:]]
@@ -41,9 +42,23 @@ def main(argv: list[str] | None = None) -> None:
             sys.argv = list(argv)
             sys.path.insert(0, _folder(argv[0]))
             runpy.run_path(argv[0], run_name="__main__")
+    except SystemExit as stop:
+        status = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        raise
+    except BaseException:
+        status = 1
+        raise
     finally:
         hub.close()  # ranks still running a task are made to exit; the rest leave cleanly
         launched.hub = None
+        if hub.lost_any:  # MPI_Finalize would wait for the dead rank for ever
+            import traceback
+
+            from pymw_mpi.rank import leave_without_finalize
+
+            if sys.exc_info()[0] not in (None, SystemExit):
+                traceback.print_exc()
+            leave_without_finalize(status)
 
 
 def _folder(path: str) -> str:

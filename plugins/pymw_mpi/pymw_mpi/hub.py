@@ -7,6 +7,7 @@ calls MPI after start-up, so the hub needs no more than ``MPI_THREAD_SERIALIZED`
 
 from __future__ import annotations
 
+import atexit
 import hmac
 import queue
 import shutil
@@ -62,8 +63,11 @@ class Hub:
         one_host = all(h == hosts[0] for h in hosts)
         self._server = socket.create_server(("127.0.0.1" if one_host else "", 0), backlog=64)
         port = self._server.getsockname()[1]
+        self.lost_any = False
         self._own_scratch = scratch is None
         self.scratch = scratch or tempfile.mkdtemp(prefix="pymw-mpi-")
+        if self._own_scratch:  # also when the program ends without closing its master
+            atexit.register(shutil.rmtree, self.scratch, True)
         comm.bcast((hosts[0], port, self._token, self.scratch), root=0)
         self._ranks = {k: _Rank(k) for k in range(1, self.size)}
         self._lock = threading.Lock()
@@ -138,8 +142,11 @@ class Hub:
                 return
             self._closing = True
             live = [r for r in self._ranks.values() if r.alive]
+        # With a rank gone, MPI_Finalize would wait for it for ever (it is collective):
+        # the survivors are told to leave without it, and so does this process.
+        self.lost_any = any(not r.alive for r in self._ranks.values())
         for rank in live:
-            self._outbox.put((rank.number, ("bye",)))
+            self._outbox.put((rank.number, ("bye", self.lost_any)))
         deadline = time.monotonic() + grace
         with self._changed:
             while any(r.alive for r in live) and time.monotonic() < deadline:

@@ -309,8 +309,7 @@ class _RelayLink:
         self._outbox: SimpleQueue[tuple | None] = SimpleQueue()
         self._conn: socket.socket | None = None
         self._closing = False
-        # The ranks' scratch folders: removed here, since a killed rank cannot.
-        self.scratch = tempfile.mkdtemp(prefix="pymw-mpi-")
+        self.scratch = ""  # the ranks' scratch folders: removed here, a killed rank cannot
 
     # -- start ------------------------------------------------------------------------------
 
@@ -321,6 +320,7 @@ class _RelayLink:
         family = launcher.implementation(argv[0])
         token = protocol.new_token()
         server = socket.create_server(("127.0.0.1", 0))
+        self.scratch = tempfile.mkdtemp(prefix="pymw-mpi-")
         try:
             port = server.getsockname()[1]
             self.launch = [
@@ -342,8 +342,10 @@ class _RelayLink:
                 conn, reader, hello = self._handshake(server, token, timeout)
             except BaseException:
                 launcher.end_job(self.popen, grace=0.0)
-                shutil.rmtree(self.scratch, ignore_errors=True)
                 raise
+        except BaseException:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            raise
         finally:
             server.close()
         self._conn = conn
@@ -484,7 +486,8 @@ class _RelayLink:
         self._outbox.put(None)
         if self.popen is not None:
             launcher.end_job(self.popen, grace=2.0)
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        if self.scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
         if self._conn is not None:
             try:
                 self._conn.close()

@@ -100,6 +100,16 @@ def _raise_in(thread_id: int, exc: type[BaseException] | None) -> None:
         ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else None)
 
 
+def leave_without_finalize(status: int = 0) -> None:
+    """End this process now, skipping MPI_Finalize (collective: a dead rank blocks it)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
+
+
 def serve(comm: Any, scratch: str | None = None) -> None:
     """Serve rank 0 until it says ``bye``. Collective with :class:`pymw_mpi.hub.Hub`."""
     from mpi4py import MPI
@@ -119,6 +129,7 @@ def serve(comm: Any, scratch: str | None = None) -> None:
     faulthandler.enable()  # a crash leaves a Python traceback on stderr
     os.dup2(2, 1)  # stray writes to fd 1 (C code, subprocesses) go to stderr, not stdout
     runtime = Runtime(scratch)
+    skip_finalize = False
     try:
         comm.send(("hello", worker_info()), dest=0, tag=protocol.REPLIES)
         backoff = protocol.Backoff()
@@ -131,6 +142,7 @@ def serve(comm: Any, scratch: str | None = None) -> None:
             backoff.reset()
             message = found.recv()
             if message[0] == "bye":
+                skip_finalize = len(message) > 1 and bool(message[1])
                 break
             comm.send(lifeline.run(runtime, message), dest=0, tag=protocol.REPLIES)
     finally:
@@ -142,3 +154,5 @@ def serve(comm: Any, scratch: str | None = None) -> None:
         conn.close()
         runtime.close()
         sys.stdout.flush()
+    if skip_finalize:  # a rank died: MPI_Finalize would wait for it for ever
+        leave_without_finalize()

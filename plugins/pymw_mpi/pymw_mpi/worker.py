@@ -91,6 +91,10 @@ def main(argv: list[str] | None = None) -> None:
         raise
     Relay(conn, hub).serve(ready)
     sys.stdout.flush()
+    if hub.lost_any:  # MPI_Finalize would wait for the dead rank for ever
+        from pymw_mpi.rank import leave_without_finalize
+
+        leave_without_finalize()
 
 
 def _exit_with_launcher() -> None:
