@@ -267,10 +267,16 @@ class Packer:
 
     def _extras(self, shipped: list, modules: Any, dep_funcs: Any, data_files: Any) -> dict | None:
         extras: dict = {}
+        imports: list[str] = []
         for module in _as_tuple(modules, "modules"):
-            shipped = shipped + _module_sources(module)
+            by_name, sources = _module_sources(module)
+            if by_name:
+                imports.append(by_name)
+            shipped = shipped + sources
         if shipped:
             extras["modules"] = shipped
+        if imports:
+            extras["imports"] = imports
         deps = _as_tuple(dep_funcs, "dep_funcs")
         if deps:
             for dep in deps:
@@ -324,8 +330,15 @@ def _data_files(paths: tuple) -> list[tuple[str, str]]:
     return files
 
 
-def _module_sources(module: Any) -> list[tuple[str, str, bool]]:
-    """(name, source, is_package) for a module and, for a package, its submodules."""
+def _module_sources(module: Any) -> tuple[str | None, list[tuple[str, str, bool]]]:
+    """How a module in ``modules=`` reaches the workers: ``(name, [])`` when it goes by
+    name, else ``(None, [(name, source, is_package), ...])`` for it and its submodules.
+
+    By name: the standard library and modules without Python source (built in, C
+    extensions), which a worker of the same Python imports itself (PyMW 0.4 made them
+    importable there too). Everything else with source travels by value, so a worker
+    needs no copy of the user's own modules.
+    """
     if isinstance(module, str):
         try:
             module = importlib.import_module(module)
@@ -333,14 +346,14 @@ def _module_sources(module: Any) -> list[tuple[str, str, bool]]:
             raise TaskError(f"module {module!r} in modules= cannot be imported: {exc}") from exc
     if not isinstance(module, types.ModuleType):
         raise TaskError(f"modules= holds module names or modules, not {module!r}")
+    name = module.__name__
+    top = name.partition(".")[0]
     path = getattr(module, "__file__", None)
-    if not path or not path.endswith(".py"):
-        raise TaskError(
-            f"module {module.__name__!r} has no Python source file to ship; "
-            "it must be installed on the workers instead"
-        )
+    if (not path or not path.endswith(".py") or top in sys.builtin_module_names
+            or top in getattr(sys, "stdlib_module_names", ())):
+        return name, []
     if os.path.basename(path) != "__init__.py":
-        return [(module.__name__, _read(path), False)]
+        return None, [(name, _read(path), False)]
     found = []
     root = os.path.dirname(path)
     for folder, _, names in os.walk(root):
@@ -354,7 +367,7 @@ def _module_sources(module: Any) -> list[tuple[str, str, bool]]:
                 found.append((prefix, _read(full), True))
             elif os.path.isfile(os.path.join(folder, "__init__.py")):
                 found.append((prefix + "." + name[:-3], _read(full), False))
-    return found
+    return None, found
 
 
 def _read(path: str) -> str:
