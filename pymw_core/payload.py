@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.machinery
 import os
 import pickle
 import sys
@@ -334,10 +335,11 @@ def _module_sources(module: Any) -> tuple[str | None, list[tuple[str, str, bool]
     """How a module in ``modules=`` reaches the workers: ``(name, [])`` when it goes by
     name, else ``(None, [(name, source, is_package), ...])`` for it and its submodules.
 
-    By name: the standard library and modules without Python source (built in, C
-    extensions), which a worker of the same Python imports itself (PyMW 0.4 made them
-    importable there too). Everything else with source travels by value, so a worker
-    needs no copy of the user's own modules.
+    By name: the standard library, modules without Python source (built in, C
+    extensions) and packages holding extension modules (their source alone would not
+    import), which the worker imports itself (PyMW 0.4 made them importable there too).
+    Everything else with source travels by value, so a worker needs no copy of the
+    user's own modules.
     """
     if isinstance(module, str):
         try:
@@ -357,6 +359,8 @@ def _module_sources(module: Any) -> tuple[str | None, list[tuple[str, str, bool]
     found = []
     root = os.path.dirname(path)
     for folder, _, names in os.walk(root):
+        if any(n.endswith(ext) for n in names for ext in importlib.machinery.EXTENSION_SUFFIXES):
+            return name, []
         rel = os.path.relpath(folder, root)
         prefix = module.__name__ if rel == "." else module.__name__ + "." + rel.replace(os.sep, ".")
         for name in sorted(names):
