@@ -118,7 +118,8 @@ class Runtime:
         # so each later task of that function reports the same real error.
         self._blobs: collections.OrderedDict[int, bytes] = collections.OrderedDict()
         self._functions: collections.OrderedDict[int, Callable] = collections.OrderedDict()
-        self._scripts: collections.OrderedDict[tuple[str, int], types.CodeType] = (
+        # Compiled scripts, each with whether it takes PyMW 0.4's argv convention.
+        self._scripts: collections.OrderedDict[tuple[str, int], tuple[types.CodeType, bool]] = (
             collections.OrderedDict())
         self._modules = _ShippedModules()
         sys.meta_path.insert(0, self._modules)

@@ -97,7 +97,7 @@ class PyMW_Master(Master):
         except TaskError as exc:
             if not _script_fault(executable, exc):
                 raise
-            failed = self._virtual_task(os.fspath(executable))
+            failed = self._virtual_task(os.fspath(executable))  # type: ignore[arg-type]
             failed.task_finished(exc)
             return failed
 

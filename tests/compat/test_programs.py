@@ -42,7 +42,7 @@ def plus(list2):
 
 def halfway(gate):
     """Reports half its work done, then waits (at most 60 s) for the test to open ``gate``."""
-    pymw_set_progress(0.5)  # noqa: F821 - the worker provides it, as 0.4's scripts had it
+    pymw_set_progress(0.5)  # noqa: F405 - the worker provides it, as 0.4's scripts had it
     deadline = time.time() + 60
     while not os.path.exists(gate):
         if time.time() > deadline:
@@ -103,7 +103,7 @@ def test_exceptions_carry_param():
 def test_parse_options_and_get_interface_build_local():
     parser = OptionParser(usage="usage: %prog")
     parser.add_option("-t", "--num_tests", dest="n_tests", default="100")
-    options, args = interfaces.parse_options(parser, ["-i", "multicore", "-n", "3", "-t", "7"])
+    options, _args = interfaces.parse_options(parser, ["-i", "multicore", "-n", "3", "-t", "7"])
     assert (options.interface, options.n_workers, options.n_tests) == ("multicore", "3", "7")
     interface_obj = interfaces.get_interface(options)
     assert type(interface_obj).__name__ == "LocalInterface"
@@ -164,7 +164,7 @@ def test_get_result_of_what_was_not_submitted(master):
         master.get_result(1234)
     with pytest.raises(pymw.TaskException):  # noqa: F405
         master.get_result([1, 2, 3, 4])
-    my_task, value = master.get_result([])  # 0.4: an empty list means any task
+    _, value = master.get_result([])  # 0.4: an empty list means any task
     assert value == 1
 
 

@@ -103,7 +103,9 @@ class LocalInterface:
             raise InterfaceError(
                 f"prefetch must be None or a whole number of at least 0, not {prefetch!r}"
             )
-        if python is not None and not (isinstance(python, (str, os.PathLike)) and os.fspath(python)):
+        if python is not None and not (
+            isinstance(python, (str, os.PathLike)) and os.fspath(python)
+        ):
             raise InterfaceError(f"python must be the path of a Python interpreter, not {python!r}")
         self.num_workers = num_workers
         self.prefetch = prefetch
