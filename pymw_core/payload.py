@@ -270,9 +270,8 @@ class Packer:
         extras: dict = {}
         imports: list[str] = []
         for module in _as_tuple(modules, "modules"):
-            by_name, sources = _module_sources(module)
-            if by_name:
-                imports.append(by_name)
+            name, sources = _module_sources(module)
+            imports.append(name)  # every one is imported and bound on the worker, as in 0.4
             shipped = shipped + sources
         if shipped:
             extras["modules"] = shipped
@@ -331,9 +330,9 @@ def _data_files(paths: tuple) -> list[tuple[str, str]]:
     return files
 
 
-def _module_sources(module: Any) -> tuple[str | None, list[tuple[str, str, bool]]]:
-    """How a module in ``modules=`` reaches the workers: ``(name, [])`` when it goes by
-    name, else ``(None, [(name, source, is_package), ...])`` for it and its submodules.
+def _module_sources(module: Any) -> tuple[str, list[tuple[str, str, bool]]]:
+    """A module in ``modules=``: its name, and ``[(name, source, is_package), ...]`` for
+    it and its submodules when it travels by value (``[]`` when it goes by name).
 
     By name: the standard library, modules without Python source (built in, C
     extensions) and packages holding extension modules (their source alone would not
@@ -355,12 +354,12 @@ def _module_sources(module: Any) -> tuple[str | None, list[tuple[str, str, bool]
             or top in getattr(sys, "stdlib_module_names", ())):
         return name, []
     if os.path.basename(path) != "__init__.py":
-        return None, [(name, _read(path), False)]
+        return name, [(name, _read(path), False)]
     found = []
     root = os.path.dirname(path)
     for folder, _, names in os.walk(root):
         if any(n.endswith(ext) for n in names for ext in importlib.machinery.EXTENSION_SUFFIXES):
-            return name, []
+            return module.__name__, []
         rel = os.path.relpath(folder, root)
         prefix = module.__name__ if rel == "." else module.__name__ + "." + rel.replace(os.sep, ".")
         for name in sorted(names):
@@ -371,7 +370,7 @@ def _module_sources(module: Any) -> tuple[str | None, list[tuple[str, str, bool]
                 found.append((prefix, _read(full), True))
             elif os.path.isfile(os.path.join(folder, "__init__.py")):
                 found.append((prefix + "." + name[:-3], _read(full), False))
-    return None, found
+    return module.__name__, found
 
 
 def _read(path: str) -> str:

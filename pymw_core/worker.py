@@ -350,8 +350,8 @@ def _argv_result(name: str, out_path: str) -> Any:
 
 
 def _import_by_name(names: Any) -> dict[str, types.ModuleType]:
-    """Import the modules a task names in ``modules=`` that travel by name; their top-level
-    names, as ``import a.b`` would bind them."""
+    """Import the modules a task names in ``modules=`` (shipped ones are found among the
+    shipped sources); their top-level names, as ``import a.b`` would bind them."""
     bound = {}
     for name in names:
         try:

@@ -55,8 +55,17 @@ def test_how_each_kind_of_module_travels(tmp_path, monkeypatch):
     (tmp_path / "own_helper_mod.py").write_text("VALUE = 7\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     payload = Packer().pack(add, (1, 2), modules=("math", "sys", "random", "own_helper_mod"))
-    assert payload.extras["imports"] == ["math", "sys", "random"]
+    assert payload.extras["imports"] == ["math", "sys", "random", "own_helper_mod"]
     assert [name for name, _, _ in payload.extras["modules"]] == ["own_helper_mod"]
+
+
+def test_own_module_travels_by_value_and_is_bound(master, tmp_path, monkeypatch):
+    (tmp_path / "own_bound_mod.py").write_text("VALUE = 7\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    namespace: dict = {}
+    exec("def seven():\n    return own_bound_mod.VALUE\n", namespace)
+    task = master.submit_task(namespace["seven"], modules=("own_bound_mod",))
+    assert master.get_result(task)[1] == 7
 
 
 def test_installed_package_with_extension_modules_goes_by_name():
