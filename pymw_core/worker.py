@@ -25,6 +25,7 @@ import importlib.util
 import io
 import os
 import pickle
+import re
 import shutil
 import socket
 import sys
@@ -45,6 +46,8 @@ except ImportError:  # pragma: no cover - only when run as a loose file
 
 import cloudpickle
 
+# A PyMW 0.4 script names its input and output files as sys.argv[1] and sys.argv[2].
+_ARGV_FILES = re.compile(r"argv\s*\[\s*[12]\s*\]")
 _PROGRESS_INTERVAL = 0.1  # seconds between progress frames of one task, unless it moved a lot
 
 def worker_info() -> dict:
@@ -269,14 +272,16 @@ class Runtime:
         PyMW 0.1-0.3 scripts call ``pymw_get_input()`` and ``pymw_return_output(value)``.
         PyMW 0.4's generic interface ran a script as ``python script IN OUT``: it unpickles
         its input from ``sys.argv[1]`` and pickles ``[result, stdout, stderr]`` into
-        ``sys.argv[2]``. A script that reads ``argv`` and calls neither function gets the
-        0.4 convention; its own stdout/stderr strings are added to the captured output.
+        ``sys.argv[2]``. A script that indexes ``argv[1]`` or ``argv[2]`` and calls neither
+        function gets the 0.4 convention (any other script was run with ``argv`` holding
+        its name alone, so none that worked before changes); the stdout/stderr strings
+        it writes are added to the captured output.
         """
         _, name, source = code
         key = (name, hash(source))
         cached = self._scripts.get(key)
         if cached is None:
-            argv_style = "argv" in source and not any(
+            argv_style = bool(_ARGV_FILES.search(source)) and not any(
                 word in source for word in ("pymw_get_input", "pymw_return_output"))
             cached = self._scripts[key] = (compile(source, name, "exec"), argv_style)
             if len(self._scripts) > wire.FUNCTION_CACHE:

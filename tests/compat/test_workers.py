@@ -138,6 +138,14 @@ def test_argv_script_that_writes_the_wrong_shape_says_so(master, tmp_path):
         master.get_result(task)
 
 
+def test_a_script_that_only_looks_at_argv_runs_as_before(master, tmp_path):
+    script = tmp_path / "plain.py"
+    script.write_text("import sys\nprint(len(sys.argv))\n")
+    task = master.submit_task(str(script), input_data=1)
+    assert master.get_result(task)[1] is None
+    assert task.stdout == "1\n"
+
+
 def test_argv_input_is_a_plain_pickle(master, tmp_path):
     script = tmp_path / "echo.py"
     script.write_text("import pickle, sys\n"
