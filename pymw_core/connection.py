@@ -149,6 +149,10 @@ class WorkerConnection:
                 elif kind == "dropped":
                     self._answered(message[1]).task_finished(
                         TaskCancelledError("cancelled before it ran"))
+                elif kind == "progress":
+                    attempt = self._in_flight.get(message[1])
+                    if attempt is not None:
+                        attempt.set_progress(message[2])
                 elif kind == "stopping":
                     self._stopping = True
                 elif kind == "hello":

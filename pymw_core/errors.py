@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class PyMWError(Exception):
     """Base class of every error PyMW itself raises."""
+
+    @property
+    def param(self) -> Any:
+        """The first argument (the message): PyMW 0.4's name for it, kept for its programs."""
+        return self.args[0] if self.args else None
 
 
 class TaskError(PyMWError):

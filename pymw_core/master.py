@@ -36,6 +36,8 @@ class Master:
     the default of every task's ``resources``.
     """
 
+    _task_type: type[Task] = Task  # what submit_task makes (pymw_core.compat's PyMW_Task)
+
     def __init__(
         self,
         interface: Any = None,
@@ -148,7 +150,7 @@ class Master:
                                     kwargs)
 
         def make(task_id: int) -> Task:
-            return Task(
+            return self._task_type(
                 self._life, task_id, executable, input_data, payload,
                 modules=tuple(modules or ()), dep_funcs=tuple(dep_funcs or ()),
                 data_files=tuple(data_files or ()),
@@ -309,7 +311,8 @@ class Master:
 
     def _virtual_task(self, name: str) -> Task:
         """A running task that no interface runs: its owner calls ``task_finished`` itself."""
-        return self._life.virtual(lambda task_id: Task(self._life, task_id, name, None, None))
+        return self._life.virtual(
+            lambda task_id: self._task_type(self._life, task_id, name, None, None))
 
     def _stop_attempt(self, attempt: Any) -> None:
         self._call_quietly(self.hooks.stop_task, task=attempt, worker=attempt.worker)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.machinery
 import os
 import pickle
 import sys
@@ -267,10 +268,15 @@ class Packer:
 
     def _extras(self, shipped: list, modules: Any, dep_funcs: Any, data_files: Any) -> dict | None:
         extras: dict = {}
+        imports: list[str] = []
         for module in _as_tuple(modules, "modules"):
-            shipped = shipped + _module_sources(module)
+            name, sources = _module_sources(module)
+            imports.append(name)  # every one is imported and bound on the worker, as in 0.4
+            shipped = shipped + sources
         if shipped:
             extras["modules"] = shipped
+        if imports:
+            extras["imports"] = imports
         deps = _as_tuple(dep_funcs, "dep_funcs")
         if deps:
             for dep in deps:
@@ -324,8 +330,16 @@ def _data_files(paths: tuple) -> list[tuple[str, str]]:
     return files
 
 
-def _module_sources(module: Any) -> list[tuple[str, str, bool]]:
-    """(name, source, is_package) for a module and, for a package, its submodules."""
+def _module_sources(module: Any) -> tuple[str, list[tuple[str, str, bool]]]:
+    """A module in ``modules=``: its name, and ``[(name, source, is_package), ...]`` for
+    it and its submodules when it travels by value (``[]`` when it goes by name).
+
+    By name: the standard library, modules without Python source (built in, C
+    extensions) and packages holding extension modules (their source alone would not
+    import), which the worker imports itself (PyMW 0.4 made them importable there too).
+    Everything else with source travels by value, so a worker needs no copy of the
+    user's own modules.
+    """
     if isinstance(module, str):
         try:
             module = importlib.import_module(module)
@@ -333,17 +347,19 @@ def _module_sources(module: Any) -> list[tuple[str, str, bool]]:
             raise TaskError(f"module {module!r} in modules= cannot be imported: {exc}") from exc
     if not isinstance(module, types.ModuleType):
         raise TaskError(f"modules= holds module names or modules, not {module!r}")
+    name = module.__name__
+    top = name.partition(".")[0]
     path = getattr(module, "__file__", None)
-    if not path or not path.endswith(".py"):
-        raise TaskError(
-            f"module {module.__name__!r} has no Python source file to ship; "
-            "it must be installed on the workers instead"
-        )
+    if (not path or not path.endswith(".py") or top in sys.builtin_module_names
+            or top in getattr(sys, "stdlib_module_names", ())):
+        return name, []
     if os.path.basename(path) != "__init__.py":
-        return [(module.__name__, _read(path), False)]
+        return name, [(name, _read(path), False)]
     found = []
     root = os.path.dirname(path)
     for folder, _, names in os.walk(root):
+        if any(n.endswith(ext) for n in names for ext in importlib.machinery.EXTENSION_SUFFIXES):
+            return module.__name__, []
         rel = os.path.relpath(folder, root)
         prefix = module.__name__ if rel == "." else module.__name__ + "." + rel.replace(os.sep, ".")
         for name in sorted(names):
@@ -354,7 +370,7 @@ def _module_sources(module: Any) -> list[tuple[str, str, bool]]:
                 found.append((prefix, _read(full), True))
             elif os.path.isfile(os.path.join(folder, "__init__.py")):
                 found.append((prefix + "." + name[:-3], _read(full), False))
-    return found
+    return module.__name__, found
 
 
 def _read(path: str) -> str:

@@ -58,7 +58,8 @@ class Task:
         "worker",
     )
 
-    # PyMW 0.x state names, kept for programs that compare against them.
+    # Constants for comparing with ``state`` (PyMW 0.4's own names, "submitted" and
+    # "error", are ``PyMW_Task``'s in pymw_core.compat).
     TASK_SUBMITTED = QUEUED
     TASK_RUNNING = RUNNING
     TASK_FINISHED = FINISHED
@@ -169,8 +170,18 @@ class Task:
         return self.finish_time - (self.execute_time or self.submit_time)
 
     def get_progress(self) -> float:
-        """0.0 until the task ends, 1.0 after (PyMW 0.x compatibility)."""
-        return 1.0 if self.done() else 0.0
+        """1.0 once finished; while it runs, what the task last reported with
+        ``pymw_set_progress(ratio)`` on the worker; else 0.0 (as in PyMW 0.4)."""
+        if self.state == FINISHED:
+            return 1.0
+        attempt = self._attempt
+        if self.state == RUNNING and attempt is not None:
+            return attempt.progress
+        return 0.0
+
+    # PyMW 0.4's only names for the captured output, read-only.
+    _stdout = property(lambda self: self.stdout, doc="``stdout``, by PyMW 0.4's name.")
+    _stderr = property(lambda self: self.stderr, doc="``stderr``, by PyMW 0.4's name.")
 
 
 class Attempt:
@@ -182,7 +193,8 @@ class Attempt:
     through; ``payload`` is released once the attempt was reported.
     """
 
-    __slots__ = ("_life", "id", "number", "payload", "reported", "started_at", "task", "worker")
+    __slots__ = ("_life", "id", "number", "payload", "progress", "reported", "started_at", "task",
+                 "worker")
 
     def __init__(self, life: Lifecycle, attempt_id: int, task: Task, worker: Any,
                  number: int) -> None:
@@ -194,6 +206,7 @@ class Attempt:
         self.payload = task.payload
         self.started_at = 0.0  # when it began to run on the worker (0.0: not yet known)
         self.reported = False  # the interface reported it (finished or lost)
+        self.progress = 0.0  # what the run last reported with pymw_set_progress
 
     def __repr__(self) -> str:
         return f"<Attempt {self.number} of {self.task.name} id={self.id}>"
@@ -230,6 +243,16 @@ class Attempt:
         worker), so it is not charged to the task.
         """
         self._life.attempt_lost(self, str(reason) if reason else "worker lost", started)
+
+    def set_progress(self, ratio: float) -> None:
+        """The worker says how far this run got (0.0 to 1.0, clamped); a report, not a
+        state change, so it needs no lock. ``Task.get_progress`` reads it."""
+        try:
+            value = float(ratio)
+        except (TypeError, ValueError):
+            return
+        if value == value:  # not NaN
+            self.progress = min(1.0, max(0.0, value))
 
     def started(self, when: float | None = None) -> None:
         """The run began on the worker now (or at ``when``): its timeout counts from here."""

@@ -7,8 +7,8 @@ Master -> worker::
 
     ("task", attempt_id, code, args_blob, extras)
         code: ("f", fn_id, fn_blob_or_None) | ("s", script_name, source)
-        extras: None or {"modules": [(name, source, is_pkg)], "files": [(name, path)],
-                         "deps": blob, "kwargs": blob}
+        extras: None or {"modules": [(name, source, is_pkg)], "imports": [name],
+                         "files": [(name, path)], "deps": blob, "kwargs": blob}
     ("cancel", attempt_id)   stop that attempt: drop it if queued, exit if it runs
     ("bye",)
 
@@ -19,6 +19,7 @@ Worker -> master::
         ok=True: blob is the pickled result; ok=False: blob is pickled (exception, tb_text)
     ("dropped", attempt_id)  a cancelled attempt that never ran
     ("stopping", attempt_id) the worker exits now, as asked, in the middle of that attempt
+    ("progress", attempt_id, ratio)  the running task called pymw_set_progress(ratio)
 
 Every message about a task names its attempt: a late or stray frame can never be
 taken for another run's. Function blobs are sent once per worker: both sides keep the

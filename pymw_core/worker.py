@@ -19,11 +19,13 @@ from __future__ import annotations
 import builtins
 import collections
 import faulthandler
+import importlib
 import importlib.abc
 import importlib.util
 import io
 import os
 import pickle
+import re
 import shutil
 import socket
 import sys
@@ -44,6 +46,9 @@ except ImportError:  # pragma: no cover - only when run as a loose file
 
 import cloudpickle
 
+# A PyMW 0.4 script names its input and output files as sys.argv[1] and sys.argv[2].
+_ARGV_FILES = re.compile(r"argv\s*\[\s*[12]\s*\]")
+_PROGRESS_INTERVAL = 0.1  # seconds between progress frames of one task, unless it moved a lot
 
 def worker_info() -> dict:
     """What the master needs to know about this worker before sending it work."""
@@ -116,10 +121,15 @@ class Runtime:
         # so each later task of that function reports the same real error.
         self._blobs: collections.OrderedDict[int, bytes] = collections.OrderedDict()
         self._functions: collections.OrderedDict[int, Callable] = collections.OrderedDict()
-        self._scripts: collections.OrderedDict[tuple[str, int], types.CodeType] = (
+        # Compiled scripts, each with whether it takes PyMW 0.4's argv convention.
+        self._scripts: collections.OrderedDict[tuple[str, int], tuple[types.CodeType, bool]] = (
             collections.OrderedDict())
         self._modules = _ShippedModules()
         sys.meta_path.insert(0, self._modules)
+        # Set by a serving loop: sends a frame to the master (progress reports).
+        self.report: Callable[[tuple], None] | None = None
+        self._current: int | None = None  # the attempt running now
+        self._progress_sent = (0.0, 0.0)  # (when, ratio) of the last progress frame
 
     def close(self) -> None:
         """Remove the scratch directory this runtime made."""
@@ -162,21 +172,26 @@ class Runtime:
         saved = sys.stdout, sys.stderr
         workdir = None
         start = time.perf_counter()
+        self._current, self._progress_sent = task_id, (0.0, 0.0)
         try:
             sys.stdout, sys.stderr = out, err
             deps = ()
+            # Names a task finds without importing them: PyMW 0.4's worker scripts began
+            # with an import of each module in modules=, and offered pymw_set_progress.
+            given: dict[str, Any] = {"pymw_set_progress": self.set_progress}
             if extras:
                 workdir = self._apply(extras)
+                given.update(_import_by_name(extras.get("imports", ())))
                 if extras.get("deps"):
                     deps = pickle.loads(extras["deps"])
             if code[0] == "f":
                 fn = self._function(code)
-                _inject(getattr(fn, "__globals__", None), deps)
+                _inject(getattr(fn, "__globals__", None), deps, given)
                 args = pickle.loads(args_blob) if args_blob else ()
                 kwargs = pickle.loads(extras["kwargs"]) if extras and "kwargs" in extras else {}
                 result = fn(*args, **kwargs)
             else:
-                result = self._script(code, pickle.loads(args_blob), deps)
+                result = self._script(code, pickle.loads(args_blob), deps, given)
             ok = True
         except Exception as exc:  # the task's own failure is its answer
             ok = False
@@ -187,6 +202,7 @@ class Runtime:
             result = TaskError(f"the task raised {type(exc).__name__}{exc.args!r}")
             tb = traceback.format_exc()
         finally:
+            self._current = None
             sys.stdout, sys.stderr = saved
             if workdir is not None:
                 if self._chdir:
@@ -205,6 +221,23 @@ class Runtime:
         if not ok:
             blob = _pack_error(result, tb)
         return ("done", task_id, ok, blob, out.getvalue(), err.getvalue(), seconds)
+
+    def set_progress(self, ratio: float) -> None:
+        """``pymw_set_progress(ratio)`` in a task: tell the master how far it got (0 to 1).
+
+        Sent only when serving a stream (a batch job's task has no one to tell), and at
+        most every ``_PROGRESS_INTERVAL`` seconds unless it moved by a tenth or more.
+        """
+        value = float(ratio)  # a task passing nonsense learns it here, in its own traceback
+        task_id, report = self._current, self.report
+        if task_id is None or report is None:
+            return
+        now = time.monotonic()
+        when, last = self._progress_sent
+        if now - when < _PROGRESS_INTERVAL and abs(value - last) < 0.1:
+            return
+        self._progress_sent = (now, value)
+        report(("progress", task_id, value))
 
     def _function(self, code: tuple) -> Callable:
         _, fn_id, blob = code
@@ -233,14 +266,27 @@ class Runtime:
             os.chdir(workdir)
         return workdir
 
-    def _script(self, code: tuple, input_data: Any, deps: Any) -> Any:
+    def _script(self, code: tuple, input_data: Any, deps: Any, given: dict[str, Any]) -> Any:
+        """Run a script as ``__main__``, by either generation's convention.
+
+        PyMW 0.1-0.3 scripts call ``pymw_get_input()`` and ``pymw_return_output(value)``.
+        PyMW 0.4's generic interface ran a script as ``python script IN OUT``: it unpickles
+        its input from ``sys.argv[1]`` and pickles ``[result, stdout, stderr]`` into
+        ``sys.argv[2]``. A script that indexes ``argv[1]`` or ``argv[2]`` and calls neither
+        function gets the 0.4 convention (any other script was run with ``argv`` holding
+        its name alone, so none that worked before changes); the stdout/stderr strings
+        it writes are added to the captured output.
+        """
         _, name, source = code
         key = (name, hash(source))
-        compiled = self._scripts.get(key)
-        if compiled is None:
-            compiled = self._scripts[key] = compile(source, name, "exec")
+        cached = self._scripts.get(key)
+        if cached is None:
+            argv_style = bool(_ARGV_FILES.search(source)) and not any(
+                word in source for word in ("pymw_get_input", "pymw_return_output"))
+            cached = self._scripts[key] = (compile(source, name, "exec"), argv_style)
             if len(self._scripts) > wire.FUNCTION_CACHE:
                 self._scripts.popitem(last=False)
+        compiled, argv_style = cached
         box: list = [None]
 
         def pymw_get_input() -> Any:
@@ -250,7 +296,8 @@ class Runtime:
             box[0] = value
 
         app = types.ModuleType("pymw_app")  # PyMW 0.x scripts may `from pymw_app import *`
-        app.__dict__.update(pymw_get_input=pymw_get_input, pymw_return_output=pymw_return_output)
+        app.__dict__.update(pymw_get_input=pymw_get_input, pymw_return_output=pymw_return_output,
+                            pymw_set_progress=self.set_progress)
         sys.modules["pymw_app"] = app
         namespace = {
             "__name__": "__main__",
@@ -259,24 +306,84 @@ class Runtime:
             "pymw_get_input": pymw_get_input,
             "pymw_return_output": pymw_return_output,
         }
-        _inject(namespace, deps)
+        _inject(namespace, deps, given)
         saved_argv = sys.argv
         sys.argv = [name]
+        io_dir = None
         try:
-            exec(compiled, namespace)
-        except SystemExit as stop:
-            if stop.code not in (None, 0):
-                raise
+            if argv_style:
+                io_dir = tempfile.mkdtemp(prefix="io-", dir=self.scratch)
+                in_path, out_path = os.path.join(io_dir, "in.dat"), os.path.join(io_dir, "out.dat")
+                with open(in_path, "wb") as fh:
+                    pickle.dump(input_data, fh)
+                sys.argv = [name, in_path, out_path]
+            try:
+                exec(compiled, namespace)
+            except SystemExit as stop:
+                if stop.code not in (None, 0):
+                    raise
+            if argv_style:
+                return _argv_result(name, out_path)
         finally:
             sys.argv = saved_argv
+            if io_dir is not None:
+                shutil.rmtree(io_dir, ignore_errors=True)
         return box[0]
 
 
-def _inject(namespace: dict | None, deps: Any) -> None:
+def _argv_result(name: str, out_path: str) -> Any:
+    """The result a PyMW 0.4 script pickled into ``sys.argv[2]`` as [result, stdout, stderr]."""
+    try:
+        with open(out_path, "rb") as fh:
+            written = pickle.load(fh)
+    except FileNotFoundError:
+        raise TaskError(
+            f"the script {name} wrote no result: PyMW 0.4 scripts pickle "
+            "[result, stdout, stderr] into the file named by sys.argv[2]"
+        ) from None
+    if not isinstance(written, (list, tuple)) or len(written) != 3:
+        raise TaskError(
+            f"the script {name} wrote {type(written).__name__} into sys.argv[2], not "
+            "[result, stdout, stderr]"
+        )
+    result, out, err = written
+    if isinstance(out, str):
+        sys.stdout.write(out)
+    if isinstance(err, str):
+        sys.stderr.write(err)
+    return result
+
+
+def _import_by_name(names: Any) -> dict[str, types.ModuleType]:
+    """Import the modules a task names in ``modules=`` (shipped ones are found among the
+    shipped sources); their top-level names, as ``import a.b`` would bind them."""
+    bound = {}
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ImportError(
+                f"module {name!r} (in modules=) cannot be imported on this worker: {exc}"
+            ) from exc
+        top = name.partition(".")[0]
+        bound[top] = sys.modules[top]
+    return bound
+
+
+def _inject(namespace: dict | None, deps: Any, given: dict[str, Any] | None = None) -> None:
+    """Bind ``dep_funcs`` and the given names in a task's globals (and in each dependency's
+    own): what the task's module already defines wins."""
     if namespace is None:
         return
     for dep in deps or ():
         namespace.setdefault(dep.__name__, dep)
+    for name, value in (given or {}).items():
+        namespace.setdefault(name, value)
+    for dep in deps or ():
+        globs = getattr(dep, "__globals__", None)
+        if globs is not None and globs is not namespace:
+            for name, value in (given or {}).items():
+                globs.setdefault(name, value)
 
 
 def _pack_error(exc: BaseException, tb: str) -> bytes:
@@ -314,6 +421,7 @@ class _Server:
         self._running: int | None = None
         self._cancelled: dict[int, None] = {}  # ids to drop when they come up (bounded)
         self._durations: dict[int, float] = {}  # function id -> its last run, in seconds
+        runtime.report = self.send  # progress frames go out beside the replies
 
     def send(self, message: tuple) -> None:
         with self._write:

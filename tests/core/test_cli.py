@@ -211,7 +211,7 @@ def test_config_unknown_option_exits_2(capsys, tmp_path):
     write_config(tmp_path, "[local]\nnum_wrokers = 2\n")
     code, out, _ = cli(capsys, "config")
     assert code == 2
-    assert "no option 'num_wrokers' (its options: num_workers, prefetch)" in out
+    assert "no option 'num_wrokers' (its options: num_workers, prefetch, python)" in out
     assert "Did you mean 'num_workers'?" in out
 
 

@@ -82,12 +82,15 @@ class LocalInterface:
 
     ``prefetch`` tasks wait on each process behind the one it runs; None (the default)
     adapts it to the tasks' length: 1 for tasks of milliseconds or more, up to 8 for
-    tiny ones. 0 turns it off: better balance for long, uneven tasks.
+    tiny ones. 0 turns it off: better balance for long, uneven tasks. ``python`` is the
+    workers' interpreter (default: the master's own); it needs pymw-core installed and
+    the master's Python minor version.
     """
 
     blocking_execute = False  # execute_task only queues the task on a pipe
 
-    def __init__(self, num_workers: int | None = None, prefetch: int | None = None) -> None:
+    def __init__(self, num_workers: int | None = None, prefetch: int | None = None,
+                 python: str | os.PathLike[str] | None = None) -> None:
         if num_workers is None:
             num_workers = _cpu_count()
         if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 1:
@@ -100,8 +103,13 @@ class LocalInterface:
             raise InterfaceError(
                 f"prefetch must be None or a whole number of at least 0, not {prefetch!r}"
             )
+        if python is not None and not (
+            isinstance(python, (str, os.PathLike)) and os.fspath(python)
+        ):
+            raise InterfaceError(f"python must be the path of a Python interpreter, not {python!r}")
         self.num_workers = num_workers
         self.prefetch = prefetch
+        self.python = sys.executable if python is None else os.fspath(python)
         self._lock = threading.Lock()
         self._processes: list[_Process] = []
         self._master: Any = None
@@ -206,14 +214,20 @@ class LocalInterface:
         # One directory per process, no shared root: a worker whose master was killed
         # removes its own on the way out, and then nothing is left.
         scratch = tempfile.mkdtemp(prefix=f"pymw-local-w{index}-")
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "pymw_core.worker", "--scratch", scratch],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=scratch,
-            start_new_session=True,  # the terminal's Ctrl-C goes to the master, which cleans up
-        )
+        try:
+            popen = subprocess.Popen(
+                [self.python, "-m", "pymw_core.worker", "--scratch", scratch],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=scratch,
+                start_new_session=True,  # the terminal's Ctrl-C goes to the master: it cleans up
+            )
+        except OSError as exc:  # no such interpreter, or not executable: every start would fail
+            shutil.rmtree(scratch, ignore_errors=True)
+            self._cannot_start(f"the worker interpreter {self.python!r} cannot be started: "
+                               f"{exc.strerror or exc}")
+            return None
         _grow_pipe(popen.stdin)
         _grow_pipe(popen.stdout)  # a big result then crosses in a few reads, not one per 64 KiB
         process = _Process(index, self.prefetch, popen, scratch)
@@ -279,18 +293,24 @@ class LocalInterface:
         if self._master is not None:
             self._master.worker_down(process, reason)
         if give_up:
-            reason = (f"local worker processes die as they start ({self._start_failures} in a "
-                      f"row): {reason}")
-            with self._lock:
-                self._gave_up = reason
-                master = self._master
-            if master is not None:
-                master.workers_exhausted(reason)
+            self._cannot_start(f"local worker processes ({self.python}) die as they start "
+                               f"({self._start_failures} in a row): {reason}")
             return
         self._restarts += 1
         replacement = self._spawn()
         if self._master is not None and replacement is not None:
             self._master.worker_up(replacement)
+
+
+    def _cannot_start(self, reason: str) -> None:
+        """No worker process will ever start: queued and later tasks fail with ``reason``."""
+        with self._lock:
+            self._closed = True  # no more starts or replacements: they would fail the same way
+            first = self._gave_up is None
+            self._gave_up = self._gave_up or reason
+            master = self._master
+        if first and master is not None:
+            master.workers_exhausted(reason)
 
 
 def _most_free_first(process: _Process) -> int:
