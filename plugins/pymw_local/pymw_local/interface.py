@@ -247,6 +247,11 @@ class LocalInterface:
                 shutil.rmtree(scratch, ignore_errors=True)
                 return None
             self._processes.append(process)
+            master = self._master
+        # Announced before its reader starts: its end (and maybe the give-up that ends
+        # every start) can then never be followed by a late "up" that lifts the give-up.
+        if master is not None:
+            master.worker_up(process)
         process.connection.start()
         return process
 
@@ -297,10 +302,7 @@ class LocalInterface:
                                f"({self._start_failures} in a row): {reason}")
             return
         self._restarts += 1
-        replacement = self._spawn()
-        if self._master is not None and replacement is not None:
-            self._master.worker_up(replacement)
-
+        self._spawn()
 
     def _cannot_start(self, reason: str) -> None:
         """No worker process will ever start: queued and later tasks fail with ``reason``."""
