@@ -170,6 +170,13 @@ class InterfaceContract:
         stopped = master.submit_task(tasks.hold, (contract.shared, "stopped", 600),
                                      timeout=timeout)
         neighbour = master.submit_task(tasks.hold, (contract.shared, "neighbour", 0.5))
+        if how == "timeout":
+            marker = contract.marker("stopped.pid")
+            contract.wait(lambda: os.path.exists(marker) or stopped.done(),
+                          "the task with a timeout to start or end")
+            if not os.path.exists(marker):
+                pytest.fail(f"{contract.target.label}: the task timed out before it started; "
+                            "give Target.timeout more than the interface needs to start a task")
         pid = contract.pid_of("stopped")
         if how == "cancel":
             assert master.cancel(stopped), "cancel() of a running task returned False"

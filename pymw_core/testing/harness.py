@@ -190,12 +190,15 @@ class Run:
         self.reports = Reports()
         self.ends = Ends()
         self.masters: list[Master] = []
-        self.files = tmp_path / "kit-files"  # master side only: data files, modules, scripts
-        self.files.mkdir()
         base = target.shared_dir or str(tmp_path)
         self.shared = os.path.join(base, f"contract-markers-{uuid.uuid4().hex[:12]}")
         os.makedirs(self.shared)
         os.chmod(self.shared, 0o777)  # workers may run as another user (a batch pool's)
+        # The data files, modules and scripts the master sends: beside the markers, where
+        # a batch system's own daemons can read them too.
+        self.files = Path(self.shared) / "files"
+        self.files.mkdir()
+        os.chmod(self.files, 0o755)
         self.watch = {d: set(os.listdir(d)) if os.path.isdir(d) else set()
                       for d in target.watch_dirs}
         # A private TMPDIR for the master and the workers it starts: what is left in it

@@ -45,8 +45,8 @@ class Target:
     ``concurrency`` check submits one more than that); None skips that check.
     ``shared_dir``: a directory that the master and its workers both see at the same
     path; the kit makes its marker files in a subdirectory (mode 0777: workers may run
-    as another user). None: a directory under pytest's ``tmp_path``, which workers on
-    this host see.
+    as another user), and the data files, modules and scripts it submits beside them.
+    None: a directory under pytest's ``tmp_path``, which workers on this host see.
     ``same_host``: workers run as processes on this host, so the kit can see whether
     the processes its tasks ran in have ended.
     ``watch_dirs``: directories the interface writes in (a ``work_dir`` option, say):
