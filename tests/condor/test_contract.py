@@ -24,6 +24,6 @@ class TestCondorContract(InterfaceContract):
             shared_dir=job_dir,
             watch_dirs=[job_dir],
             deadline=120,
-            timeout=15,  # seconds of running: more than a job needs to start its Python
+            timeout=10,  # seconds of running: more than a job needs to start its Python
             tasks=2,
         )
