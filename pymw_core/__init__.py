@@ -28,6 +28,7 @@ from pymw_core.errors import (
 from pymw_core.executor import PyMWExecutor
 from pymw_core.hookspecs import hookimpl
 from pymw_core.master import Master
+from pymw_core.plugins import installed_interfaces
 from pymw_core.task import Task
 
 __version__ = "0.5.0"
@@ -53,4 +54,5 @@ __all__ = [
     "WorkerLostError",
     "__version__",
     "hookimpl",
+    "installed_interfaces",
 ]

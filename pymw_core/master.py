@@ -23,6 +23,13 @@ from pymw_core.task import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, Task
 log = logging.getLogger("pymw")
 _open_masters: set[Master] = set()
 
+#: The keys of ``Master.get_status()`` that the master owns. An interface's own key of
+#: the same name is never overwritten: it is reported as ``"interface." + key``.
+MASTER_STATUS_KEYS = (
+    "interface", "interface_status", "submitted", "queued", "running", "finished", "failed",
+    "cancelled", "tasks",
+)
+
 
 class Master:
     """Submits tasks to an interface and hands out their results.
@@ -83,6 +90,7 @@ class Master:
         self._manager = plugins.make_manager(self.interface, tuple(watchers))
         self.hooks = self._manager.hook
         self._observed: set[str] = set()
+        self._status_clashes: set[str] = set()  # interface status keys already warned about
         self._refresh_observed()
         worker_finished = plugins.direct_call(self.hooks.worker_finished)
         self._life = Lifecycle(
@@ -200,11 +208,13 @@ class Master:
 
         ``tasks`` lists the tasks not yet handed out (a handed-out task is forgotten).
         If the interface's ``get_status`` raises or returns a non-dict, its part is
-        empty and ``interface_status`` is ``"error"``.
+        empty and ``interface_status`` is ``"error"``. The master's keys are
+        :data:`MASTER_STATUS_KEYS`; an interface key with one of those names appears as
+        ``"interface." + key`` (and is logged once), never overwritten.
         """
         status = self._call_quietly(self.hooks.get_status, _failed := [])
         ok = isinstance(status, dict) and not _failed
-        status = dict(status) if ok else {}
+        status = _namespaced(status, self.interface_name, self._status_clashes) if ok else {}
         if not ok and self.hooks.get_status.get_hookimpls():
             status["interface_status"] = "error"
         life = self._life
@@ -349,6 +359,19 @@ class Master:
                 getattr(self.hooks, name)(**kwargs)
             except Exception:
                 log.warning("observer hook %s raised; ignored", name, exc_info=True)
+
+
+def _namespaced(status: dict, interface_name: str, warned: set[str]) -> dict[str, Any]:
+    """The interface's status with any key the master owns renamed ``interface.<key>``."""
+    out = dict(status)
+    for key in MASTER_STATUS_KEYS:
+        if key in out:
+            out[f"interface.{key}"] = out.pop(key)
+            if key not in warned:
+                warned.add(key)
+                log.warning("the %s interface's get_status() has a key %r, which the master "
+                            "owns: it is reported as %r", interface_name, key, f"interface.{key}")
+    return out
 
 
 def _check_count(name: str, value: Any) -> None:

@@ -68,7 +68,11 @@ def direct_call(hook: Any) -> Callable[..., Any]:
 
 
 def installed_interfaces() -> dict[str, EntryPoint]:
-    """Every interface installed in this environment, by the name users write."""
+    """Every interface installed in this environment, by the name users write.
+
+    Public API (also ``pymw_core.installed_interfaces``): ``.load()`` on a value gives
+    the class or factory its ``pymw.interfaces`` entry point names.
+    """
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 

@@ -130,6 +130,7 @@ class Runtime:
         self.report: Callable[[tuple], None] | None = None
         self._current: int | None = None  # the attempt running now
         self._progress_sent = (0.0, 0.0)  # (when, ratio) of the last progress frame
+        self.workdir: str | None = None  # the running task's data-file directory, if any
 
     def close(self) -> None:
         """Remove the scratch directory this runtime made."""
@@ -208,6 +209,7 @@ class Runtime:
                 if self._chdir:
                     os.chdir(self.scratch)
                 shutil.rmtree(workdir, ignore_errors=True)
+                self.workdir = None
         seconds = time.perf_counter() - start
         if ok:
             try:
@@ -259,7 +261,7 @@ class Runtime:
         files = extras.get("files")
         if not files:
             return None
-        workdir = tempfile.mkdtemp(prefix="task-", dir=self.scratch)
+        workdir = self.workdir = tempfile.mkdtemp(prefix="task-", dir=self.scratch)
         for name, path in files:
             shutil.copyfile(path, os.path.join(workdir, name))
         if self._chdir:
@@ -526,8 +528,25 @@ def serve(inp: BinaryIO, out: BinaryIO, scratch: str | None = None) -> None:
         runtime.close()
 
 
-def run_file(in_path: str, out_path: str) -> None:
-    """Run the single task stored in ``in_path`` (a ``need`` frame, then a ``task`` frame)."""
+def run_file(in_path: str, out_path: str, watch_parent: bool = False) -> None:
+    """Run the single task stored in ``in_path`` (a ``need`` frame, then a ``task`` frame).
+
+    The task runs in the current directory (its data files in a ``task-*`` directory
+    made there and removed after). ``watch_parent``: if the process that started this
+    one ends first, stop at once, removing what this run made (the task's directory,
+    a half-written reply) and writing no reply: see :func:`_exit_when_orphaned`.
+    """
+    runtime: list[Runtime] = []
+    if watch_parent:
+        def tidy() -> None:
+            for made in [r.workdir for r in runtime if r.workdir]:
+                shutil.rmtree(made, ignore_errors=True)
+            try:
+                os.remove(out_path + ".part")
+            except OSError:
+                pass
+
+        _exit_when_orphaned(None, tidy=tidy)
     with open(in_path, "rb") as inp:
         need = wire.read_message(inp)
         have = tuple(sys.version_info[:2])
@@ -535,8 +554,8 @@ def run_file(in_path: str, out_path: str) -> None:
             reply = _version_refusal(need[1], have)
         else:
             message = wire.read_message(inp)
-            runtime = Runtime(scratch=os.getcwd())
-            reply = runtime.run(message)
+            runtime.append(Runtime(scratch=os.getcwd()))
+            reply = runtime[0].run(message)
     tmp = out_path + ".part"
     with open(tmp, "wb") as out:
         wire.write_message(out, reply)
@@ -551,11 +570,15 @@ def _version_refusal(need: tuple, have: tuple) -> tuple:
     return ("done", None, False, pickle.dumps((error, ""), 2), "", "", 0.0)
 
 
-def _exit_when_orphaned(scratch: str | None, interval: float = 0.5) -> None:
-    """Stop when the parent (the master, or sshd) goes away, even mid-task.
+ORPHAN_EXIT = 3  # exit status of a worker whose parent ended first
+
+
+def _exit_when_orphaned(scratch: str | None, interval: float = 0.5,
+                        tidy: Callable[[], None] | None = None) -> None:
+    """Stop when the parent (the master, sshd, a batch job's starter) goes away, even mid-task.
 
     A master that was killed cleans up nothing: the scratch directory it gave this
-    worker is removed here, on the way out.
+    worker (or, with ``--file``, what ``tidy`` removes) goes here, on the way out.
     """
     parent = os.getppid()
 
@@ -563,10 +586,12 @@ def _exit_when_orphaned(scratch: str | None, interval: float = 0.5) -> None:
         while True:
             time.sleep(interval)
             if os.getppid() != parent:
+                os.chdir("/")
                 if scratch:
-                    os.chdir("/")
                     shutil.rmtree(scratch, ignore_errors=True)
-                os._exit(3)
+                if tidy is not None:
+                    tidy()
+                os._exit(ORPHAN_EXIT)
 
     threading.Thread(target=watch, name="pymw-orphan-watch", daemon=True).start()
 
@@ -577,7 +602,11 @@ USAGE = """usage: python -m pymw_core.worker [--scratch DIR]
 PyMW's worker runtime. Interfaces start it; people rarely need to.
   (no arguments)   serve task frames on stdin, replies on stdout, until EOF
   --scratch DIR    ... with DIR as the working directory for tasks (default: a temp dir)
-  --file IN OUT    run the one task stored in IN, write its reply to OUT, and exit
+  --file IN OUT    run the one task stored in IN, write its reply to OUT, and exit;
+                   the task runs in the current directory (--scratch does not apply)
+
+Either way the worker exits (status 3, removing what it made) if the process that
+started it ends first.
 """
 
 
@@ -585,7 +614,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point for ``python -m pymw_core.worker`` and the uploaded zip."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--file"] and len(argv) == 3:
-        run_file(argv[1], argv[2])
+        run_file(argv[1], argv[2], watch_parent=True)
         return
     if argv and not (argv[0] == "--scratch" and len(argv) == 2):
         sys.stderr.write(USAGE)

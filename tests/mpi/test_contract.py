@@ -1,0 +1,18 @@
+"""The interface contract kit (pymw_core.testing) against ``mpi``: real mpiexec.
+
+Three worker ranks: a killed rank is not replaced (an MPI job's ranks are fixed, see
+docs/interfaces/mpi.md), and the kit's lost-worker check kills one rank per attempt
+(two attempts) before it runs more tasks, so one rank must be left to run them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pymw_core.testing import InterfaceContract, Target
+
+
+class TestMPIContract(InterfaceContract):
+    @pytest.fixture
+    def pymw_target(self, mpi):
+        return Target("mpi", {"num_workers": 3}, concurrency=3)
