@@ -86,14 +86,7 @@ class Lifecycle:
         failed = None
         match_here = False
         with self.lock:
-            if self.closed:
-                raise MasterClosedError("this master is closed")
-            self._next_task += 1
-            task = make(self._next_task)
-            self._held[task.id] = task
-            self.submitted += 1
-            self._unclaimed += 1
-            self.counts[QUEUED] += 1
+            task = self._admit(make)
             if self.exhausted is None:
                 match_here = self.scheduler.add(task, here=True)  # type: ignore[union-attr]
             else:
@@ -106,15 +99,20 @@ class Lifecycle:
     def virtual(self, make: Callable[[int], Task]) -> Task:
         """A task that runs on no worker: its owner finishes it through ``task_finished``."""
         with self.lock:
-            if self.closed:
-                raise MasterClosedError("this master is closed")
-            self._next_task += 1
-            task = make(self._next_task)
-            self._held[task.id] = task
-            self.submitted += 1
-            self._unclaimed += 1
-            self.counts[QUEUED] += 1
+            task = self._admit(make)
             self.start(task, None).number = 0  # number 0: no interface runs it
+        return task
+
+    def _admit(self, make: Callable[[int], Task]) -> Task:
+        """Lock held: a new task, counted as queued and held until it is handed out."""
+        if self.closed:
+            raise MasterClosedError("this master is closed")
+        self._next_task += 1
+        task = make(self._next_task)
+        self._held[task.id] = task
+        self.submitted += 1
+        self._unclaimed += 1
+        self.counts[QUEUED] += 1
         return task
 
     # -- attempts (lock held where it says so) -------------------------------------------

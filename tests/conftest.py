@@ -10,6 +10,7 @@ Two session-wide guarantees are enforced here, so they stay true:
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -65,3 +66,13 @@ def suite_leaves_nothing_behind(tmp_path_factory):
         if dirs:
             problems.append(f"directories left in the temp dir: {', '.join(dirs)}")
         assert not problems, "the suite left things behind: " + " | ".join(problems)
+
+
+@pytest.fixture(autouse=True)
+def pymw_log_level_restored():
+    """``Master(loglevel=...)`` sets the process-wide ``pymw`` logger's level (PyMW 0.x's
+    API): one test's choice must not hide another's log records."""
+    logger = logging.getLogger("pymw")
+    level = logger.level
+    yield
+    logger.setLevel(level)
