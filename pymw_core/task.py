@@ -7,6 +7,8 @@ which owns the rules. Interfaces hold attempts; users hold tasks.
 from __future__ import annotations
 
 import time
+import weakref
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -193,20 +195,28 @@ class Attempt:
     through; ``payload`` is released once the attempt was reported.
     """
 
-    __slots__ = ("_life", "id", "number", "payload", "progress", "reported", "started_at", "task",
-                 "worker")
+    __slots__ = ("_life", "_task", "id", "number", "payload", "progress", "reported",
+                 "started_at", "worker")
 
     def __init__(self, life: Lifecycle, attempt_id: int, task: Task, worker: Any,
                  number: int) -> None:
         self._life = life
         self.id = attempt_id
-        self.task = task
+        # Weak: the task holds its attempt, not the other way round, so a task the
+        # user dropped goes at once (no cycle left for the garbage collector), and a
+        # report that comes after that finds nothing to change.
+        self._task = weakref.ref(task)
         self.worker = worker
         self.number = number  # 1 for the task's first attempt, 2 for the next one ...
         self.payload = task.payload
         self.started_at = 0.0  # when it began to run on the worker (0.0: not yet known)
         self.reported = False  # the interface reported it (finished or lost)
         self.progress = 0.0  # what the run last reported with pymw_set_progress
+
+    @property
+    def task(self) -> Task:
+        """The task this attempt runs (a stand-in once the task is gone: see __init__)."""
+        return self._task() or _GONE  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         return f"<Attempt {self.number} of {self.task.name} id={self.id}>"
@@ -259,3 +269,11 @@ class Attempt:
         self.started_at = when or time.time()
         if self.task._attempt is self:
             self.task.execute_time = self.started_at
+
+
+# What an attempt reads through once its task was dropped by everyone: nothing runs it.
+_GONE = SimpleNamespace(
+    _attempt=None, name="(a task no longer held)", executable=None, input_data=None,
+    data_files=(), modules=(), timeout=None, resources={}, max_attempts=1, state=FAILED,
+    payload=None,
+)
