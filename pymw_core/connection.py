@@ -49,7 +49,9 @@ class WorkerConnection:
         self._writer = writer
         self._on_closed = on_closed
         self._describe_loss = describe_loss
-        self._write_lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one frame at a time on the stream
+        # Guards _in_flight alone, so the reader never waits for a write in progress.
+        self._flight_lock = threading.Lock()
         # Attempts on the worker by id, in the order sent: the first one runs.
         self._in_flight: dict[int, Attempt] = {}
         self._functions = wire.FunctionMirror()  # what the worker's cache holds
@@ -97,16 +99,18 @@ class WorkerConnection:
                 raise InterfaceError(f"worker {self.name} is gone")
             fresh = self._functions.needs_blob(payload.code)
             message = payload.message(attempt.id, send_code_blob=fresh, file_map=file_map)
-            # Nothing ahead of it: it starts now; else it waits (0.0: not started yet).
-            if self._in_flight:
-                attempt.started_at = 0.0
-            else:
-                attempt.started()
-            self._in_flight[attempt.id] = attempt
+            with self._flight_lock:
+                # Nothing ahead of it: it starts now; else it waits (0.0: not started yet).
+                if self._in_flight:
+                    attempt.started_at = 0.0
+                else:
+                    attempt.started()
+                self._in_flight[attempt.id] = attempt
             try:
                 wire.write_message(self._writer, message)
             except (OSError, ValueError, EOFError) as exc:
-                self._in_flight.pop(attempt.id, None)
+                with self._flight_lock:
+                    self._in_flight.pop(attempt.id, None)
                 raise InterfaceError(f"worker {self.name} is gone: {exc}") from exc
 
     def cancel(self, attempt: Attempt) -> bool:
@@ -164,7 +168,7 @@ class WorkerConnection:
 
     def _answered(self, attempt_id: int) -> Attempt:
         """Take ``attempt_id`` off the worker; the one queued behind it starts now."""
-        with self._write_lock:
+        with self._flight_lock:
             in_flight = self._in_flight
             was_first = next(iter(in_flight), None) == attempt_id
             attempt = in_flight.pop(attempt_id)
@@ -187,7 +191,7 @@ class WorkerConnection:
         self._ready.set()
 
     def _lost(self, reason: str) -> None:
-        with self._write_lock:
+        with self._write_lock, self._flight_lock:
             self.closed = True
             stranded = list(self._in_flight.values())
             self._in_flight.clear()

@@ -51,7 +51,7 @@ class Lifecycle:
     def __init__(
         self,
         observe: Callable[..., None],
-        worker_finished: Callable[[Any], None],
+        worker_finished: Callable[[Any], None] | None,
         stop: Callable[[Attempt], None],
         can_stop: bool,
     ) -> None:
@@ -161,7 +161,7 @@ class Lifecycle:
                 else:
                     self._end(task, FAILED, error, wake=False)
             free = attempt.number > 0 and not self.closed  # after cleanup() nothing is owed
-        if free:
+        if free and self._worker_finished is not None:
             self._worker_finished(attempt.worker)
         with self.lock:
             if counted and self._waiters:

@@ -93,9 +93,12 @@ class Master:
         self._status_clashes: set[str] = set()  # interface status keys already warned about
         self._refresh_observed()
         worker_finished = plugins.direct_call(self.hooks.worker_finished)
+        has_worker_finished = bool(self.hooks.worker_finished.get_hookimpls())
         self._life = Lifecycle(
             observe=self._observe,
-            worker_finished=lambda worker: self._call_quietly(worker_finished, worker=worker),
+            worker_finished=(
+                (lambda worker: self._call_quietly(worker_finished, worker=worker))
+                if has_worker_finished else None),
             stop=self._stop_attempt,
             can_stop=bool(self.hooks.stop_task.get_hookimpls()),
         )

@@ -97,7 +97,9 @@ class Scheduler:
         self._matching = False  # a thread is in a matching round (see _round)
         self._has_workers_hook = bool(self._hooks.get_available_workers.get_hookimpls())
         self._get_workers = direct_call(self._hooks.get_available_workers)
-        self._reserve = direct_call(self._hooks.reserve_worker)
+        # None when the interface has no reserve_worker: nothing to call per task.
+        self._reserve = (direct_call(self._hooks.reserve_worker)
+                         if self._hooks.reserve_worker.get_hookimpls() else None)
         self._execute = direct_call(self._hooks.execute_task)
         # An interface whose execute_task only hands the task over says so with
         # ``blocking_execute = False``: then it is called right here, no thread hop.
@@ -196,7 +198,8 @@ class Scheduler:
                 if not pairs and self.queue:
                     self._starved = True
             for attempt, worker in pairs:
-                self._call_quietly(self._reserve, worker=worker)
+                if self._reserve is not None:
+                    self._call_quietly(self._reserve, worker=worker)
                 self._observe("on_task_started", task=attempt.task, worker=worker)
                 if self._inline:
                     try:

@@ -25,6 +25,7 @@ import importlib.util
 import io
 import os
 import pickle
+import queue
 import re
 import shutil
 import socket
@@ -400,6 +401,7 @@ def _pack_error(exc: BaseException, tb: str) -> bytes:
 
 _REPLY_BATCH = 64  # replies that may wait for one flush
 _QUICK_SECONDS = 0.0005  # a function this fast may run before the replies ahead are flushed
+_DURATIONS_KEPT = 4 * wire.FUNCTION_CACHE
 
 
 class _Server:
@@ -418,8 +420,8 @@ class _Server:
         self._runtime = runtime
         self._state = threading.Lock()
         self._write = threading.Lock()
-        self._ready = threading.Condition(self._state)
-        self._queue: collections.deque[tuple | None] = collections.deque()
+        # Frames from the reader: a C-level queue, the cheapest hand-over between threads.
+        self._queue: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
         self._running: int | None = None
         self._cancelled: dict[int, None] = {}  # ids to drop when they come up (bounded)
         self._durations: dict[int, float] = {}  # function id -> its last run, in seconds
@@ -435,12 +437,10 @@ class _Server:
         runtime = self._runtime
         unflushed = 0  # replies written but not yet flushed
         while True:
-            with self._state:
-                while not self._queue:
-                    self._ready.wait()
-                message = self._queue.popleft()
-                if message is None:
-                    break
+            message = self._queue.get()
+            if message is None:
+                break
+            with self._state:  # decided with the reader's cancels: see _cancel
                 attempt_id = message[1]
                 dropped = attempt_id in self._cancelled
                 if dropped:
@@ -453,12 +453,11 @@ class _Server:
             if dropped:
                 self.send(("dropped", attempt_id))
                 continue
-            started = time.perf_counter()
             reply = runtime.run(message, accepted=True)
-            self._remember(message, time.perf_counter() - started)
+            self._remember(message, reply[6])  # the run's own measure of its seconds
             with self._state:
                 self._running = None
-                more = bool(self._queue)
+                more = not self._queue.empty()
             # Replies of tiny tasks queued back to back leave together: one write (and on
             # ssh one packet) for many, while a lone task's reply goes at once.
             with self._write:
@@ -484,7 +483,7 @@ class _Server:
         if code[0] == "f":
             durations = self._durations
             durations[code[1]] = seconds
-            if len(durations) > 4 * wire.FUNCTION_CACHE:
+            if len(durations) > _DURATIONS_KEPT:
                 del durations[next(iter(durations))]
 
     def _read(self) -> None:
@@ -496,15 +495,10 @@ class _Server:
                 if message[0] == "cancel":
                     self._cancel(message[1])
                     continue
-                message = self._runtime.accept(message)
-                with self._state:
-                    self._queue.append(message)
-                    self._ready.notify()
+                self._queue.put(self._runtime.accept(message))
         except Exception:  # a broken stream ends the worker like EOF
             traceback.print_exc()
-        with self._state:
-            self._queue.append(None)
-            self._ready.notify()
+        self._queue.put(None)
 
     def _cancel(self, attempt_id: int) -> None:
         with self._state:
