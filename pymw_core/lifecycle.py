@@ -18,6 +18,7 @@ handed-out tasks live here too: the master keeps a task only until the user got 
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import threading
 import time
@@ -74,19 +75,23 @@ class Lifecycle:
         self._listeners: list[collections.deque[Task]] = []  # as_completed calls under way
         self._unclaimed = 0
         self._stale = 0  # handed-out tasks still in _done
-        self._next_task = 0
+        self._task_ids = itertools.count(1)
         self._next_attempt = 0
         self._wanted: _WantedIndex | None = None
 
     # -- submission ---------------------------------------------------------------------
 
-    def submit(self, make: Callable[[int], Task]) -> tuple[Task, bool]:
-        """Queue the task ``make(task_id)`` builds. Returns it and whether the caller
-        should run the matching round itself (see :meth:`Scheduler.add`)."""
+    def new_id(self) -> int:
+        """A task id, unique in this master (any thread; no lock needed)."""
+        return next(self._task_ids)
+
+    def submit(self, task: Task) -> bool:
+        """Queue ``task``. True means the caller runs the matching round itself (see
+        :meth:`Scheduler.add`)."""
         failed = None
         match_here = False
         with self.lock:
-            task = self._admit(make)
+            self._admit(task)
             if self.exhausted is None:
                 match_here = self.scheduler.add(task, here=True)  # type: ignore[union-attr]
             else:
@@ -94,26 +99,23 @@ class Lifecycle:
         self._observe("on_task_submitted", task=task)
         if failed is not None:
             self._observe_failed([failed])
-        return task, match_here
+        return match_here
 
-    def virtual(self, make: Callable[[int], Task]) -> Task:
+    def virtual(self, task: Task) -> Task:
         """A task that runs on no worker: its owner finishes it through ``task_finished``."""
         with self.lock:
-            task = self._admit(make)
+            self._admit(task)
             self.start(task, None).number = 0  # number 0: no interface runs it
         return task
 
-    def _admit(self, make: Callable[[int], Task]) -> Task:
+    def _admit(self, task: Task) -> None:
         """Lock held: a new task, counted as queued and held until it is handed out."""
         if self.closed:
             raise MasterClosedError("this master is closed")
-        self._next_task += 1
-        task = make(self._next_task)
         self._held[task.id] = task
         self.submitted += 1
         self._unclaimed += 1
         self.counts[QUEUED] += 1
-        return task
 
     # -- attempts (lock held where it says so) -------------------------------------------
 

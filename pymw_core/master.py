@@ -160,17 +160,17 @@ class Master:
         payload = self._packer.pack(executable, input_data, modules, dep_funcs, data_files,
                                     kwargs)
 
-        def make(task_id: int) -> Task:
-            return self._task_type(
-                self._life, task_id, executable, input_data, payload,
-                modules=tuple(modules or ()), dep_funcs=tuple(dep_funcs or ()),
-                data_files=tuple(data_files or ()),
-                max_attempts=max_attempts or self.max_attempts,
-                timeout=timeout if timeout is not None else self.timeout,
-                resources=wanted,
-            )
-
-        task, match_here = self._life.submit(make)
+        # Built outside the master's lock: only the queueing is done under it.
+        task = self._task_type(
+            self._life, self._life.new_id(), executable, input_data, payload,
+            modules=tuple(modules) if modules else (),
+            dep_funcs=tuple(dep_funcs) if dep_funcs else (),
+            data_files=tuple(data_files) if data_files else (),
+            max_attempts=max_attempts or self.max_attempts,
+            timeout=timeout if timeout is not None else self.timeout,
+            resources=wanted,
+        )
+        match_here = self._life.submit(task)
         if match_here:
             self._scheduler.match_here()
         return task
@@ -325,7 +325,7 @@ class Master:
     def _virtual_task(self, name: str) -> Task:
         """A running task that no interface runs: its owner calls ``task_finished`` itself."""
         return self._life.virtual(
-            lambda task_id: self._task_type(self._life, task_id, name, None, None))
+            self._task_type(self._life, self._life.new_id(), name, None, None))
 
     def _stop_attempt(self, attempt: Any) -> None:
         self._call_quietly(self.hooks.stop_task, task=attempt, worker=attempt.worker)

@@ -27,6 +27,7 @@ import os
 import pickle
 import queue
 import re
+import select
 import shutil
 import socket
 import sys
@@ -405,39 +406,46 @@ _DURATIONS_KEPT = 4 * wire.FUNCTION_CACHE
 
 
 class _Server:
-    """A streaming worker: a reader thread queues frames, the main thread runs tasks.
+    """A streaming worker: the main thread reads frames and runs tasks; a watcher thread
+    takes over the reading while a task runs long, so that a ``cancel`` is acted on at
+    once and the master can keep sending (the worker reads ahead).
 
-    ``cancel`` is decided under one lock with the main thread's choice of what to run
-    next, so a cancel can only ever stop the attempt it names: dropped if still queued,
-    the process ended (after a ``stopping`` frame) if it runs, ignored if it is done.
+    Tiny tasks never pay for the second thread: the main thread reads the next frame
+    itself whenever the watcher is not reading. ``cancel`` is decided under one lock
+    with the main thread's choice of what to run next, so a cancel can only ever stop
+    the attempt it names: dropped if still queued, the process ended (after a
+    ``stopping`` frame) if it runs, ignored if it is done.
     """
 
     STOP_EXIT = 75  # exit status of a worker that stopped a task on request
 
-    def __init__(self, inp: BinaryIO, out: BinaryIO, runtime: Runtime) -> None:
+    def __init__(self, inp: Any, out: BinaryIO, runtime: Runtime) -> None:
         self._inp = inp
         self._out = out
         self._runtime = runtime
         self._state = threading.Lock()
         self._write = threading.Lock()
-        # Frames from the reader: a C-level queue, the cheapest hand-over between threads.
-        self._queue: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
+        self._reading = threading.Lock()  # the right to read the stream, one thread at a time
+        # Frames the watcher read ahead: a C-level queue, the cheapest hand-over.
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._started = threading.Event()  # a task began: the watcher looks at it
         self._running: int | None = None
         self._cancelled: dict[int, None] = {}  # ids to drop when they come up (bounded)
         self._durations: dict[int, float] = {}  # function id -> its last run, in seconds
+        self._unflushed = 0  # replies written but not yet flushed
         runtime.report = self.send  # progress frames go out beside the replies
 
     def send(self, message: tuple) -> None:
         with self._write:
             wire.write_message(self._out, message)
+            self._unflushed = 0
 
     def serve(self) -> None:
         self.send(("hello", worker_info()))
-        threading.Thread(target=self._read, name="pymw-worker-read", daemon=True).start()
+        threading.Thread(target=self._watch, name="pymw-worker-watch", daemon=True).start()
         runtime = self._runtime
-        unflushed = 0  # replies written but not yet flushed
         while True:
-            message = self._queue.get()
+            message = self._next()
             if message is None:
                 break
             with self._state:  # decided with the reader's cancels: see _cancel
@@ -447,31 +455,66 @@ class _Server:
                     del self._cancelled[attempt_id]
                 else:
                     self._running = attempt_id
-            if unflushed and (dropped or not self._quick(message)):
-                self._flush()  # what is done leaves before something that may take long
-                unflushed = 0
             if dropped:
                 self.send(("dropped", attempt_id))
                 continue
+            if self._unflushed and not self._quick(message):
+                self._flush()  # what is done leaves before something that may take long
+            if not self._quick(message):  # may run long: the watcher looks at it soon
+                self._started.set()
             reply = runtime.run(message, accepted=True)
             self._remember(message, reply[6])  # the run's own measure of its seconds
             with self._state:
                 self._running = None
-                more = not self._queue.empty()
             # Replies of tiny tasks queued back to back leave together: one write (and on
-            # ssh one packet) for many, while a lone task's reply goes at once.
+            # ssh one packet) for many. _next flushes before it could wait for the master.
             with self._write:
                 wire.write_message(self._out, reply, flush=False)
-                unflushed += 1
-                if not more or unflushed >= _REPLY_BATCH:
+                self._unflushed += 1
+                if self._unflushed >= _REPLY_BATCH:
                     self._out.flush()
-                    unflushed = 0
-        if unflushed:
-            self._flush()
+                    self._unflushed = 0
+        self._flush()
+
+    def _next(self) -> tuple | None:
+        """The next task frame (None at the end): read ahead by the watcher, else read here.
+
+        Before it may wait for the master, what is written goes out (replies held back
+        for a batch must never wait for a frame that only their delivery brings).
+        """
+        queued = self._queue
+        while True:
+            if not queued.empty():
+                item = queued.get()
+            elif self._reading.acquire(blocking=False):
+                try:
+                    if self._unflushed and not _waiting(self._inp):
+                        self._flush()
+                    item = self._take(wire.read_message(self._inp))
+                finally:
+                    self._reading.release()
+            else:
+                self._flush()
+                item = queued.get()  # the watcher is reading: its next frame
+            if item is _NOTHING or item is _ROLE_FREE:
+                continue
+            return item
+
+    def _take(self, message: Any) -> Any:
+        """What a frame read from the stream means here: a task (accepted), None at the
+        end, or _NOTHING for a cancel (acted on at once)."""
+        if message is None or message[0] == "bye":
+            return None
+        if message[0] == "cancel":
+            self._cancel(message[1])
+            return _NOTHING
+        return self._runtime.accept(message)
 
     def _flush(self) -> None:
-        with self._write:
-            self._out.flush()
+        if self._unflushed:
+            with self._write:
+                self._out.flush()
+                self._unflushed = 0
 
     def _quick(self, message: tuple) -> bool:
         """Whether the task's function ran in well under a millisecond last time."""
@@ -486,19 +529,45 @@ class _Server:
             if len(durations) > _DURATIONS_KEPT:
                 del durations[next(iter(durations))]
 
-    def _read(self) -> None:
-        try:
-            while True:
-                message = wire.read_message(self._inp)
-                if message is None or message[0] == "bye":
-                    break
-                if message[0] == "cancel":
-                    self._cancel(message[1])
-                    continue
-                self._queue.put(self._runtime.accept(message))
-        except Exception:  # a broken stream ends the worker like EOF
-            traceback.print_exc()
-        self._queue.put(None)
+    def _watch(self) -> None:
+        """Read while a task runs long; give the reading back after.
+
+        A task not known to be quick signals its start: the watcher reads once it ran
+        _WATCH_AFTER. A quick one signals nothing (the second thread then costs nothing
+        per task); should it run long after all, the watcher's poll every _WATCH_POLL
+        seconds finds it still running and reads from then on.
+        """
+        seen: int | None = None
+        while True:
+            signalled = self._started.wait(_WATCH_POLL)
+            self._started.clear()
+            watched = self._running
+            if watched is None:
+                seen = None
+                continue
+            if signalled:
+                time.sleep(_WATCH_AFTER)
+            elif watched != seen:  # first seen by the poll: look again at the next one
+                seen = watched
+                continue
+            if self._running != watched or not self._reading.acquire(blocking=False):
+                continue
+            try:
+                while True:
+                    try:
+                        item = self._take(wire.read_message(self._inp))
+                    except Exception:  # a broken stream ends the worker like EOF
+                        traceback.print_exc()
+                        item = None
+                    if item is not _NOTHING:
+                        self._queue.put(item)
+                    if item is None:
+                        return
+                    if self._running is None:  # the main thread is between tasks: its turn
+                        break
+            finally:
+                self._reading.release()
+            self._queue.put(_ROLE_FREE)  # wakes a main thread that waits for our frames
 
     def _cancel(self, attempt_id: int) -> None:
         with self._state:
@@ -513,7 +582,22 @@ class _Server:
                 del self._cancelled[next(iter(self._cancelled))]
 
 
-def serve(inp: BinaryIO, out: BinaryIO, scratch: str | None = None) -> None:
+def _waiting(stream: Any) -> bool:
+    """Whether bytes wait in the pipe under ``stream``: the next frame is on its way, so
+    the replies written so far may wait for it (a false answer only costs a flush)."""
+    try:
+        return bool(select.select([stream.fileno()], [], [], 0)[0])
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+_NOTHING = object()  # no frame yet (or a cancel, already handled)
+_ROLE_FREE = object()  # the watcher stopped reading: the main thread reads again
+_WATCH_AFTER = 0.002  # seconds a task runs before the watcher reads (and acts on cancels)
+_WATCH_POLL = 0.05  # how often the watcher looks for a quick task that turned out long
+
+
+def serve(inp: Any, out: BinaryIO, scratch: str | None = None) -> None:
     """Answer ``task`` frames from ``inp`` on ``out`` until EOF or ``bye``."""
     runtime = Runtime(scratch)
     try:
