@@ -254,3 +254,40 @@ class Never:
 
     def cleanup(self):
         self.cleanups += 1
+
+
+class Held(Never):
+    """Keeps every attempt it is given, on named workers; the test reports on them when
+    it likes (from its own thread: concurrently with the master's)."""
+
+    def __init__(self, names=("w1", "w2")):
+        super().__init__()
+        self.free = list(names)
+        self.finished_workers = []
+        self.stopped = []
+        self.lock = threading.Lock()
+
+    def get_available_workers(self):
+        with self.lock:
+            return list(self.free)
+
+    def reserve_worker(self, worker):
+        with self.lock:
+            self.free.remove(worker)
+
+    def worker_finished(self, worker):
+        with self.lock:
+            self.finished_workers.append(worker)
+            self.free.append(worker)
+
+    def stop_task(self, task, worker):
+        self.stopped.append(task)
+
+
+def running_attempt(master, task, number=1, timeout=5.0) -> Any:
+    """Attempt ``number`` of ``task`` once the task runs it (waits at most ``timeout``)."""
+    def current():
+        attempt = task.attempt
+        return attempt if attempt is not None and attempt.number == number \
+            and task.state == "running" else None
+    return wait_until(current, timeout, f"attempt {number} of {task} to run")

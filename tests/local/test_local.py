@@ -7,9 +7,8 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
-
 import threading
+import time
 
 import pytest
 from pymw_testing import alive, file_text, read_line, wait_dead, wait_until
