@@ -14,6 +14,7 @@ import textwrap
 from importlib.metadata import version
 
 import pytest
+from pymw_testing import clean_env
 
 from pymw_core.cli import main
 
@@ -67,10 +68,9 @@ def fakes(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def clean(tmp_path, monkeypatch):
-    """No config file, no PYMW_* variable: each test sets what it needs."""
+    """No config file here (conftest.py removed the PYMW_* settings): each test sets what
+    it needs."""
     monkeypatch.chdir(tmp_path)
-    for name in ("PYMW_INTERFACE", "PYMW_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def cli(capsys, *argv):
 
 def run(*argv, env=None, cwd=None, path=None):
     """``python -m pymw_core ARGV`` in a fresh interpreter."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("PYMW_")}
+    environ = clean_env()
     if path:
         environ["PYTHONPATH"] = os.pathsep.join([path, environ.get("PYTHONPATH", "")])
     environ.update(env or {})

@@ -130,6 +130,46 @@ def test_exception_that_cannot_be_pickled(master):
         master.get_result(master.submit_task(raise_odd))
 
 
+WORKER_ONLY_MODULE = """
+class Thing:
+    pass
+
+
+class ThingError(Exception):
+    pass
+"""
+
+
+def from_a_module_only_the_worker_has(raise_it):
+    """Return (or raise) an instance of a class the master cannot import: pickled by
+    reference, it unpickles on the worker's side only."""
+    import importlib
+    import sys
+
+    with open("pymw_worker_only_mod.py", "w") as fh:
+        fh.write(WORKER_ONLY_MODULE)
+    sys.path.insert(0, os.getcwd())
+    module = importlib.import_module("pymw_worker_only_mod")
+    if raise_it:
+        raise module.ThingError("made on the worker")
+    return module.Thing()
+
+
+@pytest.mark.parametrize("raise_it, words", [
+    (False, "the result of .* could not be unpickled on the master: ModuleNotFoundError"),
+    (True, "raised an exception that could not be unpickled on the master: ModuleNotFoundError"),
+])
+def test_a_result_or_exception_the_master_cannot_unpickle_is_a_task_error(master, raise_it,
+                                                                          words):
+    from pymw_core import TaskError
+
+    task = master.submit_task(from_a_module_only_the_worker_has, (raise_it,))
+    with pytest.raises(TaskError, match=words):
+        master.get_result(task)
+    assert "pymw_worker_only_mod" not in sys.modules
+    assert master.get_result(master.submit_task(square, (3,)))[1] == 9  # the worker lives on
+
+
 def kill_self(sig):
     os.kill(os.getpid(), sig)
     time.sleep(10)
