@@ -268,6 +268,42 @@ def test_delete_files_false_keeps_the_runs_files(make_master):
     assert f"pymw-task-{task.attempt.id}-{secret}.reply" in kept
 
 
+def test_a_batch_larger_than_batch_max_is_split_into_clusters(make_master):
+    master = make_master(batch_max=5, batch_window=2, submit={"requirements": "False"})
+    tasks = [master.submit_task(square_and_say, (i,)) for i in range(12)]
+    wait_until(lambda: jobs(master)["idle"] == 12, 60, "12 idle jobs")
+    clusters: dict[str, list[int]] = {}
+    for task in tasks:  # in submission order
+        cluster, proc = master.interface.job_id(task).split(".")
+        clusters.setdefault(cluster, []).append(int(proc))
+    assert sorted(len(procs) for procs in clusters.values()) == [2, 5, 5], clusters
+    assert all(procs == list(range(len(procs))) for procs in clusters.values()), clusters
+    assert master.get_status()["clusters"] == 3
+
+
+def test_close_wait_lets_every_job_finish_first(make_master):
+    master = make_master()
+    tasks = [master.submit_task(sleep_for, (i * 0.5,)) for i in range(3)]
+    run, run_dir = master.interface.run_id, master.interface.run_dir
+    master.close(wait=True)
+    assert [master.get_result(t)[1] for t in tasks] == [0, 0.5, 1.0]
+    assert queued_jobs(run) == [] and not os.path.exists(run_dir)
+
+
+def test_a_schedd_lost_mid_run_fails_queued_and_later_tasks_in_words(condor_pool, make_master):
+    master = make_master(connect_timeout=5)
+    assert master.get_result(master.submit_task(square_and_say, (2,)))[1] == 4
+    condor_pool.schedd(on=False)
+    try:
+        lost = master.submit_task(square_and_say, (3,))
+        with pytest.raises(InterfaceError, match="schedd"):
+            master.get_result(lost)
+        with pytest.raises(InterfaceError, match="schedd"):  # no worker will come: at once
+            master.get_result(master.submit_task(square_and_say, (4,)))
+    finally:
+        condor_pool.schedd(on=True)
+
+
 EXIT_SCRIPT = textwrap.dedent("""
     import sys, time
     from pymw_core import Master
