@@ -141,6 +141,22 @@ def find_python27() -> str | None:
     return None
 
 
+def find_other_python() -> str | None:
+    """A Python 3 of another minor version than this one (pyenv's, or on PATH), if any."""
+    import sys
+
+    mine = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    pyenv = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    candidates = sorted(glob.glob(os.path.join(pyenv, "versions", "3.*", "bin", "python3.*")))
+    candidates += [shutil.which(f"python3.{minor}") or "" for minor in range(8, 16)]
+    for path in candidates:
+        name = os.path.basename(path)
+        if path and os.access(path, os.X_OK) and name != mine and name.count(".") == 1 \
+                and not name.endswith("-config") and "pyenv/shims" not in path:
+            return path
+    return None
+
+
 @contextmanager
 def masters(interface: str, **defaults: Any) -> Iterator[Callable[..., Any]]:
     """``make(**options)`` building Masters of ``interface`` (``defaults`` under the

@@ -9,6 +9,7 @@ import sys
 import threading
 
 import pytest
+from pymw_testing import find_other_python
 
 from pymw_core import InterfaceError, wire
 from pymw_core.connection import WorkerConnection
@@ -54,7 +55,35 @@ def test_a_truncated_frame_is_an_error():
         wire.read_message(io.BytesIO(data[:-3]))
 
 
-def test_a_worker_of_another_python_minor_version_is_refused():
+def test_a_real_worker_of_another_python_minor_version_is_refused_naming_both(tmp_path):
+    """The runtime zip on a real interpreter of another minor version: its hello is refused."""
+    from pymw_core import bundle
+
+    other = find_other_python()
+    if other is None:
+        pytest.skip("no Python of another minor version here (pyenv install 3.12 gives one)")
+    name, data = bundle.runtime_zip()
+    (tmp_path / name).write_bytes(data)
+    proc = subprocess.Popen([other, "-I", str(tmp_path / name)], cwd=tmp_path,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        conn = WorkerConnection(proc.stdout, proc.stdin, name="other").start()
+        with pytest.raises(InterfaceError) as info:
+            conn.wait_ready(30)
+        theirs = subprocess.run([other, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        text = str(info.value)
+        assert theirs in text and "{}.{}.{}".format(*sys.version_info[:3]) in text, text
+        proc.stdin.close()  # end of its input: the refused worker leaves, tidying up
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_master_refuses_a_hello_of_another_minor_version():
+    """The master's side of the check, on the frame such a worker sends (runs everywhere;
+    the test above and tests/ssh run real interpreters of another version)."""
     r_fd, w_fd = os.pipe()
     reader = os.fdopen(r_fd, "rb")
     writer = os.fdopen(w_fd, "wb")

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import glob
 import os
-import shutil
 import stat
 import subprocess
 import sys
 import time
 
 import pytest
-from pymw_testing import alive, find_python27, read_line, wait_until
+from pymw_testing import alive, find_other_python, find_python27, read_line, wait_until
 
 from pymw_core import (
     InterfaceError,
@@ -339,23 +338,10 @@ def test_no_usable_host_fails_naming_each_reason(lab, make_master):
     assert "nowhere: host nowhere: cannot resolve 'no-such-host.invalid'" in message
 
 
-def other_python() -> str | None:
-    """An interpreter of another minor version, if this machine has one."""
-    mine = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.*/bin/python3.*")))
-    candidates += [shutil.which(f"python3.{minor}") or "" for minor in range(8, 15)]
-    for path in candidates:
-        name = os.path.basename(path)
-        if path and os.access(path, os.X_OK) and not name.endswith("-config") and \
-                name != f"python{mine}" and name.count(".") == 1:
-            return path
-    return None
-
-
 def test_a_different_python_minor_version_is_refused_naming_both(make_master):
-    other = other_python()
+    other = find_other_python()
     if other is None:
-        pytest.skip("no Python of another minor version on this machine")
+        pytest.skip("no Python of another minor version here (pyenv install 3.12 gives one)")
     with pytest.raises(InterfaceError) as caught:
         make_master(hosts=["host1"], python=[other, "-I"])
     message = str(caught.value)
