@@ -213,8 +213,6 @@ def test_a_job_the_cluster_cannot_run_fails_its_tasks_with_slurms_reason(make_ma
 
 
 def test_tasks_with_resources_the_node_cannot_give_fail_and_others_run(make_master):
-    if "resources" not in inspect.signature(Master.submit_task).parameters:
-        pytest.skip("the core does not take submit_task(resources=...) yet (issue 10)")
     master = make_master()
     big = master.submit_task(square_and_say, (1,), resources={"cpus": 64})
     small = master.submit_task(square_and_say, (2,), resources={"cpus": 1, "memory": "100M"})
