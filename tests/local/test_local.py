@@ -274,7 +274,10 @@ def test_close_leaves_no_worker_process():
 
 
 PROGRAM = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
+    # Ctrl-C raises KeyboardInterrupt, as in a terminal, even if the suite was started
+    # in the background (a shell's background jobs inherit SIGINT ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from pymw_core import Master
     m = Master("local", num_workers=2)
     m.get_result(m.submit_task(pow, (2, 2)))

@@ -477,7 +477,10 @@ def test_close_stops_every_remote_worker_and_removes_the_run(make_master, remote
 
 
 LEAVING_PROGRAM = """
-import json, sys, time
+import json, signal, sys, time
+# Ctrl-C raises KeyboardInterrupt, as in a terminal, even if the suite was started in
+# the background (a shell's background jobs inherit SIGINT ignored)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from pymw_core import Master
 with open(sys.argv[1]) as fh:
     m = Master("ssh", **json.load(fh))
@@ -507,7 +510,7 @@ def test_no_remote_worker_outlives_the_master_program(lab, remote_python, remote
     script.write_text(LEAVING_PROGRAM)
     settings = {"hosts": ["host1", "host2"], "ssh_config": str(lab.ssh_config),
                 "python": remote_python, "remote_dir": str(remote_dir), "workers_per_host": 2,
-                "connect_timeout": 5.0}
+                "connect_timeout": 5.0, "prefetch": 0}  # one task per worker: all 4 busy
     (tmp_path / "settings.json").write_text(json.dumps(settings))
     proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "settings.json"), how],
                             stdout=subprocess.PIPE, text=True)
