@@ -538,3 +538,17 @@ def test_each_task_ends_once_through_cancel_timeout_close_and_late_reports():
     assert sorted(ends) == sorted([(cancelled.id, "TaskCancelledError"),
                                    (timed.id, "TaskTimeoutError"),
                                    (abandoned.id, "MasterClosedError")])
+
+
+@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
+    "known bug, for the core: worker_down() calls workers_changed(), which clears "
+    "workers_exhausted(); an interface reporting a loss after giving up (local: two "
+    "processes dying at once) leaves tasks queued for ever. Remove this mark with the fix."))
+def test_a_worker_reported_down_after_workers_exhausted_does_not_revive_the_master():
+    interface = Held(names=())
+    with Master(interface) as m:
+        m.workers_exhausted("no worker will ever come")
+        m.worker_down("w1", "the last one went too")  # another thread's late report
+        task = m.submit_task(inc, (1,))
+        wait_until(task.done, 2, "the task submitted after workers_exhausted to fail")
+        assert isinstance(task.exception(), InterfaceError)
