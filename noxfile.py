@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``bench``, ``demo``.
+"""Developer sessions: ``nox -s tests``, ``coverage``, ``lint``, ``typecheck``, ``bench``, ``demo``.
 
 Every session that runs PyMW installs it as users do: wheels built from this tree,
 installed normally (never ``-e``), so a module or data file a wheel leaves out fails
@@ -8,6 +8,7 @@ here first. Tests run from a scratch directory, where the source tree is not imp
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import sys
@@ -33,6 +34,9 @@ EXAMPLE_PLUGIN = "tests/plugins/pymw_threads_example"
 TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "tqdm>=4.60", "setuptools>=68", "mpi4py>=3.1",
              "joblib>=1.3,<1.7", "scikit-learn>=1.3"]
 WHEELS = os.path.join(ROOT, ".nox", "_wheels")
+# `nox -s coverage` fails below this percentage of the statements of the core and every
+# plugin together (README.md, "Coverage", says how it was chosen).
+COVERAGE_FLOOR = 80
 
 
 def _pip(session: nox.Session, *args: str) -> None:
@@ -71,14 +75,68 @@ def tests(session: nox.Session) -> None:
     """The whole suite against the installed wheels: core, local, ssh, condor, examples."""
     wheels = build_wheels(session, [*DISTRIBUTIONS, EXAMPLE_PLUGIN])
     install_wheels(session, wheels, *TEST_DEPS)
+    _run_suite(session, ["pytest"])
+
+
+@nox.session
+def coverage(session: nox.Session) -> None:
+    """The suite under coverage (worker subprocesses included), reported per package.
+
+    Its own environment (.nox/coverage): ``nox -s tests`` never pays for measuring.
+    Fails below ``COVERAGE_FLOOR`` percent of all statements together.
+    """
+    wheels = build_wheels(session, [*DISTRIBUTIONS, EXAMPLE_PLUGIN])
+    install_wheels(session, wheels, *TEST_DEPS, "coverage>=7.10")  # 7.10: patch = subprocess
+    data = os.path.join(ROOT, ".nox", "_coverage")
+    shutil.rmtree(data, ignore_errors=True)
+    os.makedirs(data)
+    rcfile = os.path.join(ROOT, ".coveragerc")
+    env = {"COVERAGE_RCFILE": rcfile, "COVERAGE_FILE": os.path.join(data, ".coverage")}
+    try:
+        _run_suite(session, ["coverage", "run", "-m", "pytest"], env)
+    finally:
+        session.chdir(ROOT)  # [paths] map the installed files back to this tree
+        session.run("coverage", "combine", "-q", env=env)
+        report = os.path.join(data, "coverage.json")
+        session.run("coverage", "json", "-q", "-o", report, env=env)
+        session.run("coverage", "report", "--skip-covered", "--sort=cover", env=env)
+    total = _per_package(session, report)
+    if total < COVERAGE_FLOOR:
+        session.error(f"coverage {total:.1f}% is below the floor of {COVERAGE_FLOOR}%")
+
+
+def _per_package(session: nox.Session, report: str) -> float:
+    """Print statements and coverage per distribution; return the total percentage."""
+    with open(report, encoding="utf-8") as fh:
+        files = json.load(fh)["files"]
+    packages: dict[str, list[int]] = {}
+    for path, entry in files.items():
+        name = next((p for p in path.split(os.sep) if p.startswith("pymw_")), path)
+        counts = packages.setdefault(name, [0, 0])
+        counts[0] += entry["summary"]["num_statements"]
+        counts[1] += entry["summary"]["covered_lines"]
+    lines = [f"{'package':<14}{'statements':>11}{'covered':>9}{'cover':>8}"]
+    for name, (statements, covered) in sorted(packages.items()):
+        lines.append(f"{name:<14}{statements:>11}{covered:>9}{100 * covered / statements:>7.1f}%")
+    statements = sum(c[0] for c in packages.values())
+    covered = sum(c[1] for c in packages.values())
+    total = 100 * covered / statements if statements else 0.0
+    lines.append(f"{'total':<14}{statements:>11}{covered:>9}{total:>7.1f}%  "
+                 f"(floor {COVERAGE_FLOOR}%)")
+    session.log("coverage per package:\n" + "\n".join(lines))
+    return total
+
+
+def _run_suite(session: nox.Session, command: list[str], env: dict | None = None) -> None:
+    """``command`` (pytest, or pytest under coverage) from a scratch directory."""
     scratch = tempfile.mkdtemp(prefix="pymw-nox-")
     session.chdir(scratch)  # the source tree is not on sys.path from here
     try:
         session.run(
-            "pytest", "-p", "no:cacheprovider", "--rootdir", ROOT,
+            *command, "-p", "no:cacheprovider", "--rootdir", ROOT,
             "-c", os.path.join(ROOT, "pyproject.toml"),
             *(_from_root(arg) for arg in session.posargs or ["tests"]),
-            env={"PYMW_WHEELS": WHEELS, "PYMW_SOURCE_TREE": ROOT},
+            env={"PYMW_WHEELS": WHEELS, "PYMW_SOURCE_TREE": ROOT, **(env or {})},
         )
     finally:
         session.chdir(ROOT)

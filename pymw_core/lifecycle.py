@@ -253,6 +253,11 @@ class Lifecycle:
                         for t in self.scheduler.drain()]  # type: ignore[union-attr]
         self._observe_failed(failures)
 
+    def rematch(self) -> None:
+        """Workers changed in a way that does not bring new ones: match again."""
+        with self.lock:
+            self.scheduler.poke(workers_changed=True)  # type: ignore[union-attr]
+
     def workers_back(self) -> None:
         """Workers appeared: submissions queue again."""
         with self.lock:

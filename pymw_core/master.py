@@ -312,9 +312,12 @@ class Master:
         self.workers_changed()
 
     def worker_down(self, worker: Any, reason: str) -> None:
-        """An interface reports a worker gone (its tasks go through ``worker_lost``)."""
+        """An interface reports a worker gone (its tasks go through ``worker_lost``).
+
+        A worker going away never lifts ``workers_exhausted``: only one coming does.
+        """
         self._observe("on_worker_lost", worker=worker, reason=reason)
-        self.workers_changed()
+        self._life.rematch()
 
     def workers_exhausted(self, reason: str) -> None:
         """No worker will ever come: fail what is queued (and later submissions) with ``reason``."""

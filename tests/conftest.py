@@ -6,6 +6,9 @@ Two session-wide guarantees are enforced here, so they stay true:
   from an installed wheel, never from the source tree;
 - the suite leaves nothing behind: every process it started has ended and no
   ``pymw-*`` directory is left in its private temporary directory.
+
+And one per test: no PyMW setting from the environment that runs the suite
+(``PYMW_INTERFACE``, ``PYMW_CONFIG``) reaches a test, whatever ran before it.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import shutil
 import tempfile
 
 import pytest
-from pymw_testing import processes_marked, require_installed, wait_until
+from pymw_testing import SESSION_MARK, processes_marked, require_installed, wait_until
 
 from pymw_core.master import _close_all
 
-_MARK = "PYMW_TEST_SESSION"
+_MARK = SESSION_MARK
+# PyMW's own settings: a user's shell must not steer the suite (tests set what they need).
+_SETTINGS = ("PYMW_INTERFACE", "PYMW_CONFIG")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -76,3 +81,10 @@ def pymw_log_level_restored():
     level = logger.level
     yield
     logger.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def no_pymw_settings(monkeypatch):
+    """Each test starts without PyMW's settings in the environment; it sets what it needs."""
+    for name in _SETTINGS:
+        monkeypatch.delenv(name, raising=False)

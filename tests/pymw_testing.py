@@ -3,11 +3,15 @@ isolation, and in-process interfaces for the core's tests (real runtime, no proc
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
+import subprocess
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import IO, Any
 
 import pytest
 
@@ -17,6 +21,7 @@ from pymw_core.worker import Runtime
 # -- the rules every test lives by ------------------------------------------------------
 
 IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+SESSION_MARK = "PYMW_TEST_SESSION"  # in the environment of every process the suite starts
 
 
 def require(available: bool, what: str) -> None:
@@ -29,6 +34,20 @@ def require(available: bool, what: str) -> None:
     if IN_CI:
         pytest.fail(f"{what}: CI must provide it (scripts/run-tests installs it as root)")
     pytest.skip(f"{what}; see README.md, 'Running the tests'")
+
+
+def require_module(name: str, what: str) -> Any:
+    """Import ``name`` for a whole test module: skip the module here, fail it in CI."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        if IN_CI:
+            pytest.fail(f"{what} ({exc}): CI must provide it (noxfile.py TEST_DEPS)",
+                        pytrace=False)
+        pytest.skip(f"{what} ({exc}); see README.md, 'Running the tests'",
+                    allow_module_level=True)
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str,
@@ -50,11 +69,112 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str,
         time.sleep(interval)
 
 
+def read_line(stream: IO, timeout: float, what: str) -> Any:
+    """One line from a child's pipe, or fail after ``timeout`` seconds saying ``what``
+    did not come (``readline`` alone waits for ever on a child that hangs)."""
+    got: list[Any] = []
+    reader = threading.Thread(target=lambda: got.append(stream.readline()), daemon=True,
+                              name="pymw-test-readline")
+    reader.start()
+    reader.join(timeout)
+    if reader.is_alive():
+        pytest.fail(f"timed out after {timeout} s waiting for {what}")
+    return got[0]
+
+
+def alive(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie has ended: it is not alive)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def wait_dead(pids: Iterable[int], timeout: float, what: str) -> None:
+    """Fail unless every process of ``pids`` has ended within ``timeout`` seconds."""
+    pids = list(pids)
+    wait_until(lambda: not any(alive(p) for p in pids), timeout,
+               f"{what} to end (still running: {[p for p in pids if alive(p)]})")
+
+
+def file_text(path: str | os.PathLike, timeout: float, what: str) -> str:
+    """The stripped text of ``path`` once it exists and is not empty (a task writes it)."""
+    def read() -> str:
+        try:
+            with open(path) as fh:
+                return fh.read().strip()
+        except OSError:
+            return ""
+    return wait_until(read, timeout, what)
+
+
 def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without PyMW's settings (PYMW_*), plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYMW_")}
+    """This process's environment without PyMW's settings (PYMW_*), plus ``extra``.
+
+    The suite's own marker stays, so the session guard still sees what the child starts.
+    """
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PYMW_") or k == SESSION_MARK}
     env.update(extra)
     return env
+
+
+def find_python27() -> str | None:
+    """A real Python 2.7 wherever one may be: PATH, /usr/bin, /usr/local/bin, pyenv."""
+    names = ("python2.7", "python2")
+    candidates = [shutil.which(n) or "" for n in names]
+    candidates += [os.path.join(d, n) for d in ("/usr/bin", "/usr/local/bin") for n in names]
+    pyenv = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    candidates += sorted(glob.glob(os.path.join(pyenv, "versions", "2.7*", "bin", "python2.7")))
+    candidates += sorted(glob.glob("/opt/*/bin/python2.7"))
+    for path in candidates:
+        if not path or not os.access(path, os.X_OK):
+            continue
+        try:
+            out = subprocess.run([path, "-c", "import sys; print(sys.version_info[:2])"],
+                                 capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            continue  # a pyenv shim without that version, a broken link
+        if out.strip() == "(2, 7)":
+            return path
+    return None
+
+
+def find_other_python() -> str | None:
+    """A Python 3 of another minor version than this one (pyenv's, or on PATH), if any."""
+    import sys
+
+    mine = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    pyenv = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    candidates = sorted(glob.glob(os.path.join(pyenv, "versions", "3.*", "bin", "python3.*")))
+    candidates += [shutil.which(f"python3.{minor}") or "" for minor in range(8, 16)]
+    for path in candidates:
+        name = os.path.basename(path)
+        if path and os.access(path, os.X_OK) and name != mine and name.count(".") == 1 \
+                and not name.endswith("-config") and "pyenv/shims" not in path:
+            return path
+    return None
+
+
+@contextmanager
+def masters(interface: str, **defaults: Any) -> Iterator[Callable[..., Any]]:
+    """``make(**options)`` building Masters of ``interface`` (``defaults`` under the
+    options), every one closed when the block ends: the plugins' ``make_master``."""
+    from pymw_core import Master
+
+    made: list[Any] = []
+
+    def make(**options: Any) -> Any:
+        master = Master(interface, **{**defaults, **options})
+        made.append(master)
+        return master
+
+    try:
+        yield make
+    finally:
+        for master in made:
+            master.close()
 
 
 def processes_marked(key: str, value: str) -> list[tuple[int, str]]:
@@ -150,3 +270,40 @@ class Never:
 
     def cleanup(self):
         self.cleanups += 1
+
+
+class Held(Never):
+    """Keeps every attempt it is given, on named workers; the test reports on them when
+    it likes (from its own thread: concurrently with the master's)."""
+
+    def __init__(self, names=("w1", "w2")):
+        super().__init__()
+        self.free = list(names)
+        self.finished_workers = []
+        self.stopped = []
+        self.lock = threading.Lock()
+
+    def get_available_workers(self):
+        with self.lock:
+            return list(self.free)
+
+    def reserve_worker(self, worker):
+        with self.lock:
+            self.free.remove(worker)
+
+    def worker_finished(self, worker):
+        with self.lock:
+            self.finished_workers.append(worker)
+            self.free.append(worker)
+
+    def stop_task(self, task, worker):
+        self.stopped.append(task)
+
+
+def running_attempt(master, task, number=1, timeout=5.0) -> Any:
+    """Attempt ``number`` of ``task`` once the task runs it (waits at most ``timeout``)."""
+    def current():
+        attempt = task.attempt
+        return attempt if attempt is not None and attempt.number == number \
+            and task.state == "running" else None
+    return wait_until(current, timeout, f"attempt {number} of {task} to run")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from pymw_testing import require
+from pymw_testing import masters, require
 
 from condor.pool import CondorPool, missing_requirements
 
@@ -14,8 +14,7 @@ from condor.pool import CondorPool, missing_requirements
 def condor_pool():
     """One pool for the whole session; CONDOR_CONFIG points the bindings at it."""
     reason = missing_requirements()
-    if reason:
-        require(False, reason)
+    require(not reason, reason)
     try:
         import htcondor2  # noqa: F401 - present, or the condor tests cannot run
     except ImportError:
@@ -38,18 +37,6 @@ def job_dir(condor_pool, request):
 @pytest.fixture
 def make_master(condor_pool, job_dir):
     """``make_master(**options)``: a condor Master on the test pool, closed after the test."""
-    from pymw_core import Master
-
-    masters = []
-
-    def make(**options):
-        options.setdefault("python", condor_pool.python_for_jobs())
-        options.setdefault("work_dir", job_dir)
-        master = Master("condor", **options)
-        masters.append(master)
-        return master
-
-    yield make
-    for master in masters:
-        master.close()
+    with masters("condor", python=condor_pool.python_for_jobs(), work_dir=job_dir) as make:
+        yield make
 

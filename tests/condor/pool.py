@@ -439,6 +439,24 @@ class CondorPool:
                 os.environ["CONDOR_CONFIG"] = saved
             htcondor2.reload_config()
 
+    def schedd(self, on: bool, timeout: float = 60) -> None:
+        """Stop the schedd (``on=False``: as a crashed or rebooting submit host looks to a
+        client) or start it again; returns once the collector agrees."""
+        cmd = "condor_on" if on else "condor_off"
+        _run(["chroot", self.root, cmd, *([] if on else ["-fast"]), "-daemon", "schedd"],
+             env=CHROOT_ENV)
+        query = ["chroot", self.root, "condor_status", "-schedd", "-af", "Name"]
+        deadline = time.monotonic() + timeout
+        while True:
+            out = subprocess.run(query, capture_output=True, text=True, env=CHROOT_ENV,
+                                 timeout=30).stdout.strip()
+            if bool(out) == on:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the schedd did not {'start' if on else 'stop'} within "
+                                   f"{timeout} s:\n{self.log_tail()}")
+            time.sleep(0.2)
+
     def python_for_jobs(self) -> str:
         """The host's real base interpreter; start() mounts its prefix read-only at the same
         path in the chroot. Raises RuntimeError if jobs cannot run it that way."""

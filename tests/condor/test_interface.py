@@ -14,6 +14,7 @@ import textwrap
 import time
 
 import pytest
+from pymw_testing import read_line, require, wait_until
 
 from pymw_core import (
     InterfaceError,
@@ -74,14 +75,6 @@ def sleep_unless_marked(marker):
 
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-def wait_for(predicate, timeout=60.0, what="a condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def jobs(master):
@@ -162,7 +155,7 @@ def test_a_held_job_fails_its_task_with_the_hold_reason(make_master):
     assert caught.value.code == 3
     assert task.attempts == 1  # holds are final: not retried
     run = master.interface.run_id
-    wait_for(lambda: not queued_jobs(run), 10, "the held job to leave the queue")
+    wait_until(lambda: not queued_jobs(run), 10, "the held job to leave the queue")
 
 
 def test_a_missing_interpreter_is_a_hold_not_a_hang(make_master):
@@ -185,7 +178,7 @@ def test_a_bare_interpreter_name_is_looked_up_on_the_nodes_path(make_master):
 def test_a_job_removed_behind_pymws_back_is_a_lost_worker(make_master):
     master = make_master(max_attempts=1)
     task = master.submit_task(sleep_for, (120,))
-    wait_for(lambda: jobs(master)["running"] == 1, 60, "the job to start")
+    wait_until(lambda: jobs(master)["running"] == 1, 60, "the job to start")
     act("Remove", master.interface.job_id(task), "removed by the test")
     with pytest.raises(WorkerLostError, match="removed by someone other than PyMW: removed by"):
         master.get_result(task)
@@ -215,7 +208,7 @@ def test_a_removed_or_evicted_job_is_run_again(make_master, job_dir, action):
     # Shorter than a negotiation cycle: HTCondor cannot re-run the evicted job itself first.
     master.interface.eviction_grace = 0.5
     task = master.submit_task(sleep_unless_marked, (marker,))
-    wait_for(lambda: os.path.exists(marker), 60, "the first attempt to start")
+    wait_until(lambda: os.path.exists(marker), 60, "the first attempt to start")
     first = master.interface.job_id(task)
     act(action, first, f"{action} by the test")
     assert master.get_result(task)[1] == "retried"
@@ -232,11 +225,11 @@ def test_a_removed_or_evicted_job_is_run_again(make_master, job_dir, action):
 def test_cancelling_a_task_removes_its_job(make_master):
     master = make_master(submit={"requirements": "False"})  # idle for ever
     task = master.submit_task(square_and_say, (1,))
-    wait_for(lambda: jobs(master)["idle"] == 1, 30, "the job to be queued")
+    wait_until(lambda: jobs(master)["idle"] == 1, 30, "the job to be queued")
     assert task.cancel()
     with pytest.raises(TaskCancelledError):
         master.get_result(task)
-    wait_for(lambda: not queued_jobs(master.interface.run_id), 10, "the job to leave the queue")
+    wait_until(lambda: not queued_jobs(master.interface.run_id), 10, "the job to leave the queue")
 
 
 def test_a_task_past_its_timeout_has_its_job_removed(make_master):
@@ -244,7 +237,7 @@ def test_a_task_past_its_timeout_has_its_job_removed(make_master):
     task = master.submit_task(sleep_for, (120,), timeout=4)
     with pytest.raises(TaskTimeoutError):
         master.get_result(task)
-    wait_for(lambda: not queued_jobs(master.interface.run_id), 10, "the job to leave the queue")
+    wait_until(lambda: not queued_jobs(master.interface.run_id), 10, "the job to leave the queue")
 
 
 # -- closing -------------------------------------------------------------------------------
@@ -254,7 +247,7 @@ def test_close_removes_idle_jobs_and_the_runs_files(make_master, job_dir):
     master = make_master(submit={"requirements": "False"})  # jobs that never match
     for i in range(5):
         master.submit_task(square_and_say, (i,))
-    wait_for(lambda: jobs(master)["idle"] == 5, 30, "5 idle jobs")
+    wait_until(lambda: jobs(master)["idle"] == 5, 30, "5 idle jobs")
     run, run_dir = master.interface.run_id, master.interface.run_dir
     assert len(queued_jobs(run)) == 5
     master.close()
@@ -275,6 +268,43 @@ def test_delete_files_false_keeps_the_runs_files(make_master):
     assert f"pymw-task-{task.attempt.id}-{secret}.reply" in kept
 
 
+def test_a_batch_larger_than_batch_max_is_split_into_clusters(make_master):
+    master = make_master(batch_max=5, batch_window=2, submit={"requirements": "False"})
+    tasks = [master.submit_task(square_and_say, (i,)) for i in range(12)]
+    wait_until(lambda: jobs(master)["idle"] == 12, 60, "12 idle jobs")
+    clusters: dict[str, list[int]] = {}
+    for task in tasks:  # in submission order
+        cluster, proc = master.interface.job_id(task).split(".")
+        clusters.setdefault(cluster, []).append(int(proc))
+    assert sorted(len(procs) for procs in clusters.values()) == [2, 5, 5], clusters
+    assert all(procs == list(range(len(procs))) for procs in clusters.values()), clusters
+    assert master.get_status()["clusters"] == 3
+
+
+def test_close_wait_lets_every_job_finish_first(make_master):
+    master = make_master()
+    tasks = [master.submit_task(sleep_for, (i * 0.5,)) for i in range(3)]
+    run, run_dir = master.interface.run_id, master.interface.run_dir
+    master.close(wait=True)
+    assert [master.get_result(t)[1] for t in tasks] == [0, 0.5, 1.0]
+    assert queued_jobs(run) == [] and not os.path.exists(run_dir)
+
+
+def test_a_schedd_lost_mid_run_fails_queued_and_later_tasks_in_words(condor_pool, make_master):
+    master = make_master(connect_timeout=5)
+    assert master.get_result(master.submit_task(square_and_say, (2,)))[1] == 4
+    condor_pool.schedd(on=False)
+    try:
+        words = "cannot reach the HTCondor schedd|HTCondor schedd did not answer"
+        lost = master.submit_task(square_and_say, (3,))
+        with pytest.raises(InterfaceError, match=words):
+            master.get_result(lost)
+        with pytest.raises(InterfaceError, match=words):  # no worker will come: at once
+            master.get_result(master.submit_task(square_and_say, (4,)))
+    finally:
+        condor_pool.schedd(on=True)
+
+
 EXIT_SCRIPT = textwrap.dedent("""
     import sys, time
     from pymw_core import Master
@@ -282,7 +312,10 @@ EXIT_SCRIPT = textwrap.dedent("""
                     submit={"requirements": "False"})
     for i in range(3):
         master.submit_task(abs, (i,))
+    deadline = time.monotonic() + 60
     while master.get_status()["jobs"]["idle"] < 3:
+        if time.monotonic() > deadline:
+            sys.exit(f"3 idle jobs not seen within 60 s: {master.get_status()['jobs']}")
         time.sleep(0.05)
     print(master.interface.run_id, master.interface.run_dir, flush=True)
     sys.stdin.readline()  # the test has seen the jobs in the queue
@@ -302,7 +335,9 @@ def test_interpreter_exit_and_sigterm_remove_the_jobs(condor_pool, job_dir, how)
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     try:
-        run, run_dir = proc.stdout.readline().split()
+        line = read_line(proc.stdout, 120, "the program to print its run")
+        assert line, f"the program ended before its jobs were queued (exit {proc.wait()})"
+        run, run_dir = line.split()
         assert len(queued_jobs(run)) == 3
         proc.stdin.write("go\n")
         proc.stdin.flush()
@@ -314,6 +349,8 @@ def test_interpreter_exit_and_sigterm_remove_the_jobs(condor_pool, job_dir, how)
     finally:
         proc.kill()
         proc.wait()
+        proc.stdin.close()
+        proc.stdout.close()
     assert queued_jobs(run) == []
     assert not os.path.exists(run_dir)
 
@@ -369,9 +406,7 @@ def test_every_option_is_documented():
     try:
         from pymw_condor import CondorInterface
     except ImportError as exc:  # no pool needed, but the plugin and its bindings are
-        if os.environ.get("CI"):
-            pytest.fail(f"pymw-condor is not importable in CI: {exc}")
-        pytest.skip(f"pymw-condor is not importable: {exc}")
+        require(False, f"pymw-condor is not importable: {exc}")
 
     with open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "interfaces",
                            "condor.md"), encoding="utf-8") as fh:

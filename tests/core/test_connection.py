@@ -9,6 +9,7 @@ import sys
 import threading
 
 import pytest
+from pymw_testing import find_other_python
 
 from pymw_core import InterfaceError, wire
 from pymw_core.connection import WorkerConnection
@@ -54,7 +55,35 @@ def test_a_truncated_frame_is_an_error():
         wire.read_message(io.BytesIO(data[:-3]))
 
 
-def test_a_worker_of_another_python_minor_version_is_refused():
+def test_a_real_worker_of_another_python_minor_version_is_refused_naming_both(tmp_path):
+    """The runtime zip on a real interpreter of another minor version: its hello is refused."""
+    from pymw_core import bundle
+
+    other = find_other_python()
+    if other is None:
+        pytest.skip("no Python of another minor version here (pyenv install 3.12 gives one)")
+    name, data = bundle.runtime_zip()
+    (tmp_path / name).write_bytes(data)
+    proc = subprocess.Popen([other, "-I", str(tmp_path / name)], cwd=tmp_path,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        conn = WorkerConnection(proc.stdout, proc.stdin, name="other").start()
+        with pytest.raises(InterfaceError) as info:
+            conn.wait_ready(30)
+        theirs = subprocess.run([other, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        text = str(info.value)
+        assert theirs in text and "{}.{}.{}".format(*sys.version_info[:3]) in text, text
+        proc.stdin.close()  # end of its input: the refused worker leaves, tidying up
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_master_refuses_a_hello_of_another_minor_version():
+    """The master's side of the check, on the frame such a worker sends (runs everywhere;
+    the test above and tests/ssh run real interpreters of another version)."""
     r_fd, w_fd = os.pipe()
     reader = os.fdopen(r_fd, "rb")
     writer = os.fdopen(w_fd, "wb")
@@ -89,6 +118,9 @@ def test_file_mode_runs_one_task(tmp_path):
     with open(tmp_path / "out", "rb") as fh:
         reply = wire.read_message(fh)
     assert reply[0] == "done" and reply[1] == 9 and reply[2] is True
+    import pickle
+
+    assert pickle.loads(reply[3]) == (3, 2)  # divmod(17, 5), computed by the worker
 
 
 def test_file_mode_refuses_another_python(tmp_path):
@@ -131,3 +163,39 @@ def test_connection_pipelines_over_a_real_worker_process():
         assert [m.get_result(t)[1] for t in tasks] == [divmod(i, 3) for i in range(50)]
     assert interface.closed.wait(10)  # "bye" made the worker exit and close its stream
     assert interface.proc.wait(10) == 0
+
+
+def test_the_runtime_zip_runs_tasks_on_a_python_with_nothing_installed(tmp_path):
+    """What ssh hosts and batch nodes run: the zip alone, on a bare interpreter (-I -S:
+    no site-packages, so pymw_core and cloudpickle can only come from the zip)."""
+    from pymw_core import Master, bundle
+
+    name, data = bundle.runtime_zip()
+    assert bundle.runtime_zip.__wrapped__() == (name, data)  # same code, same bytes, same name
+    assert name == f"pymw-runtime-{__import__('hashlib').sha256(data).hexdigest()[:16]}.zip"
+    path = tmp_path / name
+    path.write_bytes(data)
+    base = getattr(sys, "_base_executable", None) or sys.executable
+
+    class ZipWorker(OneProcess):
+        def __init__(self):
+            self.closed = threading.Event()
+            self.proc = subprocess.Popen([base, "-I", "-S", str(path)], cwd=tmp_path,
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            self.conn = WorkerConnection(self.proc.stdout, self.proc.stdin, name="zip",
+                                         on_closed=lambda c, r: self.closed.set()).start()
+
+    interface = ZipWorker()
+    hello = interface.conn.wait_ready(30)
+    assert hello["pid"] == interface.proc.pid
+    with Master(interface) as m:
+        where = m.get_result(m.submit_task(_module_files))[1]
+        assert all(f.startswith(str(path) + os.sep) for f in where), where
+        assert m.get_result(m.submit_task(divmod, (7, 2)))[1] == (3, 1)
+    assert interface.closed.wait(10) and interface.proc.wait(10) == 0
+
+
+def _module_files():
+    import sys
+
+    return [sys.modules[n].__file__ for n in ("cloudpickle", "pymw_core.worker")]

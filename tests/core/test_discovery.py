@@ -10,9 +10,8 @@ from pymw_core.plugins import installed_interfaces
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch, tmp_path):
-    monkeypatch.delenv("PYMW_INTERFACE", raising=False)
-    monkeypatch.delenv("PYMW_CONFIG", raising=False)
+def in_an_empty_directory(monkeypatch, tmp_path):
+    """No pymw.toml around (conftest.py removed the PYMW_* settings)."""
     monkeypatch.chdir(tmp_path)
 
 

@@ -5,17 +5,18 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
-import time
 
 import pytest
-from pymw_testing import Inline, Never
+from pymw_testing import Held, Inline, Never, running_attempt, wait_until
 
 from pymw_core import (
     InterfaceError,
     Master,
+    MasterClosedError,
     PyMWExecutor,
     TaskCancelledError,
     TaskTimeoutError,
+    WorkerLostError,
 )
 
 
@@ -64,16 +65,16 @@ def test_cancel_a_queued_task():
     with Master(interface, max_in_flight=1) as m:
         first = m.submit_task(inc, (1,))
         second = m.submit_task(inc, (2,))
+        wait_until(lambda: first.state == "running", 5, "the first task to start")
+        assert second.state == "queued"  # max_in_flight=1: it waits behind the first
         assert second.cancel() is True
         assert second.cancel() is False
         with pytest.raises(TaskCancelledError):
             m.get_result(second)
         assert m.get_status()["cancelled"] == 1
         # an interface that cannot stop tasks cannot cancel a running one
-        deadline = time.time() + 5
-        while first.state != "running" and time.time() < deadline:
-            time.sleep(0.01)
-        assert first.cancel() is False
+        assert first.cancel() is False and m.cancel(first) is False
+        assert first.state == "running" and interface.tasks[0].task is first
 
 
 class Stoppable(Never):
@@ -89,10 +90,10 @@ def test_cancel_a_running_task_asks_the_interface_to_stop_it():
     interface = Stoppable()
     with Master(interface) as m:
         task = m.submit_task(inc, (1,))
-        deadline = time.time() + 5
-        while task.state != "running" and time.time() < deadline:
-            time.sleep(0.01)
-        assert task.cancel() is True
+        wait_until(lambda: task.state == "running", 5, "the task to start")
+        assert m.cancel(task, running=False) is False  # running, and left alone
+        assert task.state == "running" and interface.stopped == []
+        assert m.cancel(task) is True
         assert interface.stopped == [task]
         with pytest.raises(TaskCancelledError):
             m.get_result(task)
@@ -186,9 +187,8 @@ def test_add_observer_later_and_a_raising_observer_is_ignored(caplog):
     with Master(Inline()) as m:
         m.add_observer(Broken())
         assert m.get_result(m.submit_task(inc, (1,)))[1] == 2
-        deadline = time.time() + 5  # observers run on the thread that reported the end
-        while "observer hook" not in caplog.text and time.time() < deadline:
-            time.sleep(0.01)
+        # observers run on the thread that reported the end, maybe after get_result returned
+        wait_until(lambda: "observer hook" in caplog.text, 5, "the observer's error to be logged")
     assert "observer hook on_task_done raised" in caplog.text
 
 
@@ -205,11 +205,9 @@ def test_log_observer_writes_structured_records(caplog):
         bad = m.submit_task(fail_on, (2, 2))
         with pytest.raises(KeyError):
             m.get_result(bad)
-        deadline = time.time() + 5  # observers run on the reporting thread, maybe after
-        while time.time() < deadline and not any(  # get_result has returned
-            getattr(r, "pymw_event", None) == "failed" for r in caplog.records
-        ):
-            time.sleep(0.01)
+        # observers run on the reporting thread, maybe after get_result has returned
+        wait_until(lambda: any(getattr(r, "pymw_event", None) == "failed"
+                               for r in caplog.records), 5, "the failure to be logged")
     records = [r for r in caplog.records if r.name == "pymw.tasks"]
     events = [(r.pymw_event, r.task_id) for r in records]
     assert ("submitted", task.id) in events and ("done", task.id) in events
@@ -246,12 +244,17 @@ def test_executor_cancel_and_shutdown():
     pool = PyMWExecutor(master=Master(Never(), max_in_flight=1))
     first = pool.submit(inc, 1)
     second = pool.submit(inc, 2)
+    third = pool.submit(inc, 3)
+    wait_until(lambda: first.task.state == "running", 5, "the first call to start")
     assert second.cancel() and second.cancelled()
     pool.shutdown(wait=False, cancel_futures=True)
+    assert third.cancelled()  # not started: cancelled by the shutdown
+    assert not first.done()  # started: a shutdown lets it run on
     with pytest.raises(RuntimeError, match="after shutdown"):
-        pool.submit(inc, 3)
-    pool.master.close()
-    assert first.done() or not first.cancel()
+        pool.submit(inc, 4)
+    pool.master.close()  # the master was the caller's: closing it ends the running call
+    assert isinstance(first.exception(timeout=5), MasterClosedError)
+    assert not first.cancelled() and not first.cancel()
 
 
 def test_executor_owns_the_master_it_makes():
@@ -259,3 +262,41 @@ def test_executor_owns_the_master_it_makes():
         assert pool.submit(inc, 41).result(timeout=30) == 42
         master = pool.master
     assert master.closed
+
+
+def test_map_applies_timeout_and_max_attempts_to_each_task():
+    with Master(LoseOnce()) as m:  # every task loses its first worker
+        with pytest.raises(WorkerLostError, match="lost its worker 1 times"):
+            next(m.map(inc, [1], max_attempts=1))
+        assert list(m.map(inc, [1, 2], max_attempts=2)) == [2, 3]
+    interface = Stoppable()
+    with Master(interface) as m:
+        results = m.map(inc, [1, 2], timeout=0.2)
+        with pytest.raises(TaskTimeoutError, match="timeout of 0.2 s"):
+            next(results)
+        (second,) = m.get_status()["tasks"]  # the iterator ended at the failure; it ran on
+        assert second.timeout == 0.2
+        with pytest.raises(TaskTimeoutError):
+            m.get_result(second)
+        assert sorted(t.input_data for t in interface.stopped) == [(1,), (2,)]
+
+
+def test_as_completed_without_tasks_follows_every_task_not_yet_handed_out():
+    interface = Held(names=("w1", "w2", "w3"))
+    with Master(interface, max_attempts=1) as m:
+        claimed = m.submit_task(inc, (0,))
+        running_attempt(m, claimed).task_finished(None, 1)
+        m.get_result(claimed)  # handed out already: not followed
+        ok, bad, last = (m.submit_task(inc, (i,)) for i in (1, 2, 3))
+        running_attempt(m, ok).task_finished(None, 2)  # ended before the iteration starts
+        seen = []
+        for task in m.as_completed():  # each later end is reported from inside the loop
+            seen.append(task)
+            if task is ok:
+                running_attempt(m, bad).worker_lost("gone")
+            elif task is bad:
+                running_attempt(m, last).task_finished(None, 4)
+        after = m.submit_task(inc, (4,))  # submitted after the iteration began: not followed
+    assert seen == [ok, bad, last]
+    assert isinstance(bad.exception(), WorkerLostError) and ok.exception() is None
+    assert after not in seen

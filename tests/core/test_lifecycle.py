@@ -18,9 +18,10 @@ import weakref
 
 import cloudpickle
 import pytest
-from pymw_testing import Inline, Never, wait_until
+from pymw_testing import Held, Inline, running_attempt, wait_until
 
 from pymw_core import (
+    InterfaceError,
     InvalidValueError,
     Master,
     MasterClosedError,
@@ -34,41 +35,6 @@ from pymw_core.task import Attempt
 
 def inc(x):
     return x + 1
-
-
-class Held(Never):
-    """Keeps every attempt it is given; the test reports on them when it likes."""
-
-    def __init__(self, names=("w1", "w2")):
-        super().__init__()
-        self.free = list(names)
-        self.finished_workers = []
-        self.stopped = []
-        self.lock = threading.Lock()
-
-    def get_available_workers(self):
-        with self.lock:
-            return list(self.free)
-
-    def reserve_worker(self, worker):
-        with self.lock:
-            self.free.remove(worker)
-
-    def worker_finished(self, worker):
-        with self.lock:
-            self.finished_workers.append(worker)
-            self.free.append(worker)
-
-    def stop_task(self, task, worker):
-        self.stopped.append(task)
-
-
-def running_attempt(master, task, number=1, timeout=5.0) -> Attempt:
-    def current():
-        attempt = task.attempt
-        return attempt if attempt is not None and attempt.number == number \
-            and task.state == "running" else None
-    return wait_until(current, timeout, f"attempt {number} of {task} to run")
 
 
 # -- attempts -----------------------------------------------------------------------------
@@ -104,7 +70,7 @@ def test_a_late_report_of_an_earlier_attempt_never_settles_the_retry():
         second.task_finished(None, "fresh")
         assert m.get_result(task)[1] == "fresh"
         assert interface.finished_workers == [second.worker]
-        assert first_worker is not None
+        assert first_worker in ("w1", "w2") and second.worker != first_worker  # its slot went with it
 
 
 def test_a_report_after_a_stop_frees_that_attempts_worker_only():
@@ -439,3 +405,150 @@ def test_threads_submitting_claiming_cancelling_and_timing_out_end_each_task_onc
             assert m.get_result(task)[1] == value + 1
         if task.id in claimed:
             assert claimed[task.id] == value + 1
+
+
+# -- workers that vanish: concurrently, before the start, after the end of all workers --------
+
+
+class Reaped(Inline):
+    """Runs each attempt on a dispatch thread after a short wait, during which a reaper
+    thread of the test may report its worker lost (as a connection's reader would)."""
+
+    blocking_execute = True
+
+    def __init__(self):
+        super().__init__()
+        self.waiting: list = []
+        self.cond = threading.Condition()
+
+    def execute_task(self, task, worker):
+        with self.cond:
+            self.waiting.append(task)
+            self.cond.notify_all()
+        time.sleep(random.random() * 0.004)
+        super().execute_task(task, worker)  # a report on a lost attempt changes nothing
+
+
+def test_losses_reported_from_another_thread_while_attempts_run_end_each_task_once():
+    counting = Counting()
+    interface = Reaped()
+    stop = threading.Event()
+    losses = {"started": 0, "not started": 0}
+
+    def reaper():
+        while not stop.is_set():
+            with interface.cond:
+                interface.cond.wait(0.05)
+                victims = [a for a in interface.waiting if random.random() < 0.2]
+                interface.waiting.clear()
+            for attempt in victims:
+                started = random.random() < 0.5
+                attempt.worker_lost("reaped", started=started)
+                losses["started" if started else "not started"] += 1
+
+    thread = threading.Thread(target=reaper)
+    thread.start()
+    try:
+        with Master(interface, observers=[counting], max_attempts=100, max_in_flight=16) as m:
+            tasks = [m.submit_task(inc, (i,)) for i in range(400)]
+            assert [m.get_result(t)[1] for t in tasks] == [i + 1 for i in range(400)]
+    finally:
+        stop.set()
+        thread.join(10)
+    assert losses["started"] > 5 and losses["not started"] > 5, losses
+    assert all(counting.ends.get(t.id) == 1 for t in tasks)
+    # only losses of a started run are charged: the attempts add up
+    assert sum(t.attempts for t in tasks) <= 400 + losses["started"]
+    assert any(t.attempts > 1 for t in tasks)
+
+
+def test_a_worker_lost_after_workers_exhausted_fails_its_task_with_the_reason():
+    interface = Held(names=("w1",))
+    with Master(interface, max_attempts=5) as m:
+        running = m.submit_task(inc, (1,))
+        attempt = running_attempt(m, running)
+        queued = m.submit_task(inc, (2,))  # no free worker: it waits in the queue
+        m.workers_exhausted("the cluster went away for good")
+        with pytest.raises(InterfaceError, match="went away for good"):
+            m.get_result(queued)
+        assert running.state == "running"  # a running attempt may still report
+        attempt.worker_lost("its worker went with the cluster")
+        with pytest.raises(InterfaceError, match="went away for good"):
+            m.get_result(running)  # not retried: no worker will come
+        assert running.attempts == 1
+        with pytest.raises(InterfaceError, match="went away for good"):
+            m.get_result(m.submit_task(inc, (3,)))
+        m.workers_changed()  # workers came back after all: submissions queue again
+        later = m.submit_task(inc, (4,))
+        with interface.lock:
+            interface.free.append("w1")
+        m.workers_changed()
+        running_attempt(m, later).task_finished(None, 5)
+        assert m.get_result(later)[1] == 5
+
+
+def test_observers_hear_of_workers_going_up_and_down():
+    events = []
+
+    class Announcing(Inline):
+        def attach_master(self, master):
+            self.master = master
+            master.worker_up("w1")
+
+    class Watcher:
+        def on_worker_up(self, worker):
+            events.append(("up", worker))
+
+        def on_worker_lost(self, worker, reason):
+            events.append(("lost", worker, reason))
+
+    interface = Announcing()
+    with Master(interface, observers=[Watcher()]) as m:
+        interface.master.worker_down("w1", "its host rebooted")
+        interface.master.worker_up("w2")
+        assert m.get_result(m.submit_task(inc, (1,)))[1] == 2
+    assert events == [("up", "w1"), ("lost", "w1", "its host rebooted"), ("up", "w2")]
+
+
+def test_each_task_ends_once_through_cancel_timeout_close_and_late_reports():
+    counting = Counting()
+    ends = []
+    counting_failed = counting.on_task_failed
+
+    def failed(task, error):
+        ends.append((task.id, type(error).__name__))
+        counting_failed(task, error)
+
+    counting.on_task_failed = failed
+    interface = Held(names=("w1", "w2", "w3", "w4"))
+    m = Master(interface, observers=[counting])
+    done = m.submit_task(inc, (1,))
+    running_attempt(m, done).task_finished(None, 2)
+    cancelled = m.submit_task(inc, (2,))
+    cancelled_attempt = running_attempt(m, cancelled)
+    assert cancelled.cancel()
+    timed = m.submit_task(inc, (3,), timeout=0.1)
+    timed_attempt = running_attempt(m, timed)
+    with pytest.raises(TaskTimeoutError):
+        m.get_result(timed)
+    abandoned = m.submit_task(inc, (4,))
+    abandoned_attempt = running_attempt(m, abandoned)
+    m.close()
+    for attempt in (cancelled_attempt, timed_attempt, abandoned_attempt):  # late words
+        attempt.task_finished(None, "late")
+        attempt.worker_lost("late loss")
+    assert {t.id: counting.ends.get(t.id) for t in (done, cancelled, timed, abandoned)} == \
+        {done.id: 1, cancelled.id: 1, timed.id: 1, abandoned.id: 1}
+    assert sorted(ends) == sorted([(cancelled.id, "TaskCancelledError"),
+                                   (timed.id, "TaskTimeoutError"),
+                                   (abandoned.id, "MasterClosedError")])
+
+
+def test_a_worker_reported_down_after_workers_exhausted_does_not_revive_the_master():
+    interface = Held(names=())
+    with Master(interface) as m:
+        m.workers_exhausted("no worker will ever come")
+        m.worker_down("w1", "the last one went too")  # another thread's late report
+        task = m.submit_task(inc, (1,))
+        wait_until(task.done, 2, "the task submitted after workers_exhausted to fail")
+        assert isinstance(task.exception(), InterfaceError)

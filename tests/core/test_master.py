@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from pymw_testing import Inline, Never, Workers
+from pymw_testing import Inline, Never, Workers, wait_until
 
 from pymw_core import (
     Master,
@@ -105,9 +105,7 @@ def test_non_blocking_returns_none_pair_while_nothing_is_done():
         assert m.get_result(blocking=False) == (None, None)
         assert m.get_result(task, blocking=False) == (None, None)
         assert m.get_result([task], blocking=False) == (None, None)
-        deadline = time.time() + 5
-        while not never.tasks and time.time() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: never.tasks, 5, "the interface to be handed the task")
         never.tasks[0].task_finished(None, "late")
         assert m.get_result(task) == (task, "late")
 
@@ -231,6 +229,23 @@ def test_close_wait_lets_running_tasks_finish():
         assert task.state == "finished"
 
 
+def queued_then_freed(interface, m, count, fn=square):
+    """Submit ``count`` tasks while no worker is free, then free the interface's workers:
+    the matcher sees every task at once, so its choices decide the order."""
+    names, interface.free = list(interface.free), []
+    tasks = [m.submit_task(fn, (i,)) for i in range(count)]
+    assert all(t.state == "queued" for t in tasks)
+    with interface.lock:
+        interface.free.extend(names)
+    m.workers_changed()
+    return tasks
+
+
+def ran(interface):
+    """The tasks the interface ran, in order (it is handed attempts)."""
+    return [attempt.task for attempt, _ in interface.executed]
+
+
 def test_custom_matcher_replaces_first_come_first_served():
     seen = []
 
@@ -238,16 +253,60 @@ def test_custom_matcher_replaces_first_come_first_served():
         seen.append((len(tasks), list(workers)))
         return tasks[-1], workers[-1]
 
-    interface = Workers(("w1", "w2"))
-    never_started = threading.Event()
+    interface = Workers(("only",))
     with Master(interface, scheduler_func=last_task_first) as m:
-        never_started.set()
-        tasks = [m.submit_task(square, (i,)) for i in range(4)]
-        assert sorted(m.get_result()[1] for _ in range(4)) == [0, 1, 4, 9]
-    assert seen, "the matcher was never called"
-    assert all(worker in ("w1", "w2") for _, worker in interface.executed)
+        tasks = queued_then_freed(interface, m, 4)
+        assert [m.get_result(t)[1] for t in tasks] == [0, 1, 4, 9]
+    assert ran(interface) == tasks[::-1]  # first-come-first-served would run tasks in order
+    assert [n for n, _ in seen] == [4, 3, 2, 1]  # asked once per task, shown what still waits
+
+
+def test_custom_matcher_chooses_the_worker():
+    def last_worker(tasks, workers):
+        return tasks[0], workers[-1]
+
+    interface = Workers(("w1", "w2"))
+    with Master(interface, scheduler_func=last_worker) as m:
+        (task,) = queued_then_freed(interface, m, 1)
+        m.get_result(task)
+    assert [w for _, w in interface.executed] == ["w2"]  # first-come: w1
     assert ("reserve", "w2") in interface.calls and ("finished", "w2") in interface.calls
-    assert tasks
+
+
+def test_a_matcher_that_declines_leaves_tasks_queued_until_it_accepts():
+    allow = threading.Event()
+    calls = []
+
+    def picky(tasks, workers):
+        calls.append(len(tasks))
+        return (tasks[0], workers[0]) if allow.is_set() else (None, None)
+
+    interface = Workers(("w1",))
+    with Master(interface, scheduler_func=picky) as m:
+        task = m.submit_task(square, (5,))
+        wait_until(lambda: len(calls) >= 3, 10, "the matcher to be asked again after declining")
+        assert task.state == "queued" and interface.executed == []
+        allow.set()
+        assert m.get_result(task)[1] == 25
+
+
+@pytest.mark.parametrize("how", ["raises", "picks what was not offered"])
+def test_a_broken_matcher_falls_back_to_first_come_first_served(how, caplog):
+    def broken(tasks, workers):
+        if how == "raises":
+            raise RuntimeError("matcher bug")
+        return object(), "a worker nobody offered"
+
+    interface = Workers(("w1", "w2"))
+    caplog.set_level("DEBUG", logger="pymw")
+    with Master(interface, scheduler_func=broken, max_in_flight=1) as m:
+        tasks = queued_then_freed(interface, m, 4)
+        assert [m.get_result(t)[1] for t in tasks] == [0, 1, 4, 9]
+    assert ran(interface) == tasks  # in order, each on the first worker offered
+    assert {w for _, w in interface.executed} <= {"w1", "w2"}
+    assert interface.executed[0][1] == "w1"
+    if how == "raises":
+        assert "the task matcher raised" in caplog.text
 
 
 def test_submit_from_many_threads():

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from pymw_testing import clean_env
 
 import pymw_core
 from pymw_core import hookspecs
@@ -77,8 +78,7 @@ def test_the_quickstart_program_runs(tmp_path):
                       re.DOTALL)
     script = tmp_path / "first.py"
     script.write_text(block[1])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYMW_")}
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path, env=env)
+                          timeout=120, cwd=tmp_path, env=clean_env())
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "most steps below 1001: 178\n"

@@ -10,6 +10,7 @@ import sys
 from collections import Counter
 
 import pytest
+from pymw_testing import clean_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = os.path.join(ROOT, "examples")
@@ -18,11 +19,10 @@ EXAMPLES = os.path.join(ROOT, "examples")
 def run_example(name: str, *args: str, expect: int = 0, env: dict | None = None,
                 cwd: str | None = None) -> str:
     """Run ``examples/<name>`` in a fresh interpreter; return its stdout."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("PYMW_")}
-    environ.update(env or {})
     proc = subprocess.run(
         [sys.executable, os.path.join(EXAMPLES, name), *args],
-        capture_output=True, text=True, timeout=120, env=environ, cwd=cwd or ROOT,
+        capture_output=True, text=True, timeout=120, env=clean_env(**(env or {})),
+        cwd=cwd or ROOT,
     )
     assert proc.returncode == expect, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout + proc.stderr if expect else proc.stdout

@@ -13,17 +13,15 @@ import threading
 import time
 
 import pytest
+from pymw_testing import Workers, require_module
 
 from pymw_core import Master, RemoteTraceback, WorkerLostError
 
-if not os.environ.get("CI"):  # CI installs them (noxfile TEST_DEPS); elsewhere, skip
-    pytest.importorskip("joblib")
-
-import joblib
-from joblib import Parallel, delayed
-from pymw_testing import Workers
-
-from pymw_core.joblib_backend import PyMWBackend, worker_count
+# CI installs joblib (noxfile TEST_DEPS): there its absence fails; elsewhere it skips.
+joblib = require_module("joblib", "the joblib backend's tests need joblib")
+Parallel, delayed = joblib.Parallel, joblib.delayed
+PyMWBackend = require_module("pymw_core.joblib_backend", "joblib").PyMWBackend
+worker_count = require_module("pymw_core.joblib_backend", "joblib").worker_count
 
 DEADLINE = 120.0  # seconds any one Parallel call below may take before the test gives up
 

@@ -7,18 +7,14 @@ scikit-learn ships (iris), so nothing is downloaded.
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from pymw_testing import require_module
 
-if not os.environ.get("CI"):  # CI installs them (noxfile TEST_DEPS); elsewhere, skip
-    pytest.importorskip("joblib")
-    pytest.importorskip("sklearn")
-
-import joblib
-from sklearn.datasets import load_iris
-from sklearn.model_selection import GridSearchCV
-from sklearn.svm import SVC
+# CI installs them (noxfile TEST_DEPS): there their absence fails; elsewhere it skips.
+joblib = require_module("joblib", "the joblib backend's tests need joblib")
+load_iris = require_module("sklearn.datasets", "the grid search needs scikit-learn").load_iris
+GridSearchCV = require_module("sklearn.model_selection", "scikit-learn").GridSearchCV
+SVC = require_module("sklearn.svm", "scikit-learn").SVC
 
 GRID = {"C": [0.1, 1.0, 10.0], "gamma": [0.01, 0.1, 1.0]}
 FOLDS = 3

@@ -4,12 +4,20 @@ submits that never wait on a busy worker, and workers that cannot start."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pytest
-from pymw_testing import wait_until
+from pymw_testing import file_text, wait_until
 
-from pymw_core import InterfaceError, Master, TaskTimeoutError
+from pymw_core import (
+    InterfaceError,
+    Master,
+    MasterClosedError,
+    TaskCancelledError,
+    TaskTimeoutError,
+    WorkerLostError,
+)
 
 
 def nap(seconds):
@@ -79,3 +87,87 @@ def test_many_workers_that_cannot_start_give_up_without_charging_tasks(monkeypat
         restarts = m.get_status()["restarts"]
         time.sleep(0.5)
         assert m.get_status()["restarts"] == restarts  # it stopped replacing them
+
+
+def mark_then_wait(started, path, limit):
+    with open(started, "w") as fh:
+        fh.write(str(os.getpid()))
+    return wait_for_file(path, limit)
+
+
+def say_then_die(status):
+    os.write(2, b"the worker's own last words\n")  # the process's stderr, not the task's
+    os._exit(status)
+
+
+def test_a_lost_worker_error_carries_the_processs_last_stderr_lines():
+    with Master("local", num_workers=1, max_attempts=1) as m:
+        with pytest.raises(WorkerLostError, match=r"(?s)exited with status 3.*"
+                           r"its last output:.*the worker's own last words"):
+            m.get_result(m.submit_task(say_then_die, (3,)))
+
+
+class Ends:
+    """Observer: every end reported (done or failed) and every worker up or lost."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.ends: list[tuple[int, str]] = []
+        self.up = 0
+        self.lost = 0
+
+    def on_task_done(self, task):
+        with self.lock:
+            self.ends.append((task.id, "done"))
+
+    def on_task_failed(self, task, error):
+        with self.lock:
+            self.ends.append((task.id, type(error).__name__))
+
+    def on_worker_up(self, worker):
+        with self.lock:
+            self.up += 1
+
+    def on_worker_lost(self, worker, reason):
+        with self.lock:
+            self.lost += 1
+
+
+def test_each_task_ends_once_for_observers_through_cancel_timeout_and_close(tmp_path):
+    ends = Ends()
+    m = Master("local", num_workers=2, prefetch=0, observers=[ends])
+    try:
+        done = m.submit_task(square, (3,))
+        assert m.get_result(done)[1] == 9
+        timed = m.submit_task(nap, (60,), timeout=0.3)
+        with pytest.raises(TaskTimeoutError):
+            m.get_result(timed)
+        running = m.submit_task(mark_then_wait, (str(tmp_path / "started"),
+                                                 str(tmp_path / "never"), 60))
+        file_text(tmp_path / "started", 30, "the task to start on its process")
+        assert running.cancel()
+        with pytest.raises(TaskCancelledError):
+            m.get_result(running)
+        queued_first = m.submit_task(nap, (60,))
+        queued_second = m.submit_task(nap, (60,))
+        abandoned = m.submit_task(nap, (60,))  # both processes busy: it waits in the queue
+        wait_until(lambda: queued_first.state == queued_second.state == "running", 30,
+                   "two long tasks to run")
+        assert abandoned.state == "queued"
+        cancelled_queued = m.submit_task(square, (1,))
+        assert cancelled_queued.cancel()
+        # both processes that were stopped (timeout, cancel) were reported lost and replaced
+        wait_until(lambda: ends.lost == 2 and ends.up == 4, 30,
+                   f"2 workers lost and replaced (lost {ends.lost}, up {ends.up})")
+    finally:
+        m.close()
+    for task in (queued_first, queued_second, abandoned):
+        with pytest.raises(MasterClosedError):
+            m.get_result(task)
+    expected = {
+        done.id: "done", timed.id: "TaskTimeoutError", running.id: "TaskCancelledError",
+        cancelled_queued.id: "TaskCancelledError", queued_first.id: "MasterClosedError",
+        queued_second.id: "MasterClosedError", abandoned.id: "MasterClosedError",
+    }
+    time.sleep(0.5)  # a second report (the stopped processes' late words) would land by now
+    assert sorted(ends.ends) == sorted(expected.items())

@@ -7,9 +7,11 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
+from pymw_testing import alive, file_text, read_line, wait_dead, wait_until
 
 from pymw_core import InterfaceError, Master, WorkerLostError
 
@@ -22,24 +24,21 @@ def square(x):
     return x * x
 
 
-def alive(process_id: int) -> bool:
-    try:
-        os.kill(process_id, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is dead for our purpose
-    try:
-        with open(f"/proc/{process_id}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
+class WorkerEvents:
+    """Observer: the workers the interface reported up and lost, in order."""
 
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.up: list = []
+        self.lost: list = []
 
-def wait_dead(pids, seconds=10.0):
-    deadline = time.time() + seconds
-    while time.time() < deadline and any(alive(p) for p in pids):
-        time.sleep(0.05)
-    return [p for p in pids if alive(p)]
+    def on_worker_up(self, worker):
+        with self.lock:
+            self.up.append(worker)
+
+    def on_worker_lost(self, worker, reason):
+        with self.lock:
+            self.lost.append((worker, reason))
 
 
 @pytest.fixture
@@ -49,9 +48,7 @@ def master():
 
 
 def test_local_is_the_default(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("PYMW_INTERFACE", raising=False)
-    monkeypatch.delenv("PYMW_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)  # no pymw.toml here; conftest removed PYMW_* settings
     with Master() as m:
         assert m.interface_name == "local"
         assert m.get_result(m.submit_task(square, (7,)))[1] == 49
@@ -133,6 +130,46 @@ def test_exception_that_cannot_be_pickled(master):
         master.get_result(master.submit_task(raise_odd))
 
 
+WORKER_ONLY_MODULE = """
+class Thing:
+    pass
+
+
+class ThingError(Exception):
+    pass
+"""
+
+
+def from_a_module_only_the_worker_has(raise_it):
+    """Return (or raise) an instance of a class the master cannot import: pickled by
+    reference, it unpickles on the worker's side only."""
+    import importlib
+    import sys
+
+    with open("pymw_worker_only_mod.py", "w") as fh:
+        fh.write(WORKER_ONLY_MODULE)
+    sys.path.insert(0, os.getcwd())
+    module = importlib.import_module("pymw_worker_only_mod")
+    if raise_it:
+        raise module.ThingError("made on the worker")
+    return module.Thing()
+
+
+@pytest.mark.parametrize("raise_it, words", [
+    (False, "the result of .* could not be unpickled on the master: ModuleNotFoundError"),
+    (True, "raised an exception that could not be unpickled on the master: ModuleNotFoundError"),
+])
+def test_a_result_or_exception_the_master_cannot_unpickle_is_a_task_error(master, raise_it,
+                                                                          words):
+    from pymw_core import TaskError
+
+    task = master.submit_task(from_a_module_only_the_worker_has, (raise_it,))
+    with pytest.raises(TaskError, match=words):
+        master.get_result(task)
+    assert "pymw_worker_only_mod" not in sys.modules
+    assert master.get_result(master.submit_task(square, (3,)))[1] == 9  # the worker lives on
+
+
 def kill_self(sig):
     os.kill(os.getpid(), sig)
     time.sleep(10)
@@ -157,14 +194,28 @@ def segfault():
     ],
 )
 def test_a_task_that_kills_its_worker_fails_after_the_bound(fn, args, words):
-    with Master("local", num_workers=2, max_attempts=3) as m:
+    events = WorkerEvents()
+    with Master("local", num_workers=2, max_attempts=3, observers=[events]) as m:
+        first = set(m.get_status()["pids"])
         bad = m.submit_task(fn, args)
         good = [m.submit_task(square, (i,)) for i in range(20)]
         with pytest.raises(WorkerLostError, match=f"lost its worker 3 times.*{words}"):
             m.get_result(bad)
         assert [m.get_result(t)[1] for t in good] == [i * i for i in range(20)]
         assert bad.attempts == 3
-        assert m.get_status()["restarts"] >= 2  # the third replacement may still be starting
+        # The task fails inside the handling of its third loss, before the interface has
+        # started (and counted) that process's replacement; the second replacement may
+        # be pending too, since the re-queued task can reach the other process and kill
+        # it first. So wait for the event the test means: each of the three lost
+        # processes reported lost, and its replacement reported up.
+        wait_until(lambda: len(events.lost) == 3 and len(events.up) == 2 + 3, 30,
+                   f"3 lost processes and their replacements (lost {len(events.lost)}, "
+                   f"up {len(events.up)})")
+        assert m.get_status()["restarts"] == 3 and m.get_status()["workers"] == 2
+        assert all(words in reason for _, reason in events.lost), events.lost
+        lost_pids = {worker.pid for worker, _ in events.lost}
+        assert len(lost_pids) == 3 and len(first & lost_pids) >= 1
+        assert set(m.get_status()["pids"]) == {w.pid for w in events.up} - lost_pids
 
 
 def test_worker_killed_from_outside_mid_task_is_rerun(tmp_path):
@@ -183,13 +234,7 @@ def test_worker_killed_from_outside_mid_task_is_rerun(tmp_path):
     with Master("local", num_workers=1) as m:
         task = m.submit_task(slow_once, (str(marker),))
         queued = [m.submit_task(square, (i,)) for i in range(3)]
-        deadline = time.time() + 10
-        while time.time() < deadline:  # the file may exist before its pid is written
-            text = marker.read_text() if marker.exists() else ""
-            if text.strip():
-                break
-            time.sleep(0.02)
-        victim = int(text)
+        victim = int(file_text(marker, 30, "the task to write its pid"))
         os.kill(victim, signal.SIGKILL)
         assert m.get_result(task)[1] == "done"
         assert task.attempts == 2
@@ -211,10 +256,7 @@ def test_big_tasks_behind_a_killed_worker_come_back_and_run(tmp_path):
     with Master("local", num_workers=1) as m:
         held = m.submit_task(hold, (str(marker),), max_attempts=1)
         big = [m.submit_task(len, (blob,)) for blob in blobs]
-        deadline = time.time() + 10
-        while not (marker.exists() and marker.read_text().strip()) and time.time() < deadline:
-            time.sleep(0.02)
-        os.kill(int(marker.read_text()), signal.SIGKILL)
+        os.kill(int(file_text(marker, 30, "the held task to write its pid")), signal.SIGKILL)
         with pytest.raises(WorkerLostError):
             m.get_result(held)
         assert [m.get_result(t)[1] for t in big] == [len(b) for b in blobs]
@@ -228,11 +270,14 @@ def test_close_leaves_no_worker_process():
     assert all(alive(p) for p in pids)
     m.submit_task(time.sleep, (30,))
     m.close()
-    assert wait_dead(pids) == []
+    wait_dead(pids, 10, "the worker processes after close()")
 
 
 PROGRAM = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
+    # Ctrl-C raises KeyboardInterrupt, as in a terminal, even if the suite was started
+    # in the background (a shell's background jobs inherit SIGINT ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from pymw_core import Master
     m = Master("local", num_workers=2)
     m.get_result(m.submit_task(pow, (2, 2)))
@@ -253,15 +298,22 @@ def test_no_worker_outlives_the_program(tmp_path, how):
         [sys.executable, str(script), "exit" if how == "exit" else "wait"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    pids = [int(p) for p in proc.stdout.readline().split()]
-    assert len(pids) == 2
-    if how != "exit":
-        sig = {"sigint": signal.SIGINT, "sigterm": signal.SIGTERM, "sigkill": signal.SIGKILL}[how]
-        time.sleep(0.2)
-        proc.send_signal(sig)
-    proc.wait(timeout=20)
+    try:
+        pids = [int(p) for p in read_line(proc.stdout, 60, "the program to print its workers' pids").split()]
+        assert len(pids) == 2
+        if how != "exit":  # (on "exit" the program is already leaving)
+            assert all(alive(p) for p in pids)
+            sig = {"sigint": signal.SIGINT, "sigterm": signal.SIGTERM, "sigkill": signal.SIGKILL}[how]
+            time.sleep(0.2)  # into get_result (its waiting is what the signal interrupts)
+            proc.send_signal(sig)
+        proc.wait(timeout=20)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
     # SIGKILL gives the master no chance: the workers notice their parent is gone
-    assert wait_dead(pids, 10) == []
+    wait_dead(pids, 10, f"the workers of a program ended by {how}")
 
 
 def test_tens_of_thousands_of_queued_tasks():

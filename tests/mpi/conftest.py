@@ -9,26 +9,18 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import time
 
 import pytest
-
-IN_CI = bool(os.environ.get("CI"))
-
-
-def _unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{reason}: CI must provide it (scripts/setup-env installs it as root)")
-    pytest.skip(f"{reason}; see README.md, 'Running the tests'")
+from pymw_testing import require
 
 
 @pytest.fixture
 def mpi(monkeypatch):
     """Skip (fail in CI) without mpiexec or mpi4py; allow root for Open MPI."""
-    if shutil.which("mpiexec") is None:
-        _unavailable("mpiexec is not installed (apt-get install openmpi-bin libopenmpi-dev)")
-    if importlib.util.find_spec("mpi4py") is None:
-        _unavailable("mpi4py is not installed (pip install mpi4py)")
+    require(shutil.which("mpiexec") is not None,
+            "mpiexec is not installed (apt-get install openmpi-bin libopenmpi-dev)")
+    require(importlib.util.find_spec("mpi4py") is not None,
+            "mpi4py is not installed (pip install mpi4py)")
     if os.geteuid() == 0:
         monkeypatch.setenv("OMPI_ALLOW_RUN_AS_ROOT", "1")
         monkeypatch.setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
@@ -50,14 +42,3 @@ def session_members(sid: int) -> list[int]:
         if int(fields[3]) == sid and fields[0] != b"Z":
             found.append(int(entry))
     return found
-
-
-def wait_until(predicate, seconds: float, what: str):
-    """Poll ``predicate`` until it returns something true; fail saying ``what`` did not happen."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"within {seconds} s: {what}")

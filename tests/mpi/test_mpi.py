@@ -9,10 +9,11 @@ import sys
 import textwrap
 
 import pytest
+from pymw_testing import wait_until
 
 from pymw_core import InterfaceError, Master, TaskTimeoutError
 
-from .conftest import session_members, wait_until
+from .conftest import session_members
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -96,7 +97,7 @@ def test_a_rank_killed_mid_task_sends_the_task_to_another_rank(mpi, tmp_path):
     marker = tmp_path / "attempts"
     with Master("mpi", num_workers=2) as master:
         task = master.submit_task(hold, (str(marker),))
-        victim = wait_until(lambda: pids_in(marker), 30, "the task did not start on a rank")[0]
+        victim = wait_until(lambda: pids_in(marker), 30, "the task to start on a rank")[0]
         os.kill(victim, signal.SIGKILL)
         _, ran_on = master.get_result(task)
         assert ran_on != victim and pids_in(marker) == [victim, ran_on]
@@ -110,7 +111,7 @@ def test_when_the_last_rank_dies_every_waiting_call_gets_an_interface_error(mpi,
     with Master("mpi", num_workers=1) as master:
         running = master.submit_task(hold, (str(marker),))
         queued = master.submit_task(square, (2,))
-        victim = wait_until(lambda: pids_in(marker), 30, "the task did not start on a rank")[0]
+        victim = wait_until(lambda: pids_in(marker), 30, "the task to start on a rank")[0]
         os.kill(victim, signal.SIGKILL)
         for task in (running, queued):
             with pytest.raises(InterfaceError, match="no MPI worker rank is left"):
@@ -126,13 +127,13 @@ def test_a_killed_mpiexec_fails_waiting_calls_and_leaves_no_orphan(mpi, tmp_path
         sid = master.get_status()["launcher_pid"]
         rank_pids = master.get_status()["pids"]
         task = master.submit_task(hold, (str(marker),))
-        wait_until(lambda: pids_in(marker), 30, "the task did not start on a rank")
+        wait_until(lambda: pids_in(marker), 30, "the task to start on a rank")
         os.kill(sid, signal.SIGKILL)  # Open MPI's ranks outlive a killed mpiexec
         with pytest.raises(InterfaceError, match="MPI"):
             master.get_result(task)
     finally:
         master.close()
-    wait_until(lambda: not session_members(sid), 10, "processes of the MPI job remain")
+    wait_until(lambda: not session_members(sid), 10, "the processes of the MPI job to end")
     assert not [p for p in rank_pids if _alive(p)]
 
 
@@ -267,6 +268,8 @@ with Master("mpi") as master:
     deadline = time.time() + 30
     while not os.path.exists(marker) and time.time() < deadline:
         time.sleep(0.05)
+    if not os.path.exists(marker):
+        sys.exit("the task did not start on a rank within 30 s")
     victim = int(open(marker).read().split()[0])
     os.kill(victim, signal.SIGKILL)
     ran_on = master.get_result(task)[1]

@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from pymw_testing import require
+from pymw_testing import clean_env, require, wait_until
 
 from pymw_core import (
     InterfaceError,
@@ -122,9 +122,8 @@ def test_close_stops_the_threads():
 
 
 def run_cli(*args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYMW_")}
     return subprocess.run([sys.executable, "-m", "pymw_core", *args], capture_output=True,
-                          text=True, timeout=120, env=env, cwd=ROOT)
+                          text=True, timeout=120, env=clean_env(), cwd=ROOT)
 
 
 def test_pymw_lists_and_checks_it():
@@ -142,7 +141,7 @@ def test_an_example_runs_on_it_and_ignores_workers_with_a_note():
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "examples", "monte_pi.py"), "--interface", NAME,
          "--workers", "3", "--samples", "40000"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env=clean_env(),
     )
     assert proc.returncode == 0, proc.stderr
     assert "on the 'threads-example' interface" in proc.stdout
@@ -190,8 +189,8 @@ def test_without_stop_task_a_running_task_cannot_be_cancelled():
     with Master(NAME, num_threads=1) as master:
         running = master.submit_task(nap, (0.3,))
         queued = master.submit_task(nap, (0.3,))
-        while running.state != "running" or master.get_status()["idle"]:
-            time.sleep(0.01)
+        wait_until(lambda: running.state == "running" and not master.get_status()["idle"], 10,
+                   "the first task to occupy the only thread")
         assert not running.cancel()
         assert queued.cancel()
         assert master.get_result(running)[1] == 0.3

@@ -6,20 +6,16 @@ import os
 import re
 
 import pytest
+from pymw_testing import masters, require
 
 from slurm.cluster import SlurmCluster, missing_requirements
-
-IN_CI = bool(os.environ.get("CI"))
 
 
 @pytest.fixture(scope="session")
 def slurm_cluster():
     """One cluster for the whole session; SLURM_CONF points Slurm's commands at it."""
     reason = missing_requirements()
-    if reason:
-        if IN_CI:
-            pytest.fail(f"{reason}: CI must provide it (scripts/run-tests installs it as root)")
-        pytest.skip(reason)
+    require(not reason, reason)
     cluster = SlurmCluster()
     cluster.start()
     try:
@@ -40,16 +36,5 @@ def work_dir(slurm_cluster, request):
 @pytest.fixture
 def make_master(slurm_cluster, work_dir):
     """``make_master(**options)``: a slurm Master on the test cluster, closed after the test."""
-    from pymw_core import Master
-
-    masters = []
-
-    def make(**options):
-        options.setdefault("work_dir", work_dir)
-        master = Master("slurm", **options)
-        masters.append(master)
-        return master
-
-    yield make
-    for master in masters:
-        master.close()
+    with masters("slurm", work_dir=work_dir) as make:
+        yield make

@@ -15,6 +15,7 @@ import textwrap
 import time
 
 import pytest
+from pymw_testing import read_line, wait_until
 
 from pymw_core import (
     InterfaceError,
@@ -78,14 +79,6 @@ def sleep_unless_marked(marker):
 # -- helpers -------------------------------------------------------------------------------
 
 
-def wait_for(predicate, timeout=60.0, what="a condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def run_jobs(cluster, master_or_run):
     """``{element: state}`` of a run's jobs still in Slurm's queue."""
     run = master_or_run if isinstance(master_or_run, str) else master_or_run.interface.run_id
@@ -119,7 +112,7 @@ def test_a_batch_larger_than_max_array_size_is_split_and_runs(make_master, slurm
     ran_in = {master.interface.job_id(t) for t in tasks}
     assert len(ran_in) < 12, ran_in
     # Surplus pending elements are cancelled once nothing is queued.
-    wait_for(lambda: "PENDING" not in run_jobs(slurm_cluster, master).values(), 40,
+    wait_until(lambda: "PENDING" not in run_jobs(slurm_cluster, master).values(), 40,
              "the surplus pending elements to be cancelled")
 
 
@@ -193,7 +186,7 @@ def test_scancel_behind_pymws_back_loses_only_the_unfinished_task(make_master, w
     assert master.get_result(done)[1] == 9
     marker = os.path.join(work_dir, "marker")
     task = master.submit_task(sleep_unless_marked, (marker,))
-    wait_for(lambda: os.path.exists(marker) and master.interface.job_id(task), 30,
+    wait_until(lambda: os.path.exists(marker) and master.interface.job_id(task), 30,
              "the first attempt to start")
     job = master.interface.job_id(task)
     assert job == master.interface.job_id(done)  # the same element ran both
@@ -220,8 +213,6 @@ def test_a_job_the_cluster_cannot_run_fails_its_tasks_with_slurms_reason(make_ma
 
 
 def test_tasks_with_resources_the_node_cannot_give_fail_and_others_run(make_master):
-    if "resources" not in inspect.signature(Master.submit_task).parameters:
-        pytest.skip("the core does not take submit_task(resources=...) yet (issue 10)")
     master = make_master()
     big = master.submit_task(square_and_say, (1,), resources={"cpus": 64})
     small = master.submit_task(square_and_say, (2,), resources={"cpus": 1, "memory": "100M"})
@@ -237,20 +228,20 @@ def test_tasks_with_resources_the_node_cannot_give_fail_and_others_run(make_mast
 def test_cancelling_a_queued_task_takes_it_back(make_master, slurm_cluster):
     master = make_master(sbatch={"begin": "now+3600"})  # the element pends for an hour
     task = master.submit_task(square_and_say, (1,))
-    wait_for(lambda: list(run_jobs(slurm_cluster, master).values()) == ["PENDING"], 30,
+    wait_until(lambda: list(run_jobs(slurm_cluster, master).values()) == ["PENDING"], 30,
              "the element to be pending")
     assert task.cancel()
     with pytest.raises(TaskCancelledError):
         master.get_result(task)
     assert os.listdir(os.path.join(master.interface.run_dir, "tasks", "g0")) == []
-    wait_for(lambda: run_jobs(slurm_cluster, master) == {}, 40,
+    wait_until(lambda: run_jobs(slurm_cluster, master) == {}, 40,
              "the surplus pending element to be cancelled")
 
 
 def test_cancelling_a_running_task_kills_it_and_its_element_goes_on(make_master):
     master = make_master(max_jobs=1)
     task = master.submit_task(sleep_for, (120,))
-    wait_for(lambda: master.interface.job_id(task) is not None, 30, "the task to be claimed")
+    wait_until(lambda: master.interface.job_id(task) is not None, 30, "the task to be claimed")
     assert task.cancel()
     with pytest.raises(TaskCancelledError):
         master.get_result(task)
@@ -276,7 +267,7 @@ def test_close_cancels_pending_jobs_and_removes_the_runs_files(make_master, slur
     master = make_master(sbatch={"begin": "now+3600"})
     for i in range(3):
         master.submit_task(square_and_say, (i,))
-    wait_for(lambda: list(run_jobs(slurm_cluster, master).values()) == ["PENDING"] * 3, 30,
+    wait_until(lambda: list(run_jobs(slurm_cluster, master).values()) == ["PENDING"] * 3, 30,
              "3 pending elements")
     run_dir = master.interface.run_dir
     master.close()
@@ -301,7 +292,10 @@ EXIT_SCRIPT = textwrap.dedent("""
     master = Master("slurm", work_dir=sys.argv[1], sbatch={"begin": "now+3600"})
     for i in range(3):
         master.submit_task(abs, (i,))
+    deadline = time.monotonic() + 60
     while len(master.interface.arrays) < 1:
+        if time.monotonic() > deadline:
+            sys.exit("no job array submitted within 60 s")
         time.sleep(0.05)
     print(master.interface.run_id, master.interface.run_dir, flush=True)
     sys.stdin.readline()  # the test has seen the jobs in the queue
@@ -318,7 +312,9 @@ def test_interpreter_exit_and_sigterm_cancel_the_jobs(slurm_cluster, work_dir, h
     proc = subprocess.Popen([sys.executable, script, work_dir, "exit" if how == "exit" else "wait"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        run, run_dir = proc.stdout.readline().split()
+        line = read_line(proc.stdout, 120, "the program to print its run")
+        assert line, f"the program ended before its jobs were queued (exit {proc.wait()})"
+        run, run_dir = line.split()
         assert len(run_jobs(slurm_cluster, run)) == 3
         proc.stdin.write("go\n")
         proc.stdin.flush()
@@ -330,6 +326,8 @@ def test_interpreter_exit_and_sigterm_cancel_the_jobs(slurm_cluster, work_dir, h
     finally:
         proc.kill()
         proc.wait()
+        proc.stdin.close()
+        proc.stdout.close()
     assert run_jobs(slurm_cluster, run) == {}
     assert not os.path.exists(run_dir)
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from pymw_testing import require
+from pymw_testing import masters, require
 
 from ssh.sshd import SSHLab, sshd_available
 
@@ -56,24 +56,7 @@ def remote_dir(lab, request) -> Path:
 @pytest.fixture
 def make_master(lab, remote_python, remote_dir):
     """``make_master(**options)``: an ssh Master on the lab's hosts, closed after the test."""
-    from pymw_core import Master
-
-    masters = []
-
-    def make(**options):
-        settings = {
-            "hosts": ["host1", "host2"],
-            "ssh_config": str(lab.ssh_config),
-            "python": remote_python,
-            "remote_dir": str(remote_dir),
-            "workers_per_host": 2,
-            "connect_timeout": 5.0,
-        }
-        settings.update(options)
-        master = Master("ssh", **settings)
-        masters.append(master)
-        return master
-
-    yield make
-    for master in masters:
-        master.close()
+    with masters("ssh", hosts=["host1", "host2"], ssh_config=str(lab.ssh_config),
+                 python=remote_python, remote_dir=str(remote_dir), workers_per_host=2,
+                 connect_timeout=5.0) as make:
+        yield make

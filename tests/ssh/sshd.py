@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+from pymw_testing import read_line
+
 SSHD = "/usr/sbin/sshd"  # sshd refuses to start from a relative path
 
 
@@ -221,7 +223,12 @@ class Netns:
             ["unshare", "--net", "sh", "-c", "ip link set lo up && echo up && exec sleep 86400"],
             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
         assert self.process.stdout is not None
-        if self.process.stdout.readline().strip() != b"up":
+        try:
+            line = read_line(self.process.stdout, 30, "a network namespace (unshare --net)")
+        except BaseException:
+            self.process.kill()
+            raise
+        if line.strip() != b"up":
             self.process.kill()
             raise RuntimeError("could not make a network namespace (unshare --net, ip link)")
         self.path = f"/proc/{self.process.pid}/ns/net"

@@ -148,7 +148,7 @@ def test_a_jump_host_with_its_own_proxyjump(net, tmp_path):
 
 def test_proxycommand_still_works(net, tmp_path):
     if shutil.which("ssh") is None:
-        pytest.skip("needs the OpenSSH client for the ProxyCommand")
+        require(False, "the ProxyCommand test needs the OpenSSH client (apt-get install openssh-client)")
     config = tmp_path / "ssh_config"
     config.write_text(block("jump", net.jump)
                       + block("node1", net.node1, f"ProxyCommand ssh -F {config} -W %h:%p jump")
@@ -267,7 +267,7 @@ def test_openssh_and_the_fallback_parser_agree(net, tmp_path):
     from pymw_ssh.sshconfig import Resolver
 
     if shutil.which("ssh") is None:
-        pytest.skip("needs the OpenSSH client as the reference")
+        require(False, "the reference is the OpenSSH client (apt-get install openssh-client)")
     (tmp_path / "conf.d").mkdir()
     write(tmp_path / "conf.d", block("included-alias", net.direct, "HostKeyAlias front"),
           "a.conf")

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import glob
 import os
-import shutil
 import stat
 import subprocess
 import sys
 import time
 
 import pytest
+from pymw_testing import alive, find_other_python, find_python27, read_line, wait_until
 
 from pymw_core import (
     InterfaceError,
@@ -92,14 +92,6 @@ def exit_worker():
     os._exit(7)
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def remote_workers(marker: str) -> list[int]:
     """Processes whose command line mentions ``marker`` (a test's remote_dir)."""
     found = []
@@ -112,15 +104,6 @@ def remote_workers(marker: str) -> list[int]:
             except OSError:
                 pass
     return found
-
-
-def wait_for(predicate, seconds=10.0, step=0.05):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 # -- running tasks -------------------------------------------------------------------------
@@ -253,7 +236,8 @@ def test_a_dead_worker_is_replaced_and_its_task_retried_then_failed(make_master)
     with pytest.raises(WorkerLostError, match="exited with status 7"):
         master.get_result(task)
     assert task.attempts == 2
-    assert wait_for(lambda: master.get_status()["hosts"]["host1"]["workers"] == 2)
+    wait_until(lambda: master.get_status()["hosts"]["host1"]["workers"] == 2, 10,
+               "the lost worker to be replaced")
     assert master.get_result(master.submit_task(square, (5,)))[1] == 25
 
 
@@ -264,15 +248,17 @@ def test_timeouts_and_cancels_kill_the_worker_which_is_replaced(make_master, rem
     with pytest.raises(TaskTimeoutError):
         master.get_result(task)
     assert master.get_result(behind)[1] == 36  # it came back uncharged and ran elsewhere
-    assert wait_for(lambda: len(remote_workers(str(remote_dir))) == 1)
+    wait_until(lambda: len(remote_workers(str(remote_dir))) == 1, 10,
+               "one remote worker (the stopped one replaced)")
 
     task = master.submit_task(nap, (1, 60))
-    assert wait_for(lambda: task.execute_time > 0)
+    wait_until(lambda: task.execute_time > 0, 10, "the task to start")
     assert task.cancel()
     with pytest.raises(TaskCancelledError):
         master.get_result(task)
     assert master.get_result(master.submit_task(square, (8,)))[1] == 64
-    assert wait_for(lambda: len(remote_workers(str(remote_dir))) == 1)
+    wait_until(lambda: len(remote_workers(str(remote_dir))) == 1, 10,
+               "one remote worker (the cancelled one replaced)")
 
 
 # -- hosts and keys ------------------------------------------------------------------------
@@ -330,10 +316,11 @@ def test_an_unreachable_host_is_skipped_and_reported(lab, make_master, caplog):
     assert master.get_status()["hosts"]["host1"]["workers"] == len(os.sched_getaffinity(0))
     tasks = [master.submit_task(square, (i,)) for i in range(20)]
     assert [master.get_result(t)[1] for t in tasks] == [i * i for i in range(20)]
-    row = master.get_status()["hosts"]["closed"]
+    row = wait_until(lambda: (r := master.get_status()["hosts"]["closed"])["error"] and r, 30,
+                     "the closed host's error to be recorded")
     assert row["state"] in ("down", "connecting")
     assert row["workers"] == 0
-    assert "connection refused" in (row["error"] or "connection refused")
+    assert "nothing accepts connections" in row["error"] and "connection refused" in row["error"]
     assert any("closed" in r.getMessage() and "refused" in r.getMessage()
                for r in caplog.records)
 
@@ -351,23 +338,10 @@ def test_no_usable_host_fails_naming_each_reason(lab, make_master):
     assert "nowhere: host nowhere: cannot resolve 'no-such-host.invalid'" in message
 
 
-def other_python() -> str | None:
-    """An interpreter of another minor version, if this machine has one."""
-    mine = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.*/bin/python3.*")))
-    candidates += [shutil.which(f"python3.{minor}") or "" for minor in range(8, 15)]
-    for path in candidates:
-        name = os.path.basename(path)
-        if path and os.access(path, os.X_OK) and not name.endswith("-config") and \
-                name != f"python{mine}" and name.count(".") == 1:
-            return path
-    return None
-
-
 def test_a_different_python_minor_version_is_refused_naming_both(make_master):
-    other = other_python()
+    other = find_other_python()
     if other is None:
-        pytest.skip("no Python of another minor version on this machine")
+        pytest.skip("no Python of another minor version here (pyenv install 3.12 gives one)")
     with pytest.raises(InterfaceError) as caught:
         make_master(hosts=["host1"], python=[other, "-I"])
     message = str(caught.value)
@@ -378,11 +352,11 @@ def test_a_different_python_minor_version_is_refused_naming_both(make_master):
 
 
 def test_python_2_gets_the_same_refusal_in_words(make_master):
-    old = glob.glob(os.path.expanduser("~/.pyenv/versions/2.7*/bin/python2.7"))
-    if not old:
-        pytest.skip("no Python 2.7 on this machine")
+    old = find_python27()  # PATH, /usr/bin, /usr/local/bin, pyenv, /opt
+    if old is None:  # no distribution ships one any more: nothing CI could install
+        pytest.skip("no Python 2.7 on this machine; see README.md, 'Running the tests'")
     with pytest.raises(InterfaceError, match=r"is Python 2\.7\.\d+ but the master runs"):
-        make_master(hosts=["host1"], python=old[0])
+        make_master(hosts=["host1"], python=old)
 
 
 def test_a_missing_interpreter_is_reported(make_master):
@@ -406,15 +380,16 @@ def test_no_shell_injection_through_paths_or_interpreter(make_master, tmp_path, 
 # -- channels and connections --------------------------------------------------------------
 
 
-def test_more_workers_than_one_connection_allows(make_master):
+def test_more_workers_than_one_connection_allows(make_master, remote_dir):
     master = make_master(hosts=["host1"], workers_per_host=12)
     row = master.get_status()["hosts"]["host1"]
     assert row["workers"] == 12
     assert row["connections"] == 2  # MaxSessions 10, SFTP and a spare on the first
     tasks = [master.submit_task(nap, (i, 0.3)) for i in range(12)]
     assert [master.get_result(t)[1] for t in tasks] == [2 * i for i in range(12)]
-    pids = {master.get_result(master.submit_task(where))[1][0] for _ in range(5)}
-    assert pids
+    pids = {master.get_result(t)[1][0] for t in [master.submit_task(where) for _ in range(24)]}
+    remote = set(remote_workers(str(remote_dir)))
+    assert len(remote) == 12 and pids <= remote and os.getpid() not in pids
 
 
 def test_a_server_allowing_fewer_channels_gets_more_connections(lab, make_master, remote_dir):
@@ -426,7 +401,7 @@ def test_a_server_allowing_fewer_channels_gets_more_connections(lab, make_master
     tasks = [master.submit_task(nap, (i, 0.05)) for i in range(20)]
     assert [master.get_result(t)[1] for t in tasks] == [2 * i for i in range(20)]
     master.close()  # the control command finds no free channel: it opens its own connection
-    assert wait_for(lambda: not remote_workers(str(remote_dir)))
+    wait_until(lambda: not remote_workers(str(remote_dir)), 10, "the remote workers to end")
     assert not glob.glob(str(remote_dir / "runs" / "*"))
 
 
@@ -437,7 +412,8 @@ def test_a_host_killed_mid_run_loses_no_task_and_comes_back(lab, make_master):
     doomed, steady = lab.add_server(), lab.add_server()
     master = make_master(hosts=[doomed.name, steady.name])
     tasks = [master.submit_task(nap, (i, 0.01)) for i in range(300)]
-    assert wait_for(lambda: master.get_status()["hosts"][doomed.name]["tasks_done"] > 20)
+    wait_until(lambda: master.get_status()["hosts"][doomed.name]["tasks_done"] > 20, 30,
+               "the doomed host to run 20 tasks")
     doomed.kill()
     assert [master.get_result(t)[1] for t in tasks] == [2 * i for i in range(300)]
     row = master.get_status()["hosts"][doomed.name]
@@ -445,7 +421,8 @@ def test_a_host_killed_mid_run_loses_no_task_and_comes_back(lab, make_master):
     assert "host " + doomed.name in row["error"]
     # The host is retried with back-off: once it is back, it takes tasks again.
     doomed.start()
-    assert wait_for(lambda: master.get_status()["hosts"][doomed.name]["state"] == "up", 40)
+    wait_until(lambda: master.get_status()["hosts"][doomed.name]["state"] == "up", 40,
+               "the restarted host to be up again")
     assert master.get_status()["hosts"][doomed.name]["reconnects"] == 1
     done_before = master.get_status()["hosts"][doomed.name]["tasks_done"]
     more = [master.submit_task(nap, (i, 0.01)) for i in range(100)]
@@ -459,7 +436,8 @@ def test_a_frozen_host_is_found_by_the_heartbeat(lab, make_master):
                          heartbeat_timeout=1.5)
     try:
         tasks = [master.submit_task(nap, (i, 0.01)) for i in range(200)]
-        assert wait_for(lambda: master.get_status()["hosts"][frozen.name]["tasks_done"] > 10)
+        wait_until(lambda: master.get_status()["hosts"][frozen.name]["tasks_done"] > 10, 30,
+                   "the host to run 10 tasks before it freezes")
         frozen.freeze()
         started = time.monotonic()
         assert [master.get_result(t)[1] for t in tasks] == [2 * i for i in range(200)]
@@ -475,7 +453,8 @@ def test_when_every_host_is_gone_for_good_queued_tasks_fail(lab, make_master):
     lone = lab.add_server()
     master = make_master(hosts=[lone.name], reconnect_attempts=0)
     tasks = [master.submit_task(nap, (i, 0.05)) for i in range(100)]
-    assert wait_for(lambda: master.get_status()["hosts"][lone.name]["tasks_done"] > 2)
+    wait_until(lambda: master.get_status()["hosts"][lone.name]["tasks_done"] > 2, 30,
+               "the lone host to run tasks")
     lone.kill()
     with pytest.raises(InterfaceError, match=f"no SSH host is left.*{lone.name}"):
         for task in tasks:
@@ -488,13 +467,71 @@ def test_when_every_host_is_gone_for_good_queued_tasks_fail(lab, make_master):
 def test_close_stops_every_remote_worker_and_removes_the_run(make_master, remote_dir):
     master = make_master()
     master.submit_task(nap, (1, 60))  # one worker busy for a minute
-    assert wait_for(lambda: master.get_status()["busy"] == 1)
+    wait_until(lambda: master.get_status()["busy"] == 1, 30, "one worker to be busy")
     assert len(remote_workers(str(remote_dir))) == 4
     master.close()
-    assert wait_for(lambda: not remote_workers(str(remote_dir)), 10), remote_workers(
-        str(remote_dir))
+    wait_until(lambda: not remote_workers(str(remote_dir)), 10,
+               "every remote worker to end after close()")
     assert glob.glob(str(remote_dir / "pymw-runtime-*.zip"))  # the cache stays
     assert not glob.glob(str(remote_dir / "runs" / "*"))  # the runs go
+
+
+LEAVING_PROGRAM = """
+import json, signal, sys, time
+# Ctrl-C raises KeyboardInterrupt, as in a terminal, even if the suite was started in
+# the background (a shell's background jobs inherit SIGINT ignored)
+signal.signal(signal.SIGINT, signal.default_int_handler)
+from pymw_core import Master
+with open(sys.argv[1]) as fh:
+    m = Master("ssh", **json.load(fh))
+for _ in range(4):
+    m.submit_task(time.sleep, (120,))
+deadline = time.monotonic() + 60
+while m.get_status()["busy"] < 4:
+    if time.monotonic() > deadline:
+        sys.exit(f"4 busy workers not seen within 60 s: {m.get_status()}")
+    time.sleep(0.05)
+print("busy", flush=True)
+if sys.argv[2] == "exit":
+    sys.exit(0)  # no close(): interpreter exit must stop the remote workers
+m.get_result()  # the signal arrives while the program waits here
+"""
+
+
+@pytest.mark.parametrize("how", ["exit", "sigint", "sigterm", "sigkill"])
+def test_no_remote_worker_outlives_the_master_program(lab, remote_python, remote_dir, tmp_path,
+                                                      how):
+    """exit, Ctrl-C and SIGTERM: the master stops its workers and removes its run.
+    SIGKILL gives it no chance: each worker's orphan watchdog sees its sshd session go."""
+    import json
+    import signal
+
+    script = tmp_path / "leave.py"
+    script.write_text(LEAVING_PROGRAM)
+    settings = {"hosts": ["host1", "host2"], "ssh_config": str(lab.ssh_config),
+                "python": remote_python, "remote_dir": str(remote_dir), "workers_per_host": 2,
+                "connect_timeout": 5.0, "prefetch": 0}  # one task per worker: all 4 busy
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "settings.json"), how],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert read_line(proc.stdout, 120, "the program's workers to be busy") == "busy\n", \
+            f"the program ended first (exit {proc.wait()})"
+        workers = remote_workers(str(remote_dir))
+        assert len(workers) == 4
+        if how != "exit":
+            time.sleep(0.2)  # into get_result, whose wait the signal interrupts
+            proc.send_signal({"sigint": signal.SIGINT, "sigterm": signal.SIGTERM,
+                              "sigkill": signal.SIGKILL}[how])
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    wait_until(lambda: not any(alive(p) for p in workers), 30,
+               f"the remote workers to end after the master's {how}")
+    if how != "sigkill":
+        assert not glob.glob(str(remote_dir / "runs" / "*"))  # swept by the next master else
 
 
 # -- options -------------------------------------------------------------------------------
@@ -514,8 +551,11 @@ def test_close_stops_every_remote_worker_and_removes_the_run(make_master, remote
         ({"ssh_config": "/no/such/config"}, "cannot read the ssh_config"),
     ],
 )
-def test_bad_options_fail_before_connecting(lab, options, message):
-    settings = {"hosts": ["host1"], "ssh_config": str(lab.ssh_config)}
+def test_bad_options_fail_before_connecting(tmp_path, options, message):
+    """No server needed: options are checked before any connection is tried."""
+    config = tmp_path / "ssh_config"
+    config.write_text("Host host1\n    HostName 127.0.0.1\n    Port 1\n")
+    settings = {"hosts": ["host1"], "ssh_config": str(config)}
     settings.update(options)
     with pytest.raises(InterfaceError, match=message):
         Master("ssh", **settings)
