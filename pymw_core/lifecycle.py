@@ -302,10 +302,15 @@ class Lifecycle:
             self._claim(task)
         return task
 
-    def wait_any(self, wanted: list[Task] | None, blocking: bool) -> Task | None:
-        """An ended task not yet handed out (of ``wanted``), now claimed."""
+    def wait_any(self, wanted: list[Task] | None, blocking: bool,
+                 check: Callable[[Any], None] | None = None) -> Task | None:
+        """An ended task not yet handed out (of ``wanted``), now claimed.
+
+        ``check(item)`` vets each item of ``wanted`` (raising for a stranger) when the
+        list is first seen.
+        """
         with self.lock:
-            index = None if wanted is None else self._index(wanted)
+            index = None if wanted is None else self._index(wanted, check)
             while True:
                 found = self._pop_done(index)
                 if found is not None:
@@ -434,13 +439,18 @@ class Lifecycle:
                 return task
         return None
 
-    def _index(self, wanted: list[Task]) -> _WantedIndex:
+    def _index(self, wanted: list[Task],
+               check: Callable[[Any], None] | None) -> _WantedIndex:
         """The index of ``wanted``, reused while the caller passes an equal list."""
-        if len(wanted) <= _SMALL_LIST:
-            return _WantedIndex(wanted, small=True)
         cached = self._wanted
-        if cached is None or cached.tasks != wanted:  # identity per item: a C-speed compare
-            cached = self._wanted = _WantedIndex(wanted, small=False)
+        small = len(wanted) <= _SMALL_LIST
+        if small or cached is None or cached.tasks != wanted:  # identity per item: C speed
+            if check is not None:
+                for item in wanted:
+                    check(item)
+            cached = _WantedIndex(wanted, small=small)
+            if not small:
+                self._wanted = cached
         return cached
 
     def _wait_locked(self, timeout: float | None) -> None:

@@ -193,9 +193,9 @@ class Master:
             wanted = task if isinstance(task, list) else list(task)
             if not wanted:
                 raise TaskError("get_result was given an empty list of tasks")
-            for item in wanted:
-                self._check_own(item)
-            chosen = self._life.wait_any(wanted, blocking)
+            # Each item is checked when the list is first seen: a loop over one long list
+            # costs a compare per call, not a scan (see Lifecycle._index).
+            chosen = self._life.wait_any(wanted, blocking, check=self._check_own)
         else:
             raise TaskError(
                 f"get_result takes a Task, a list of Tasks or None, not {type(task).__name__}"
