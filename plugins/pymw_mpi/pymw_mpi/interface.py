@@ -331,7 +331,9 @@ class _RelayLink:
                 python, "-m", "pymw_mpi.worker", "--connect", f"127.0.0.1:{port}",
                 "--start-timeout", str(timeout), "--scratch", self.scratch,
             ]
-            env = dict(os.environ, **{protocol.TOKEN_ENV: token})
+            # TMPDIR: Open MPI's own session folder goes into the scratch folder too, so
+            # a job ended by force leaves nothing behind once close() removes it.
+            env = dict(os.environ, **{protocol.TOKEN_ENV: token, "TMPDIR": self.scratch})
             self.popen = subprocess.Popen(
                 self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, env=env,
