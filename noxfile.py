@@ -72,7 +72,8 @@ def install_wheels(session: nox.Session, wheels: list[str], *extra: str) -> None
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole suite against the installed wheels: core, local, ssh, condor, examples."""
+    """The whole suite against the installed wheels: core, every plugin with its real service
+    (sshd, an HTCondor pool, a Slurm cluster, Open MPI), joblib, examples, docs."""
     wheels = build_wheels(session, [*DISTRIBUTIONS, EXAMPLE_PLUGIN])
     install_wheels(session, wheels, *TEST_DEPS)
     _run_suite(session, ["pytest"])
