@@ -117,18 +117,9 @@ def run(repeats: int = 3, calls: int = 50_000, long_calls: int = 8,
 def main() -> None:
     repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     result = run(repeats)
-    if "skipped" in result:
-        print(f"bench_joblib skipped: {result['skipped']}")
-        return
-    header = list(result["rows"][0])
-    widths = [max(len(h), *(len(str(r[h])) for r in result["rows"])) for h in header]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    for row in result["rows"]:
-        print("  ".join(str(row[h]).ljust(w) for h, w in zip(header, widths, strict=True)))
-    print()
-    for key, value in result.items():
-        if key not in ("rows", "samples"):
-            print(f"{key}: {value:.3g}" if isinstance(value, float) else f"{key}: {value}")
+    from report import print_result
+
+    print_result("bench_joblib", result)
 
 
 if __name__ == "__main__":

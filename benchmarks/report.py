@@ -576,3 +576,20 @@ def plots(results: dict, folder: str, prefix: str = "") -> list[str]:
         ax.legend()
         save(fig, "scaling")
     return written
+
+
+def print_result(name: str, result: dict[str, Any]) -> None:
+    """A bench module's ``run()`` answer on the terminal: its rows as a table, then the
+    rest (ratios and settings), for running one module by hand."""
+    if "skipped" in result:
+        print(f"{name} skipped: {result['skipped']}")
+        return
+    header = list(result["rows"][0])
+    widths = [max(len(h), *(len(str(r[h])) for r in result["rows"])) for h in header]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    for row in result["rows"]:
+        print("  ".join(str(row[h]).ljust(w) for h, w in zip(header, widths, strict=True)))
+    print()
+    for key, value in result.items():
+        if key not in ("rows", "samples"):
+            print(f"{key}: {value:.3g}" if isinstance(value, float) else f"{key}: {value}")
