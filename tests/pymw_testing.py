@@ -307,3 +307,36 @@ def running_attempt(master, task, number=1, timeout=5.0) -> Any:
         return attempt if attempt is not None and attempt.number == number \
             and task.state == "running" else None
     return wait_until(current, timeout, f"attempt {number} of {task} to run")
+
+
+# -- tasks the batch interfaces' tests share (user code: they travel by value) -----------
+
+
+def square_and_say(x):
+    print(f"hello {x}")
+    return x * x
+
+
+def fail(text):
+    import sys
+
+    print("about to fail", file=sys.stderr)
+    raise LookupError(text)
+
+
+def read_data(name):
+    with open(name) as fh:
+        return fh.read()
+
+
+def sleep_for(seconds):
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def exit_abruptly(status):
+    import os
+
+    os._exit(status)

@@ -15,7 +15,15 @@ import textwrap
 import time
 
 import pytest
-from pymw_testing import read_line, wait_until
+from pymw_testing import (
+    exit_abruptly,
+    fail,
+    read_data,
+    read_line,
+    sleep_for,
+    square_and_say,
+    wait_until,
+)
 
 from pymw_core import (
     InterfaceError,
@@ -31,36 +39,6 @@ pytestmark = pytest.mark.slurm
 
 
 # -- tasks (shipped by value: this module is the user's code) ------------------------------
-
-
-def square_and_say(x):
-    print(f"hello {x}")
-    return x * x
-
-
-def fail(text):
-    import sys
-
-    print("about to fail", file=sys.stderr)
-    raise LookupError(text)
-
-
-def read_data(name):
-    with open(name) as fh:
-        return fh.read()
-
-
-def sleep_for(seconds):
-    import time
-
-    time.sleep(seconds)
-    return seconds
-
-
-def exit_abruptly(status):
-    import os
-
-    os._exit(status)
 
 
 def sleep_unless_marked(marker):
