@@ -31,7 +31,7 @@ DISTRIBUTIONS = [
 ]
 EXAMPLE_PLUGIN = "tests/plugins/pymw_threads_example"
 # joblib: the range pymw_core.joblib_backend is tested with (the pymw-core[joblib] extra).
-TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "tqdm>=4.60", "setuptools>=68", "mpi4py>=3.1",
+TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "tqdm>=4.60", "setuptools>=77", "mpi4py>=3.1",
              "joblib>=1.3,<1.7", "scikit-learn>=1.3"]
 WHEELS = os.path.join(ROOT, ".nox", "_wheels")
 # `nox -s coverage` fails below this percentage of the statements of the core and every
@@ -50,7 +50,7 @@ def build_wheels(session: nox.Session, distributions: list[str]) -> list[str]:
     """Build a wheel of each distribution into ``.nox/_wheels`` (emptied first)."""
     shutil.rmtree(WHEELS, ignore_errors=True)
     os.makedirs(WHEELS)
-    _pip(session, "install", "-q", "setuptools>=68", "wheel")
+    _pip(session, "install", "-q", "setuptools>=77", "wheel")
     _pip(session, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", WHEELS,
          *(os.path.join(ROOT, d) for d in distributions))
     # setuptools leaves build/ and *.egg-info beside the sources; the wheels are the product.
