@@ -189,6 +189,21 @@ class Outcome:
     traceback: str | None
 
 
+class Entry:
+    """A task's place in the journal: its row, the attempts recorded before this run,
+    its key and name, and whether the row is reused (recorded by an earlier run)."""
+
+    __slots__ = ("key", "name", "offset", "reused", "row")
+
+    def __init__(self, row: int, key: str, name: str, offset: int = 0,
+                 reused: bool = False) -> None:
+        self.row = row
+        self.key = key
+        self.name = name
+        self.offset = offset
+        self.reused = reused
+
+
 class Journal:
     """One master's journal: opened (and locked) at ``Master()``, closed with the master.
 
@@ -362,14 +377,14 @@ class Journal:
 
     def match(self, key: str) -> Recorded | None:
         """The next recorded task of ``key`` not yet taken by this run (k-th submission:
-        k-th recorded task), or None: a new task. Called with the lifecycle's lock held
-        or from one submitting thread at a time per key."""
-        found = self._index.get(key)
-        if not found:
-            return None
-        row, state, attempts = found.popleft()
-        if not found:
-            del self._index[key]
+        k-th recorded task, in the order first submitted), or None: a new task."""
+        with self._read_lock:
+            found = self._index.get(key)
+            if not found:
+                return None
+            row, state, attempts = found.popleft()
+            if not found:
+                del self._index[key]
         return Recorded(row, state, attempts)
 
     def reusable(self, recorded: Recorded) -> bool:
@@ -400,12 +415,13 @@ class Journal:
         """What interfaces recorded to re-attach to task ``row`` (``interface`` key added)."""
         return self._handles.get(row, [])
 
-    def task_row(self, task_id: int) -> int:
-        """The row of a task this run submits anew (master task ids are unique per run)."""
-        return self._task_base + task_id
-
-    def attempt_row(self, attempt_id: int) -> int:
-        return self._attempt_base + attempt_id
+    def entry(self, task_id: int, key: str, name: str,
+              recorded: Recorded | None) -> Entry:
+        """The journal entry of a task this run runs: a recorded row reused, or a new row
+        (master task ids are unique per master, so a base makes them unique here)."""
+        if recorded is not None:
+            return Entry(recorded.row, key, name, recorded.attempts, reused=True)
+        return Entry(self._task_base + task_id, key, name)
 
     # -- writing (any thread; the lifecycle calls these under its lock) ----------------
 
@@ -417,26 +433,26 @@ class Journal:
             if len(self._ops) == 1:
                 self._cond.notify_all()
 
-    def submitted(self, row: int, key: str, name: str, when: float,
-                  recorded: Recorded | None) -> None:
-        if recorded is None:
-            self.put(_INSERT_TASK, (row, key, self.run_id, name, when))
+    def submitted(self, entry: Entry, when: float) -> None:
+        if entry.reused:
+            self.put(_REQUEUE_TASK, (entry.row,))
         else:
-            self.put(_REQUEUE_TASK, (row,))
+            self.put(_INSERT_TASK, (entry.row, entry.key, self.run_id, entry.name, when))
 
-    def started(self, row: int, attempt_row: int, number: int, worker: Any,
+    def started(self, entry: Entry, attempt_id: int, number: int, worker: Any,
                 when: float) -> None:
         label, host = worker_label(worker)
         with self._cond:
-            self._ops.append((_START, (attempt_row, row, number, self.run_id, label, host,
-                                       when)))
-            self._ops.append((_RUNNING, (row,)))
+            self._ops.append((_START, (self._attempt_base + attempt_id, entry.row,
+                                       entry.offset + number, self.run_id, label, host, when)))
+            self._ops.append((_RUNNING, (entry.row,)))
             self._queued += 2
-            self._cond.notify_all()
+            if len(self._ops) == 2:
+                self._cond.notify_all()
 
-    def attempt_ended(self, attempt_row: int, outcome: str, detail: str | None,
+    def attempt_ended(self, attempt_id: int, outcome: str, detail: str | None,
                       when: float) -> None:
-        self.put(_ATTEMPT_END, (when, outcome, detail, attempt_row))
+        self.put(_ATTEMPT_END, (when, outcome, detail, self._attempt_base + attempt_id))
 
     def task_state(self, row: int, state: str, when: float | None) -> None:
         self.put(_TASK_STATE, (state, when, row))
