@@ -607,7 +607,8 @@ def worker_label(worker: Any) -> tuple[str | None, str | None]:
     attributes when it has them, else its repr and this host."""
     if worker is None:
         return None, None
-    label = getattr(worker, "label", None) or getattr(worker, "name", None)
+    label = worker if isinstance(worker, str) else (
+        getattr(worker, "label", None) or getattr(worker, "name", None))
     if not isinstance(label, str):
         label = repr(worker).strip("<>")
     host = getattr(worker, "host", None)
