@@ -26,6 +26,7 @@ from pymw_core.pacing import PacedWorker
 
 _START_FAILURES_ALLOWED = 3  # processes dying before they say hello, in a row, none ready
 _STOP_GRACE = 5.0  # seconds a worker has to act on a cancel before it is killed
+_CLOSE_GRACE = 2.0  # seconds close() gives the guardians to end their process trees
 _STDERR_TAIL_LINES = 40
 _INLINE_SEND_LIMIT = 256 * 1024  # bytes; larger tasks go through the process's sender thread
 _PIPE_SIZE = 1 << 20  # room for many small tasks (or one big frame) without a blocking write
@@ -181,7 +182,13 @@ class LocalInterface:
             }
 
     def cleanup(self) -> None:
-        """Stop every process at once (running tasks are abandoned) and remove scratch."""
+        """Stop every process at once (running tasks are abandoned) and remove scratch.
+
+        Each worker's guardian ends its whole process tree on SIGTERM; one that has not
+        gone within ``_CLOSE_GRACE`` seconds has its session killed. No stream a reader
+        thread reads is closed here (that close would wait for the read): each reader
+        sees the end of its pipe once the process tree is gone, and closes it.
+        """
         with self._lock:
             self._closed = True
             processes = list(self._processes)
@@ -189,16 +196,16 @@ class LocalInterface:
         for process in processes:
             _kill(process.popen)
             process.stop_sending()
+        deadline = time.monotonic() + _CLOSE_GRACE
         for process in processes:
             try:
-                process.popen.wait(timeout=5)
-            except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
+                process.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:  # pragma: no cover - a guardian that hangs
+                _kill_session(process.popen)
+            try:
+                process.popen.stdin.close()  # type: ignore[union-attr]
+            except OSError:
                 pass
-            for stream in (process.popen.stdin, process.popen.stdout):
-                try:
-                    stream.close()  # type: ignore[union-attr]
-                except OSError:
-                    pass
         for process in processes:
             shutil.rmtree(process.scratch, ignore_errors=True)
 
@@ -362,8 +369,21 @@ def _grow_pipe(stream: Any) -> None:
 
 
 def _kill(popen: subprocess.Popen) -> None:
+    """End a worker and every process its tasks started, at once.
+
+    The process we started is the worker's guardian (see ``pymw_core.guardian``): on
+    SIGTERM it SIGKILLs the worker and all its descendants, then itself, so none of
+    them outlives it. A SIGKILL would end the guardian alone and orphan the rest.
+    """
     try:
-        popen.kill()
+        popen.send_signal(signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def _kill_session(popen: subprocess.Popen) -> None:
+    try:
+        os.killpg(popen.pid, signal.SIGKILL)
     except OSError:
         pass
 

@@ -1,0 +1,95 @@
+"""Source text that travels with a function shipped by value, so tracebacks show its lines.
+
+cloudpickle names every code object it rebuilds ``<dynamic-code>``: a traceback through a
+shipped function has a line number and nothing to show. The master (:func:`collect`,
+once per function blob) sends the text of the user's files the function and the
+functions it calls came from, and which code came from which file; the worker
+(:func:`restore`, run as the blob is unpickled) gives each code object its file name
+back and registers the text in ``linecache``, as IPython does for its cells.
+"""
+
+from __future__ import annotations
+
+import linecache
+import types
+from collections.abc import Callable
+from typing import Any
+
+LIMIT = 1 << 20  # characters of source text that may travel with one function
+_FUNCTIONS = 200  # functions looked at per shipped function, at most
+
+
+def collect(fn: Callable, is_user: Callable[[str | None], bool]) -> tuple[dict, dict]:
+    """``(files, codes)`` for ``fn``: ``{file name: text}`` and ``{(name, first line): file
+    name}`` for the user's functions it reaches through its globals."""
+    files: dict[str, str] = {}
+    codes: dict[tuple[str, int], str] = {}
+    room = LIMIT
+    for function in _reachable(_unwrap(fn), is_user):
+        for code in _code_tree(function.__code__):
+            name = code.co_filename
+            if name not in files:
+                text = "".join(linecache.getlines(name)) if not name.startswith("<dyn") else ""
+                if len(text) > room:
+                    text = ""
+                room -= len(text)
+                files[name] = text
+            if files[name]:
+                codes[(code.co_name, code.co_firstlineno)] = name
+    return {n: t for n, t in files.items() if t}, codes
+
+
+def restore(fn: Any, files: dict[str, str], codes: dict[tuple[str, int], str]) -> Any:
+    """The worker side: ``fn`` with its code's file names back and their text in linecache."""
+    for name, text in files.items():
+        lines = text.splitlines(keepends=True)
+        if lines and not lines[-1].endswith("\n"):
+            lines[-1] += "\n"
+        linecache.cache[name] = (len(text), None, lines, name)  # no mtime: never dropped
+    for function in _reachable(_unwrap(fn), lambda module: True):
+        if not function.__code__.co_filename.startswith("<dyn"):
+            continue  # not rebuilt by cloudpickle: it has its own file
+        try:
+            function.__code__ = _renamed(function.__code__, codes)
+        except (AttributeError, TypeError, ValueError):
+            pass
+    return fn
+
+
+def _renamed(code: types.CodeType, codes: dict[tuple[str, int], str]) -> types.CodeType:
+    consts = tuple(_renamed(c, codes) if isinstance(c, types.CodeType) else c
+                   for c in code.co_consts)
+    name = codes.get((code.co_name, code.co_firstlineno), code.co_filename)
+    return code.replace(co_filename=name, co_consts=consts)
+
+
+def _unwrap(fn: Any) -> Any:
+    fn = getattr(fn, "__func__", fn)
+    return getattr(fn, "func", fn)  # functools.partial
+
+
+def _reachable(fn: Any, is_user: Callable[[str | None], bool]) -> list[types.FunctionType]:
+    """``fn`` and the user's functions it names in its globals, and theirs, in turn."""
+    found: list[types.FunctionType] = []
+    seen: set[int] = set()
+    stack = [fn]
+    while stack and len(found) < _FUNCTIONS:
+        function = stack.pop()
+        if (not isinstance(function, types.FunctionType) or id(function) in seen
+                or not is_user(function.__module__)):
+            continue
+        seen.add(id(function))
+        found.append(function)
+        names = {n for code in _code_tree(function.__code__) for n in code.co_names}
+        globs = function.__globals__
+        stack += [globs[n] for n in names if n in globs]
+    return found
+
+
+def _code_tree(code: types.CodeType) -> list[types.CodeType]:
+    tree, stack = [], [code]
+    while stack:
+        current = stack.pop()
+        tree.append(current)
+        stack += [c for c in current.co_consts if isinstance(c, types.CodeType)]
+    return tree
