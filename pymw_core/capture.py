@@ -30,26 +30,39 @@ class FdCapture:
     """Owns fds 1 and 2 of this process; one task's output at a time."""
 
     def __init__(self, directory: str) -> None:
-        # The worker's own messages (crash reports, warnings between tasks) keep going
-        # where fd 2 went before: the interface passes them on.
-        self.own_stderr: TextIO = os.fdopen(os.dup(2), "w", buffering=1,
-                                            errors="backslashreplace")
+        """Make the two files; :meth:`install` puts them at fds 1 and 2. Made before the
+        guardian forks, so that it can show a dead worker's last words (:meth:`tail`)."""
         self._fds = (_temporary(directory), _temporary(directory))
+        self._streams: tuple[TextIO, TextIO] | None = None
+        self._saved: tuple[TextIO, TextIO] | None = None
+        self.own_stderr: TextIO | None = None
+
+    def install(self) -> None:
+        """Fds 1 and 2 of this process become the files; ``sys.stdout`` and ``sys.stderr``
+        the worker's own stderr (what fd 2 was), which the interface passes on."""
+        self.own_stderr = os.fdopen(os.dup(2), "w", buffering=1, errors="backslashreplace")
         for target, fd in zip((1, 2), self._fds, strict=True):
             os.dup2(fd, target)
         self._streams = (_text(1), _text(2))
-        self._saved: tuple[TextIO, TextIO] | None = None
         self._fflush = _c_fflush()
         sys.stdout = sys.stderr = self.own_stderr
+
+    def tail(self, size: int = 4096) -> bytes:
+        """The last ``size`` bytes the running task wrote to fd 2 (not yet taken)."""
+        try:
+            end = os.lseek(self._fds[1], 0, os.SEEK_END)
+            return _read(self._fds[1], min(size, end), max(0, end - size))
+        except OSError:
+            return b""
 
     def begin(self) -> None:
         """A task starts: ``sys.stdout`` and ``sys.stderr`` write to fds 1 and 2."""
         self._saved = (sys.stdout, sys.stderr)
-        sys.stdout, sys.stderr = self._streams
+        sys.stdout, sys.stderr = self._streams  # type: ignore[misc]
 
     def end(self) -> tuple[str, str]:
         """The task ended: its (stdout, stderr), both files emptied for the next one."""
-        out, err = self._streams
+        out, err = self._streams  # type: ignore[misc]
         for stream in (out, err):
             try:
                 stream.flush()

@@ -25,11 +25,14 @@ import os
 import select
 import signal
 import sys
+import time
 from collections.abc import Callable
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 ORPHAN_EXIT = 3  # exit status of a worker whose master (its parent) ended first
+STOP_EXIT = 75  # exit status of a worker that stopped a task on request
+EOF_GRACE = 1.0  # seconds a worker has to leave by itself once its input ended
 
 _prctl: Callable[..., int] | None = None
 
@@ -62,7 +65,8 @@ def become_subreaper() -> bool:
     return prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
-def start(on_orphaned: Callable[[], None], watch_stdin: bool) -> bool:
+def start(on_orphaned: Callable[[], None], watch_stdin: bool,
+          last_words: Callable[[], bytes] | None = None) -> bool:
     """Fork the guardian: returns True in the worker (the child); the guardian never returns.
 
     ``on_orphaned`` runs in the guardian when the master died, after the process tree
@@ -82,7 +86,7 @@ def start(on_orphaned: Callable[[], None], watch_stdin: bool) -> bool:
             os._exit(ORPHAN_EXIT)
         return True
     try:
-        _guard(pid, parent, read_wake, write_wake, on_orphaned, watch_stdin)
+        _guard(pid, parent, read_wake, write_wake, on_orphaned, watch_stdin, last_words)
     finally:  # pragma: no cover - _guard exits; this is for a bug in it
         _end_tree(pid)
         os._exit(1)
@@ -90,7 +94,8 @@ def start(on_orphaned: Callable[[], None], watch_stdin: bool) -> bool:
 
 
 def _guard(worker: int, parent: int, read_wake: int, write_wake: int,
-           on_orphaned: Callable[[], None], watch_stdin: bool) -> None:
+           on_orphaned: Callable[[], None], watch_stdin: bool,
+           last_words: Callable[[], bytes] | None) -> None:
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 1)  # the channel to the master is the worker's only
     os.close(null)
@@ -107,9 +112,11 @@ def _guard(worker: int, parent: int, read_wake: int, write_wake: int,
         poller.register(0, 0)  # no events asked: POLLHUP/POLLERR come anyway
     status: int | None = None
     orphaned = os.getppid() != parent
+    hung_up: float | None = None  # when fd 0's writer went: the worker may still leave itself
     while status is None and not orphaned:
+        timeout = None if hung_up is None else max(0, hung_up + EOF_GRACE - time.monotonic())
         try:
-            ready = poller.poll()
+            ready = poller.poll(None if timeout is None else timeout * 1000)
         except InterruptedError:  # pragma: no cover - PEP 475 retries
             continue
         received: set[int] = set()
@@ -117,7 +124,12 @@ def _guard(worker: int, parent: int, read_wake: int, write_wake: int,
             if fd == read_wake:
                 received.update(os.read(read_wake, 64))
             elif events & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
-                orphaned = True
+                hung_up = time.monotonic()
+                poller.unregister(fd)
+                # The parent gone too: the master died. Else (the parent may be an
+                # sshd session that outlives its channel) the input ended on purpose or
+                # the transport broke: the worker leaves by itself, or after EOF_GRACE.
+                orphaned = os.getppid() != parent
         if signal.SIGCHLD in received:
             status = _reap(worker)
         if received & {signal.SIGTERM, signal.SIGINT}:
@@ -125,12 +137,18 @@ def _guard(worker: int, parent: int, read_wake: int, write_wake: int,
             os.kill(os.getpid(), signal.SIGKILL)  # reads as before: "killed by SIGKILL"
         if signal.SIGHUP in received and os.getppid() != parent:
             orphaned = True
+        if status is None and hung_up is not None and time.monotonic() >= hung_up + EOF_GRACE:
+            orphaned = True  # the worker is busy (maybe in C code): it will not see the end
     _end_tree(worker if status is None else None)
-    if status is None:  # the master is gone: tidy up what it will never remove
+    if status is None or hung_up is not None:  # the master is gone (or done): tidy up
         try:
             on_orphaned()
         finally:
-            os._exit(ORPHAN_EXIT)
+            if status is None:
+                os._exit(ORPHAN_EXIT)
+    crashed = os.WIFSIGNALED(status) or os.waitstatus_to_exitcode(status) not in (0, STOP_EXIT)
+    if crashed and last_words is not None:
+        _say(last_words())
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         try:
@@ -139,10 +157,20 @@ def _guard(worker: int, parent: int, read_wake: int, write_wake: int,
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # the worker dumped its own
         except (ImportError, ValueError, OSError):
             pass
-        signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):  # SIGKILL and SIGSTOP have no handler to reset
+            pass
         os.kill(os.getpid(), sig)
     os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
+
+
+def _say(words: bytes) -> None:
+    if words:
+        try:
+            os.write(2, words if words.endswith(b"\n") else words + b"\n")
+        except OSError:
+            pass
 
 
 def _nothing(signum: int, frame: object) -> None:

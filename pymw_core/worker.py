@@ -54,6 +54,7 @@ import cloudpickle
 # A PyMW 0.4 script names its input and output files as sys.argv[1] and sys.argv[2].
 _ARGV_FILES = re.compile(r"argv\s*\[\s*[12]\s*\]")
 _PROGRESS_INTERVAL = 0.1  # seconds between progress frames of one task, unless it moved a lot
+_guardian_pid: int | None = None  # set in a worker forked by its guardian (see main)
 
 def worker_info() -> dict:
     """What the master needs to know about this worker before sending it work."""
@@ -63,7 +64,8 @@ def worker_info() -> dict:
         cpus = os.cpu_count() or 1
     return {
         "python": tuple(sys.version_info[:3]),
-        "pid": os.getpid(),
+        "pid": os.getpid(),  # the process that runs the tasks
+        "guardian": _guardian_pid,  # the process the interface started, if not this one
         "cpus": cpus,
         "host": socket.gethostname(),
         "executable": sys.executable,
@@ -114,14 +116,16 @@ class Runtime:
     """Runs tasks one after another, caching functions and scripts between them."""
 
     def __init__(self, scratch: str | None = None, chdir: bool = True,
-                 own_process: bool | None = None) -> None:
+                 own_process: bool | None = None,
+                 capture: _capture.FdCapture | None = None) -> None:
         """``chdir=False`` is for runtimes inside another program (threads): the process's
         working directory is left alone, so data files are not in the task's cwd.
 
         ``own_process`` (default: ``chdir``): this runtime owns the process, so a task's
         output is captured at fds 1 and 2 (:mod:`pymw_core.capture`) and the processes a
         task leaves running are ended when it ends (:func:`guardian.end_children`).
-        Otherwise output is captured from ``sys.stdout``/``sys.stderr`` only.
+        Otherwise output is captured from ``sys.stdout``/``sys.stderr`` only. ``capture``:
+        the files made before the guardian forked (see :func:`main`).
         """
         self._own_scratch = scratch is None
         self._chdir = chdir
@@ -130,7 +134,11 @@ class Runtime:
             os.chdir(self.scratch)
         if own_process is None:
             own_process = chdir
-        self._capture = _capture.FdCapture(self.scratch) if own_process else None
+        if own_process:
+            if capture is None:
+                capture = _capture.FdCapture(self.scratch)
+            capture.install()
+        self._capture = capture if own_process else None
         # A subreaper catches what a task's processes double-fork, so that ending this
         # process's children after a task ends all of them.
         self._sweep = own_process and guardian.supported() and guardian.become_subreaper()
@@ -437,17 +445,15 @@ def _pack_error(exc: BaseException, tb: str) -> bytes:
         return blob
     except BaseException as why:
         stand_in = TaskError(
-            f"{_type_name(exc)}: {_safe_text(str, exc)} (the exception could not be sent "
-            f"to the master: {_type_name(why)}: {_safe_text(str, why)})"
+            f"{_type_name(exc)}: {_safe_text(str, exc)} (the exception could not be pickled "
+            f"for the master: {_type_name(why)}: {_safe_text(str, why)})"
         )
         return pickle.dumps((stand_in, tb), wire.PROTOCOL)
 
 
 def _type_name(value: Any) -> str:
     try:
-        kind = type(value)
-        return f"{kind.__module__}.{kind.__qualname__}" if kind.__module__ not in (
-            "builtins", "__main__") else kind.__qualname__
+        return str(type(value).__qualname__)
     except BaseException:
         return "<unnamed type>"
 
@@ -685,6 +691,7 @@ def run_file(in_path: str, out_path: str, watch_parent: bool = False) -> None:
     (:mod:`pymw_core.guardian`), whatever the task is doing; elsewhere a thread.
     """
     runtime: list[Runtime] = []
+    capture = None
     if watch_parent:
         here = os.getcwd()
         before = set(os.listdir(here))
@@ -700,7 +707,10 @@ def run_file(in_path: str, out_path: str, watch_parent: bool = False) -> None:
             except OSError:
                 pass
 
-        if not (guardian.supported() and guardian.start(tidy, watch_stdin=False)):
+        if guardian.supported():
+            capture = _capture.FdCapture(os.getcwd())
+            guardian.start(tidy, watch_stdin=False, last_words=capture.tail)
+        else:
             _exit_when_orphaned(None, tidy=tidy)
     with open(in_path, "rb") as inp:
         need = wire.read_message(inp)
@@ -709,7 +719,7 @@ def run_file(in_path: str, out_path: str, watch_parent: bool = False) -> None:
             reply = _version_refusal(need[1], have)
         else:
             message = wire.read_message(inp)
-            runtime.append(Runtime(scratch=os.getcwd()))
+            runtime.append(Runtime(scratch=os.getcwd(), capture=capture))
             reply = runtime[0].run(message)
     tmp = out_path + ".part"
     with open(tmp, "wb") as out:
@@ -768,6 +778,7 @@ process its tasks started.
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point for ``python -m pymw_core.worker`` and the uploaded zip."""
+    global _guardian_pid
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--file"] and len(argv) == 3:
         run_file(argv[1], argv[2], watch_parent=True)
@@ -780,9 +791,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     scratch = argv[1] if argv else None
     guarded = False
+    capture = None
+    made_scratch = None
     if guardian.supported():
-        if scratch is None:  # the guardian removes it should the master die
-            scratch = tempfile.mkdtemp(prefix="pymw-worker-")
+        if scratch is None:  # made before the fork: the guardian removes it should the master die
+            scratch = made_scratch = tempfile.mkdtemp(prefix="pymw-worker-")
         try:
             os.setsid()  # one session per worker: its tasks' processes are its own
         except OSError:  # already a session leader (the local interface made it one)
@@ -793,7 +806,9 @@ def main(argv: list[str] | None = None) -> None:
             os.chdir("/")
             shutil.rmtree(made, ignore_errors=True)
 
-        guarded = guardian.start(tidy, watch_stdin=True)
+        capture = _capture.FdCapture(scratch)
+        guarded = guardian.start(tidy, watch_stdin=True, last_words=capture.tail)
+        _guardian_pid = os.getppid()
     # The frames own the real stdin/stdout, on descriptors of their own; fds 0, 1 and 2
     # are the task's (1 and 2 captured, see pymw_core.capture).
     inp = os.fdopen(os.dup(0), "rb", buffering=1 << 16)
@@ -805,13 +820,16 @@ def main(argv: list[str] | None = None) -> None:
     sys.stdin = open(os.devnull)  # noqa: SIM115 - lives as long as the process
     if not guarded:
         _exit_when_orphaned(scratch)
-    runtime = Runtime(scratch)
+    runtime = Runtime(scratch, capture=capture)
     # A crash leaves a Python traceback on the worker's own stderr, for the master.
     faulthandler.enable(runtime.own_stderr() or sys.__stderr__)
     try:
         _Server(inp, out, runtime).serve()
     finally:
         runtime.close()
+        if made_scratch is not None:
+            os.chdir("/")
+            shutil.rmtree(made_scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ class _Process(PacedWorker):
 
     @property
     def pid(self) -> int:
+        """The process started: the guardian of the one that runs the tasks, its child."""
         return self.popen.pid
 
     def __repr__(self) -> str:
