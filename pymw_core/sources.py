@@ -2,8 +2,8 @@
 
 cloudpickle names every code object it rebuilds ``<dynamic-code>``: a traceback through a
 shipped function has a line number and nothing to show. The master (:func:`collect`,
-once per function blob) sends the text of the user's files the function and the
-functions it calls came from, and which code came from which file; the worker
+once per function blob) sends the source lines of the function and of the user's
+functions it calls, and which code came from which file; the worker
 (:func:`restore`, run as the blob is unpickled) gives each code object its file name
 back and registers the text in ``linecache``, as IPython does for its cells.
 """
@@ -15,37 +15,46 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-LIMIT = 1 << 20  # characters of source text that may travel with one function
+LIMIT = 1 << 18  # characters of source text that may travel with one function
 _FUNCTIONS = 200  # functions looked at per shipped function, at most
 
 
 def collect(fn: Callable, is_user: Callable[[str | None], bool]) -> tuple[dict, dict]:
-    """``(files, codes)`` for ``fn``: ``{file name: text}`` and ``{(name, first line): file
-    name}`` for the user's functions it reaches through its globals."""
-    files: dict[str, str] = {}
+    """``(files, codes)`` for ``fn``: ``{file name: {line number: line}}`` (the lines of the
+    user's functions it reaches through its globals, only those: an edit elsewhere in
+    the file leaves the blob, and so the task's journal key, as it was) and
+    ``{(name, first line): file name}``."""
+    files: dict[str, dict[int, str]] = {}
     codes: dict[tuple[str, int], str] = {}
     room = LIMIT
     for function in _reachable(_unwrap(fn), is_user):
         for code in _code_tree(function.__code__):
             name = code.co_filename
-            if name not in files:
-                text = "".join(linecache.getlines(name)) if not name.startswith("<dyn") else ""
-                if len(text) > room:
-                    text = ""
-                room -= len(text)
-                files[name] = text
-            if files[name]:
+            if name.startswith("<dyn"):
+                continue
+            lines = linecache.getlines(name)
+            numbers = [n for _, _, n in code.co_lines() if n] + [code.co_firstlineno]
+            kept = files.setdefault(name, {})
+            for number in range(min(numbers), min(max(numbers), len(lines)) + 1):
+                if number not in kept and room > 0:
+                    kept[number] = lines[number - 1]
+                    room -= len(kept[number])
+            if kept:
                 codes[(code.co_name, code.co_firstlineno)] = name
-    return {n: t for n, t in files.items() if t}, codes
+    return {n: lines for n, lines in files.items() if lines}, codes
 
 
-def restore(fn: Any, files: dict[str, str], codes: dict[tuple[str, int], str]) -> Any:
-    """The worker side: ``fn`` with its code's file names back and their text in linecache."""
-    for name, text in files.items():
-        lines = text.splitlines(keepends=True)
-        if lines and not lines[-1].endswith("\n"):
-            lines[-1] += "\n"
-        linecache.cache[name] = (len(text), None, lines, name)  # no mtime: never dropped
+def restore(fn: Any, files: dict[str, dict[int, str]],
+            codes: dict[tuple[str, int], str]) -> Any:
+    """The worker side: ``fn`` with its code's file names back and their lines in linecache."""
+    for name, kept in files.items():
+        entry = linecache.cache.get(name)
+        # Lines of another function of the same file, shipped before, stay.
+        lines = list(entry[2]) if entry is not None and entry[1] is None else []
+        lines += ["\n"] * (max(kept) - len(lines))
+        for number, line in kept.items():
+            lines[number - 1] = line if line.endswith("\n") else line + "\n"
+        linecache.cache[name] = (sum(map(len, lines)), None, lines, name)  # no mtime: kept
     for function in _reachable(_unwrap(fn), lambda module: True):
         if not function.__code__.co_filename.startswith("<dyn"):
             continue  # not rebuilt by cloudpickle: it has its own file
