@@ -141,9 +141,14 @@ def _read(fd: int, size: int, offset: int) -> bytes:
 
 
 def _c_fflush() -> Callable[[None], int] | None:
+    """C's ``fflush``, after making C's stdout line-buffered, as it is on a terminal (a
+    file would make it fully buffered: ``printf`` lines would come after later ones)."""
     try:
         import ctypes
 
-        return ctypes.CDLL(None).fflush
-    except (ImportError, OSError, AttributeError):
+        libc = ctypes.CDLL(None)
+        stdout = ctypes.c_void_p.in_dll(libc, "stdout")
+        libc.setvbuf(stdout, None, 1, 0)  # _IOLBF
+        return libc.fflush
+    except (ImportError, OSError, AttributeError, ValueError):
         return None
