@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
+import numbers
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -78,7 +80,7 @@ class Master:
         _check_count("max_attempts", max_attempts)
         if max_in_flight is not None:
             _check_count("max_in_flight", max_in_flight)
-        _check_timeout(timeout)
+        timeout = _check_timeout(timeout)
         self.resources = normalize_resources(resources, "the master's resources")
         if loglevel is not None:
             log.setLevel(loglevel)
@@ -155,7 +157,8 @@ class Master:
         self._check_open()
         if max_attempts is not None:
             _check_count("max_attempts", max_attempts)
-        _check_timeout(timeout)
+        # An explicit inf means "no timeout" even where the master has one.
+        timeout = self.timeout if timeout is None else _check_timeout(timeout)
         wanted = merge_resources(self.resources, resources) if resources else self.resources
         payload = self._packer.pack(executable, input_data, modules, dep_funcs, data_files,
                                     kwargs)
@@ -167,7 +170,7 @@ class Master:
             dep_funcs=tuple(dep_funcs) if dep_funcs else (),
             data_files=tuple(data_files) if data_files else (),
             max_attempts=max_attempts or self.max_attempts,
-            timeout=timeout if timeout is not None else self.timeout,
+            timeout=timeout,
             resources=wanted,
         )
         match_here = self._life.submit(task)
@@ -243,6 +246,7 @@ class Master:
             self.hooks.cleanup()
         except Exception:
             log.warning("the %s interface's cleanup failed", self.interface_name, exc_info=True)
+        self._packer.close()  # after cleanup: a batch job may read its files to the end
         self._observe("on_master_closed", master=self)
 
     @property
@@ -385,13 +389,23 @@ def _check_count(name: str, value: Any) -> None:
         raise InvalidValueError(f"{name} must be a whole number of at least 1, not {value!r}")
 
 
-def _check_timeout(value: Any) -> None:
+def _check_timeout(value: Any) -> float | None:
+    """``value`` as a timeout: None or ``inf`` (no timeout), or a positive finite number.
+
+    NaN, zero, negatives, bools and non-numbers raise here, in the call that took them,
+    never later in the deadline thread.
+    """
     if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not value > 0):  # NaN fails this too
         raise InvalidValueError(
-            f"timeout must be a positive number of seconds or None, not {value!r}"
+            "timeout must be a positive number of seconds, or None or float('inf') for "
+            f"no timeout, not {value!r}"
         )
+    if math.isinf(value):
+        return None
+    return float(value)
 
 
 def _build_interface(interface: Any, options: dict[str, Any]) -> tuple[Any, str]:
