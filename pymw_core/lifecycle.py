@@ -473,7 +473,7 @@ def _say_where(error: BaseException, attempt: Attempt) -> None:
     exception keeps its own type and message; Python prints notes after the message)."""
     if attempt.number <= 0:
         return  # no interface ran it
-    note = f"(PyMW: the task ran {attempt.where})"
+    note = f"(PyMW: the task raised this {attempt.where})"
     notes = getattr(error, "__notes__", None)
     if isinstance(notes, list) and note in notes:
         return

@@ -275,8 +275,9 @@ class Attempt:
         if host:
             parts.append(f"on host {host}")
         if name:
-            parts.append(f"worker {name}")
-        parts.append(f"attempt {self.number} of {self.task.max_attempts}")
+            parts.append(f"worker {name}" if parts else f"on worker {name}")
+        attempt = f"attempt {self.number} of {self.task.max_attempts}"
+        parts.append(attempt if parts else f"in {attempt}")
         return ", ".join(parts)
 
     def set_progress(self, ratio: float) -> None:

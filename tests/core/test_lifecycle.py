@@ -29,6 +29,7 @@ from pymw_core import (
     TaskCancelledError,
     TaskError,
     TaskTimeoutError,
+    WorkerLostError,
 )
 from pymw_core.task import Attempt
 
@@ -625,3 +626,60 @@ def test_a_worker_reported_down_after_workers_exhausted_does_not_revive_the_mast
         task = m.submit_task(inc, (1,))
         wait_until(task.done, 2, "the task submitted after workers_exhausted to fail")
         assert isinstance(task.exception(), InterfaceError)
+
+
+# -- where a task error came from ------------------------------------------------------------
+
+
+class Node:
+    """A worker that describes itself (str and host_name), as interfaces' workers may."""
+
+    host_name = "node7"
+
+    def __init__(self, name):
+        self.name = name
+
+    def __str__(self):
+        return f"node7/{self.name}"
+
+
+def test_every_task_error_names_host_worker_and_attempt():
+    # Seen failing before Attempt.where: the notes were absent and the messages named
+    # only the task.
+    interface = Held(names=(Node("w1"), Node("w2")))
+    with Master(interface, max_attempts=2) as m:
+        raised = m.submit_task(inc, (1,))
+        running_attempt(m, raised).task_finished(KeyError("k"))
+        with pytest.raises(KeyError) as caught:
+            m.get_result(raised)
+        assert caught.value.__notes__ == [
+            "(PyMW: the task raised this on host node7, worker node7/w1, attempt 1 of 2)"]
+
+        lost = m.submit_task(inc, (2,))
+        running_attempt(m, lost).worker_lost("gone")
+        running_attempt(m, lost, 2).worker_lost("gone again")
+        with pytest.raises(WorkerLostError, match=r"gone again \(on host node7, worker "
+                                                  r"node7/w\d, attempt 2 of 2\)"):
+            m.get_result(lost)
+
+        slow = m.submit_task(inc, (3,), timeout=0.1)
+        attempt = running_attempt(m, slow)
+        attempt.ran_on(host="batchnode", worker="job 12.0")
+        wait_until(slow.done, 10, "the 0.1 s timeout")
+        with pytest.raises(TaskTimeoutError, match=r"on host batchnode, worker job 12.0, "
+                                                   r"attempt 1 of 2"):
+            m.get_result(slow)
+
+
+def test_a_worker_that_says_nothing_of_itself_is_named_by_its_class():
+    class Anonymous:
+        pass
+
+    interface = Held(names=(Anonymous(),))
+    with Master(interface) as m:
+        task = m.submit_task(inc, (1,))
+        running_attempt(m, task).task_finished(ValueError("v"))
+        with pytest.raises(ValueError) as caught:
+            m.get_result(task)
+        assert caught.value.__notes__ == [
+            "(PyMW: the task raised this on worker Anonymous, attempt 1 of 3)"]
