@@ -108,7 +108,8 @@ class Master:
         if max_in_flight is None:  # the interface may know better (a batch system: thousands)
             hint = getattr(self.interface, "default_max_in_flight", None)
             max_in_flight = hint if isinstance(hint, int) and hint >= 1 else 256
-        self._packer = Packer()
+        staging = getattr(self.interface, "staging_dir", None)  # where data file snapshots go
+        self._packer = Packer(staging if isinstance(staging, str) and staging else None)
         self._scheduler = Scheduler(self._life, self.hooks, self.interface, scheduler_func,
                                     max_in_flight, self._call_quietly, self._observe)
         self._life.scheduler = self._scheduler

@@ -135,13 +135,13 @@ class UserCode:
 class Packer:
     """Packs tasks for one master. Thread-safe; caches functions and scripts."""
 
-    def __init__(self) -> None:
+    def __init__(self, staging_dir: str | None = None) -> None:
         self._lock = threading.Lock()
         self._functions: OrderedDict[Any, tuple] = OrderedDict()
         self._next_fn_id = 0
         self._scripts: dict[str, tuple[float, tuple, list]] = {}
         self.user_code = UserCode()
-        self.snapshots = Snapshots()
+        self.snapshots = Snapshots(staging_dir)
 
     def close(self) -> None:
         """The master closed: its data file snapshots go."""

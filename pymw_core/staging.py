@@ -30,9 +30,16 @@ _TRIES = 3  # a file that changes while it is being read is read again, this man
 
 
 class Snapshots:
-    """The snapshots of one master, in a private directory removed by :meth:`close`."""
+    """The snapshots of one master, in a private directory removed by :meth:`close`.
 
-    def __init__(self) -> None:
+    ``parent``: where that directory goes (default: the temporary directory). An
+    interface whose transport cannot read the master's temporary directory (a batch
+    system's daemons in a chroot, nodes sharing only the run directory) names a
+    better place as its ``staging_dir``.
+    """
+
+    def __init__(self, parent: str | None = None) -> None:
+        self._parent = parent
         self._lock = threading.Lock()
         self._dir: str | None = None
         # (path, dev, inode, size, mtime_ns, ctime_ns) -> (snapshot path, trusted)
@@ -87,16 +94,16 @@ class Snapshots:
             except OSError:
                 pass
             raise TaskError(f"data file {path!r} cannot be read: {exc}") from exc
-        trusted = read_at - before.st_mtime_ns > _RACY_SECONDS * 1e9 and \
-            read_at - before.st_ctime_ns > _RACY_SECONDS * 1e9
-        return snapshot, trusted
+        # ctime is in the version's key, so a file whose mtime was set back still
+        # differs; only a write in the same tick as the snapshot could go unseen.
+        return snapshot, read_at - before.st_mtime_ns > _RACY_SECONDS * 1e9
 
     def _folder(self) -> str:
         with self._lock:
             if self._closed:
                 raise TaskError("this master is closed")
             if self._dir is None:
-                self._dir = tempfile.mkdtemp(prefix="pymw-files-")
+                self._dir = tempfile.mkdtemp(prefix="pymw-files-", dir=self._parent)
                 os.chmod(self._dir, 0o711)  # its files can be reached, never listed
             return self._dir
 

@@ -646,7 +646,7 @@ class Node:
 def test_every_task_error_names_host_worker_and_attempt():
     # Seen failing before Attempt.where: the notes were absent and the messages named
     # only the task.
-    interface = Held(names=(Node("w1"), Node("w2")))
+    interface = Held(names=(Node("w1"), Node("w2"), Node("w3")))  # lost ones never return
     with Master(interface, max_attempts=2) as m:
         raised = m.submit_task(inc, (1,))
         running_attempt(m, raised).task_finished(KeyError("k"))

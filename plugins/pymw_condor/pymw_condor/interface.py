@@ -143,6 +143,8 @@ class CondorInterface:
         # Root's jobs run as another user: the run directory is opened up.
         self.run = batch.RunDir(work_dir, "pymw-condor", shared=os.geteuid() == 0)
         self.run_id, self.run_dir = self.run.run_id, self.run.path
+        # The master snapshots data files here, where the schedd's shadow can read them.
+        self.staging_dir = self.run_dir
         try:
             self._prepare_run_dir()
             self._base = description.build(

@@ -137,6 +137,9 @@ class SlurmInterface:
         self.run = batch.RunDir(given, "pymw-slurm", absolute=True)
         self.run_id = self.run.run_id
         self.run_dir = self.run.path
+        # The master snapshots data files here: on the same file system as the per-task
+        # data folders, so placing one is a hard link, never a copy.
+        self.staging_dir = self.run_dir
         self.job_name = f"pymw-{self.run_id}"
         try:
             for name in _DIRS:
