@@ -12,6 +12,7 @@ import collections
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -52,8 +53,13 @@ class _Process(PacedWorker):
         """The process started: the guardian of the one that runs the tasks, its child."""
         return self.popen.pid
 
+    host_name = socket.gethostname()  # what task errors name (see pymw_core.task.describe_worker)
+
     def __repr__(self) -> str:
         return f"<local worker {self.index} pid={self.pid}>"
+
+    def __str__(self) -> str:
+        return f"local/w{self.index} (pid {self.pid})"
 
     def send_big(self, task: Any) -> None:
         """Write a big task from this process's sender thread, started on first use.
