@@ -232,6 +232,7 @@ class Journal:
             raise
         self._ops: list[tuple] = []
         self._idle = False  # the writer sleeps: the next op wakes it
+        self._carry = _Carry()
         self._labels: dict[Any, tuple[str | None, str | None]] = {}  # worker -> label, host
         self._queued = 0  # ops enqueued so far (a sequence number)
         self._committed = 0  # ops committed so far
@@ -269,6 +270,8 @@ class Journal:
             if str(mode).lower() != "wal":
                 raise JournalError(f"the journal {path} cannot use WAL mode (got {mode!r})")
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA cache_size = -32000")  # 32 MB: index pages stay in memory
+            conn.execute("PRAGMA wal_autocheckpoint = 4000")  # fewer, larger checkpoints
             conn.execute("BEGIN IMMEDIATE")
             if conn.execute("PRAGMA application_id").fetchone()[0] == 0:
                 for statement in SCHEMA.split(";"):
@@ -508,35 +511,30 @@ class Journal:
     def _write_loop(self) -> None:
         conn = self._conn
         assert conn is not None
-        last_beat = last_commit = 0.0
+        carry = self._carry
+        last_beat = 0.0
         while True:
             with self._cond:
                 while not self._ops and not self._stopping:
                     wait = HEARTBEAT - (time.monotonic() - last_beat)
+                    if carry.tasks:  # held tasks are written once _HOLD old
+                        wait = min(wait, _HOLD / 2)
                     if wait <= 0:
                         break
                     # Set before looking at _ops once more: a put() that this look misses
                     # sees _idle afterwards and wakes us.
                     self._idle = True
-                    if self._ops:
+                    if self._ops or not self._cond.wait(wait):
                         break
-                    self._cond.wait(wait)
                 self._idle = False
-                # Commits come at most every _GATHER seconds: under load one commit
-                # carries many tasks (fewer pages rewritten to the WAL); a lone task, long
-                # after the last commit, is committed at once. close() cuts it short.
-                pause = last_commit + _GATHER - time.monotonic()
-                if self._ops and pause > 0 and not self._stopping:
-                    self._cond.wait(pause)
                 count = self._queued  # read before the swap: never more than is taken
                 ops, self._ops = self._ops, []
                 stopping = self._stopping
             try:
                 now = time.monotonic()
                 beat = now - last_beat >= HEARTBEAT
-                if ops or beat:
-                    self._commit(conn, ops, beat)
-                    last_commit = time.monotonic()
+                if ops or beat or carry.tasks:
+                    self._commit(conn, ops, beat, flush=stopping)
                     if beat:
                         last_beat = now
             except Exception as exc:  # a full disk, a removed file ...
@@ -546,14 +544,17 @@ class Journal:
                 self._committed = count
                 if self._waiting:
                     self._cond.notify_all()
-            if stopping and not ops:
+            if stopping:
                 with self._cond:
                     if not self._ops:
                         return
 
-    def _commit(self, conn: sqlite3.Connection, ops: list[tuple], beat: bool) -> None:
+    def _commit(self, conn: sqlite3.Connection, ops: list[tuple], beat: bool,
+                flush: bool = False) -> None:
         """One transaction: the batch folded into rows (see _fold)."""
-        statements = _fold(ops, self.run_id)
+        statements = _fold(ops, self.run_id, self._carry, flush)
+        if not beat and not any(rows for _, rows in statements):
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
             for sql, rows in statements:
@@ -576,16 +577,32 @@ class Journal:
                   "what happens from now on is not recorded", self.path, self.broken)
 
 
-_GATHER = float(os.environ.get("PYMW_JOURNAL_GATHER", "0.004"))  # seconds between commits
 
 
-def _fold(ops: list[tuple], run: int) -> list[tuple[str, list]]:
+_ENDED = frozenset(("finished", "failed", "cancelled"))
+_HOLD = 0.5  # seconds a new task that has not ended may wait to be written in its end state
+
+
+class _Carry:
+    """New tasks (and their attempts) not yet written: a task that ends within _HOLD of
+    its submission is written once, in its final state, instead of inserted then updated."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[int, list] = {}
+        self.attempts: dict[int, list] = {}
+        self.since: dict[int, float] = {}
+
+
+def _fold(ops: list[tuple], run: int, carry: _Carry | None = None,
+          flush: bool = True) -> list[tuple[str, list]]:
     """A batch of ops as statements: a row made and changed within the batch is written
     once, in its last state; rows of earlier batches are updated. Order is kept where it
-    matters (every op of one row is applied in the order queued)."""
-    new_tasks: dict[int, list] = {}
+    matters (every op of one row is applied in the order queued). With ``carry``, new
+    tasks that have not ended and are younger than _HOLD stay there (unless ``flush``)."""
+    carry = carry or _Carry()
+    new_tasks = carry.tasks
     task_updates: dict[int, list] = {}  # row -> [state, ended, attempts added, row]
-    new_attempts: dict[int, list] = {}
+    new_attempts = carry.attempts
     attempt_updates: dict[int, list] = {}
     results: list[tuple] = []
     handles: list[tuple[str, tuple]] = []
@@ -630,14 +647,30 @@ def _fold(ops: list[tuple], run: int) -> list[tuple[str, list]]:
                 task_updates[row] = ["queued", None, 0, row]
             else:
                 new_tasks[row] = [row, key, run, name, when, "queued", None, 0]
+                carry.since[row] = time.monotonic()
         elif code == _HANDLE:
             handles.append((_INSERT_HANDLE, op[1:]))
         elif code == _DROP:
             handles.append((_DROP_HANDLES, op[1:]))
+    if flush:
+        write_tasks, write_attempts = list(new_tasks.values()), list(new_attempts.values())
+        new_tasks.clear()
+        new_attempts.clear()
+        carry.since.clear()
+    else:
+        old = time.monotonic() - _HOLD
+        since = carry.since
+        write_tasks = [t for t in new_tasks.values()
+                       if t[5] in _ENDED or since[t[0]] <= old]
+        for task in write_tasks:
+            del new_tasks[task[0]], since[task[0]]
+        write_attempts = [a for a in new_attempts.values() if a[1] not in new_tasks]
+        for attempt in write_attempts:
+            del new_attempts[attempt[0]]
     statements = [
-        (_INSERT_TASKS, list(new_tasks.values())),
+        (_INSERT_TASKS, write_tasks),
         (_UPDATE_TASKS, list(task_updates.values())),
-        (_INSERT_ATTEMPTS, list(new_attempts.values())),
+        (_INSERT_ATTEMPTS, write_attempts),
         (_UPDATE_ATTEMPTS, list(attempt_updates.values())),
         (_INSERT_RESULTS, results),
     ]
