@@ -114,9 +114,12 @@ class Scheduler:
         """Queue ``task``. True means: the caller matches it itself, with :meth:`match_here`.
 
         Only a caller that offers (``here``) is asked to, for an interface that never
-        blocks in ``execute_task``, when nothing else is queued and no thread is
-        matching: the task then leaves on the submitting thread without waking the
-        scheduler thread (one thread switch less on a lone task's round trip).
+        blocks in ``execute_task``, when nothing else is queued or running and no
+        thread is matching: the task then leaves on the submitting thread without
+        waking the scheduler thread (one thread switch less on a lone task's round
+        trip). With tasks running, a burst of submissions is left to the scheduler
+        thread, which matches what has gathered in one round: each round asks the
+        interface for its free workers, a list as long as the workers are many.
         Otherwise the scheduler thread is woken only if it can act: while no worker
         is free, a finishing task wakes it, not every submission.
         """
@@ -128,7 +131,8 @@ class Scheduler:
         starved = self._starved and self._matcher is None
         if starved or self._stopped or self._life.in_flight >= self.max_in_flight:
             return False
-        if here and self._inline and not self._matching and len(self.queue) == 1:
+        if (here and self._inline and not self._matching and len(self.queue) == 1
+                and self._life.in_flight == 0):
             self._matching = True
             return True
         if self._sleeping:
