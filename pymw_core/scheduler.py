@@ -14,6 +14,7 @@ from collections.abc import Callable
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
+from pymw_core.connection import batched_writes
 from pymw_core.plugins import direct_call
 from pymw_core.task import QUEUED
 
@@ -201,17 +202,18 @@ class Scheduler:
                 pairs = self._match(workers)
                 if not pairs and self.queue:
                     self._starved = True
-            for attempt, worker in pairs:
-                if self._reserve is not None:
-                    self._call_quietly(self._reserve, worker=worker)
-                self._observe("on_task_started", task=attempt.task, worker=worker)
-                if self._inline:
-                    try:
-                        self._execute(task=attempt, worker=worker)
-                    except BaseException as exc:  # the interface's failure is this task's answer
-                        attempt.task_finished(exc)
-                else:
-                    self._dispatcher.put(attempt, worker)
+            with batched_writes():  # the round's frames to one worker leave in one write
+                for attempt, worker in pairs:
+                    if self._reserve is not None:
+                        self._call_quietly(self._reserve, worker=worker)
+                    self._observe("on_task_started", task=attempt.task, worker=worker)
+                    if self._inline:
+                        try:
+                            self._execute(task=attempt, worker=worker)
+                        except BaseException as exc:  # the interface's failure: the answer
+                            attempt.task_finished(exc)
+                    else:
+                        self._dispatcher.put(attempt, worker)
         finally:
             with lock:
                 self._matching = False

@@ -37,6 +37,7 @@ BACKOFF_CAP = 0.001  # seconds: the longest nap of a rank polling for MPI messag
 FIRST_NAP = 1e-5  # seconds: the shortest nap, kept while messages came lately
 BUSY_SECONDS = 0.002  # seconds after a message during which naps stay the shortest
 LIFELINE_TIMEOUT = 60.0
+PR_SET_TIMERSLACK = 29  # prctl(2)
 
 
 class Backoff:
@@ -71,6 +72,17 @@ class Backoff:
 
     def nap(self) -> None:
         time.sleep(self.next())
+
+
+def precise_naps() -> None:
+    """Let this thread's short naps be short: the kernel's default timer slack (50 µs)
+    would stretch every 10 µs nap to 60 µs on each hop of a round trip. Linux only."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_TIMERSLACK, 1000, 0, 0, 0)  # 1 µs
+    except (OSError, AttributeError):
+        pass
 
 
 def lifeline_address(rank0_host: str, port: int) -> tuple[str, int]:
