@@ -252,6 +252,19 @@ def _targets(sections: dict, ratios: dict) -> list[dict]:
     ratio_target(f"flat master CPU per task from 10 to 10,000 workers (most / least ≤ {FLAT})",
                  "master CPU µs/task with 10+ simulated workers: most / least",
                  lambda v: v <= FLAT)
+    ratio_target(f"null-task throughput ≥ 1.3{TIMES} multiprocessing.Pool's (aim, issue 26)",
+                 f"throughput: {PYMW} / {POOL}", lambda v: v >= 1.3)
+    speedups = {k.split(": ", 1)[1]: v for k, v in ratios.items()
+                if k.startswith("CPU-bound speed-up: ")}
+    pools = [v for k, v in speedups.items() if k in (PPE, POOL, "loky")]
+    if PYMW in speedups and pools:
+        value = speedups[PYMW] / max(pools)
+        judge("CPU-bound speed-up within 5% of the best pool's (aim)", value, value >= 0.95,
+              f"{value:.2f}{TIMES}")
+    ratio_target("mpi round trip (median) ≤ MPIPoolExecutor's (aim)",
+                 "mpi: round trip mpi / MPIPoolExecutor", lambda v: v <= 1)
+    ratio_target("ssh null-task throughput ≥ execnet's (aim)",
+                 "ssh: throughput ssh / execnet", lambda v: v >= 1)
     ratio_target("joblib short calls: pymw backend ≥ loky's throughput (aim)",
                  "joblib: short calls/s pymw / loky", lambda v: v >= 1)
     ratio_target("joblib by name, a new Parallel per call: pymw ≥ loky's throughput (aim)",

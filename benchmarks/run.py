@@ -1,6 +1,6 @@
 """PyMW beside its peers, measured in one run on one machine: ``nox -s bench``.
 
-    python benchmarks/run.py                 # the full suite (~10 minutes): latest.md + plots
+    python benchmarks/run.py                 # the full suite (~30 minutes): latest.md + plots
     python benchmarks/run.py --quick         # a smoke check (~2 minutes): quick.md
     python benchmarks/run.py --only local-throughput,master-scaling   # partial.md: not latest
 
