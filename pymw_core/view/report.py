@@ -202,6 +202,10 @@ def _secs(s: float | None) -> str:
         return f"{s * 1000:.1f} ms"
     if s < 120:
         return f"{s:.2f} s"
+    return _clock_span(s)
+
+
+def _clock_span(s: float) -> str:
     h, rest = divmod(int(s), 3600)
     m, sec = divmod(rest, 60)
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
@@ -224,7 +228,7 @@ def _axis(d: Data, y: float) -> str:
     t = 0.0
     while t <= span + 1e-9:
         x = LEFT + t / span * PLOT_W
-        label = f"+{int(t)} s" if span < 120 else f"+{_secs(t)}"
+        label = f"+{t:g} s" if span < 120 else f"+{_clock_span(t)}"
         out.append(f'<line class="tick" x1="{x:.1f}" x2="{x:.1f}" y1="{y}" y2="{y + 4}"/>'
                    f'<text class="tl" x="{x:.1f}" y="{y + 16}">{label}</text>')
         t += step
@@ -475,7 +479,7 @@ def page(d: Data) -> str:
     out.append('</table><div class="sub">Attempts that ended, grouped by the task\'s function'
                ' (or script); time is from the attempt\'s start to its end on the worker.</div>')
     # failures
-    out.append(f'<h2>Failures</h2><div class="sub">{c["failed"]:,} task'
+    out.append(f'<h2>Failures</h2><div class="sub" id="failed-note">{c["failed"]:,} task'
                f'{"s" if c["failed"] != 1 else ""} failed for good (a task that raised is'
                ' never run again).')
     if c["failed"] > len(d.failures):

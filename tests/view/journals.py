@@ -126,3 +126,60 @@ def sample(path: str | os.PathLike, *, ended: bool = True, now: float | None = N
     j.close()
     return {"run": run, "started": t0, "failed": failed, "lost": lost, "running": running,
             "queued": queued, "finished": 40 - len(failed), "total": 40 + running + queued}
+
+
+def synthetic(path: str | os.PathLike, n: int, workers: int = 16) -> dict:
+    """A finished run of ``n`` short tasks on ``workers`` workers: one attempt each, one
+    task in 1,000 failed (with a traceback), one in 5,000 retried after a lost worker."""
+    t0 = time.time() - 3600.0
+    j = Journal(path)
+    run = j.run(t0, ended=t0 + n * 0.004 / workers * 1.02 + 5)
+    names = ["sim.step", "sim.reduce", "sim.load", "sim.save", "sim.check"]
+    clocks = [t0 + 1.0] * workers
+    tasks, attempts, results = [], [], []
+    failed = lost = 0
+    for i in range(1, n + 1):
+        w = i % workers
+        start = clocks[w]
+        took = 0.002 + (i % 7) * 0.001
+        end = start + took
+        state, outcome = "finished", "ok"
+        if i % 5000 == 0:
+            attempts.append((i, 1, run, f"local-{w}", "node1", start, start + 0.001, "lost",
+                             "worker process died (signal 9)"))
+            start += 0.001
+            end += 0.001
+            lost += 1
+        number = 2 if i % 5000 == 0 else 1
+        if i % 1000 == 0:
+            state, outcome = "failed", "error"
+            failed += 1
+            results.append((i, 0, None, f"item {i}\n", "", f"ValueError: bad item {i}",
+                            "Traceback (most recent call last):\n  File \"sim.py\", line 9,"
+                            f" in step\nValueError: bad item {i}\n"))
+        else:
+            results.append((i, 1, b"\x80\x04K\x01.", "", "", None, None))
+        tasks.append((i, f"{i:016x}", run, names[i % 5], t0, state, end, number))
+        attempts.append((i, number, run, f"local-{w}", "node1", start, end, outcome,
+                         None if outcome == "ok" else f"ValueError: bad item {i}"))
+        clocks[w] = end + 0.00002
+        if len(tasks) >= 50_000:
+            _flush(j, tasks, attempts, results)
+    _flush(j, tasks, attempts, results)
+    j.close()
+    return {"total": n, "failed": failed, "lost": lost, "finished": n - failed}
+
+
+def _flush(j: Journal, tasks: list, attempts: list, results: list) -> None:
+    c = j.conn
+    c.execute("BEGIN")
+    c.executemany("INSERT INTO tasks (id, key, run, name, submitted, state, ended, attempts)"
+                  " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", tasks)
+    c.executemany("INSERT INTO attempts (task, number, run, worker, host, started, ended,"
+                  " outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", attempts)
+    c.executemany("INSERT INTO results (task, ok, value, stdout, stderr, error, traceback)"
+                  " VALUES (?, ?, ?, ?, ?, ?, ?)", results)
+    c.execute("COMMIT")
+    tasks.clear()
+    attempts.clear()
+    results.clear()
