@@ -90,11 +90,19 @@ def collect(conn: sqlite3.Connection, path: str, now: float | None = None) -> Da
         last = runs[-1] if runs else None
         status = last.status(now) if last else "empty"
         counts = reading.counts(conn)
-        outcomes = {(o or "running"): n for o, n in conn.execute(
-            "SELECT outcome, count(*) FROM attempts GROUP BY outcome")}
+        # One scan of the attempts for their outcomes and the run's time span.
+        outcomes: dict[str, int] = {}
+        first_start = last_start = last_end = None
+        for outcome, n, lo, hi, end in conn.execute(
+                "SELECT outcome, count(*), min(started), max(started), max(ended)"
+                " FROM attempts GROUP BY outcome"):
+            outcomes[outcome or "running"] = n
+            first_start = lo if first_start is None else min(first_start, lo)
+            last_start = hi if last_start is None else max(last_start, hi)
+            if end is not None:
+                last_end = end if last_end is None else max(last_end, end)
         attempts = sum(outcomes.values())
-        first_start, last_start, last_end = conn.execute(
-            "SELECT min(started), max(started), max(ended) FROM attempts").fetchone()
+        trouble_count = outcomes.get("lost", 0) + outcomes.get("timeout", 0)
         t0 = min([r.started for r in runs] + ([first_start] if first_start else [now]))
         ends = [r.last_seen() for r in runs] + [x for x in (last_start, last_end) if x]
         t1 = now if status == "running" else max([*ends, t0])
@@ -102,12 +110,15 @@ def collect(conn: sqlite3.Connection, path: str, now: float | None = None) -> Da
             t1 = t0 + 1.0
         cutoff = t1  # an attempt with no end is drawn up to here
         # Timeline rows: one per worker, or per host when the workers are too many to draw.
-        by_host = conn.execute("SELECT count(DISTINCT worker) FROM attempts").fetchone()[0] \
-            > ROW_LIMIT
-        column = "host" if by_host else "worker"
         rows = conn.execute(
-            f"SELECT coalesce({column}, '?'), coalesce(max(host), ''), count(*),"
-            " count(DISTINCT worker) FROM attempts GROUP BY 1").fetchall()
+            "SELECT coalesce(worker, '?'), coalesce(max(host), ''), count(*), 1"
+            " FROM attempts GROUP BY 1").fetchall()
+        by_host = len(rows) > ROW_LIMIT
+        column = "host" if by_host else "worker"
+        if by_host:
+            rows = conn.execute(
+                "SELECT coalesce(host, '?'), coalesce(max(host), ''), count(*),"
+                " count(DISTINCT worker) FROM attempts GROUP BY 1").fetchall()
         rows.sort(key=lambda r: _natural(r[0]))
         index = {label: i for i, (label, *_) in enumerate(rows)}
         width = (t1 - t0) / BUCKETS
@@ -162,8 +173,6 @@ def collect(conn: sqlite3.Connection, path: str, now: float | None = None) -> Da
             " LEFT JOIN results r ON r.task = t.id"
             " LEFT JOIN attempts a ON a.task = t.id AND a.number = t.attempts"
             " WHERE t.state = 'failed' ORDER BY t.ended, t.id LIMIT ?", (TABLE_LIMIT,))]
-        trouble_count = conn.execute(
-            "SELECT count(*) FROM attempts WHERE outcome IN ('lost', 'timeout')").fetchone()[0]
         troubles = [dict(zip(("task", "name", "number", "worker", "host", "started", "ended",
                               "outcome", "detail"), row, strict=True)) for row in conn.execute(
             "SELECT a.task, t.name, a.number, a.worker, a.host, a.started, a.ended,"
