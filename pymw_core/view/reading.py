@@ -25,34 +25,10 @@ HEARTBEAT_STALE = 15.0
 
 def open_journal(path: str) -> sqlite3.Connection:
     """A read-only connection to the journal at ``path``; refuses a file that is not one."""
-    try:
-        from pymw_core.journal import open_reader
-    except ImportError:  # TODO(view): the journal module (issue 21) not merged yet
-        return _open_reader_standin(path)
-    return open_reader(path)
+    from pymw_core.journal import open_reader
 
-
-APPLICATION_ID = 0x50794D57  # "PyMW": JOURNAL_SCHEMA.md
-
-
-def _open_reader_standin(path: str) -> sqlite3.Connection:
-    import os
-    import urllib.parse
-
-    from pymw_core.errors import InterfaceError
-
-    if not os.path.isfile(path):
-        raise InterfaceError(f"{path}: no such journal file")
-    uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
-    try:
-        app = conn.execute("PRAGMA application_id").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise InterfaceError(f"{path} is not a PyMW journal ({exc})") from None
-    if app != APPLICATION_ID:
-        conn.close()
-        raise InterfaceError(f"{path} is not a PyMW journal (application_id {app:#x})")
+    conn = open_reader(path)
+    conn.execute("PRAGMA busy_timeout = 5000")  # a checkpoint may hold the WAL index briefly
     return conn
 
 

@@ -19,7 +19,7 @@ from pymw_testing import clean_env
 
 from pymw_core.view import report
 from view.conftest import Elements
-from view.journals import sample, synthetic
+from view.journals import dead_sample, live_sample, sample, synthetic
 
 
 def journal_counts(path) -> dict[str, int]:
@@ -93,15 +93,18 @@ def test_self_contained(tmp_path):
 
 def test_master_gone_and_running(tmp_path, chromium):
     db = tmp_path / "gone.db"
-    sample(db, ended=False, now=time.time() - 120)  # heartbeat two minutes old
+    dead_sample(db)
     make(db, tmp_path / "gone.html")
     page = Elements(chromium.dom(str(tmp_path / "gone.html")))
     assert page.one(id="status").text == "master gone"
     check_counts(page, db)
     assert len(page.find("rect", cls="open")) == 2  # the attempts in flight when it died
     live = tmp_path / "live.db"
-    sample(live, ended=False)
-    page = make(live, tmp_path / "live.html")
+    writer, _ = live_sample(live)
+    try:
+        page = make(live, tmp_path / "live.html")
+    finally:
+        writer.close()
     assert page.one(id="status").text == "running at report time"
     check_counts(page, live)
 
