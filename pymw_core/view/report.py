@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pymw_core.view import reading
@@ -21,7 +21,7 @@ from pymw_core.view.reading import STATES, Run
 
 MARK_LIMIT = 20_000   # attempts drawn one by one up to this many; slices beyond
 BUCKETS = 300         # time slices of an aggregated timeline
-CHART_BUCKETS = 100   # time slices of the throughput and workers charts (BUCKETS / 3)
+CHART_BUCKETS = 100   # at most this many time slices in the throughput and workers charts
 ROW_LIMIT = 300       # timeline rows; past this many workers, one row per host
 TABLE_LIMIT = 200     # rows of the failure tables
 TEXT_LIMIT = 8_000    # characters of a traceback or an output shown per failure
@@ -41,6 +41,7 @@ class Mark:
     started: float
     ended: float | None
     outcome: str | None
+    begin: float = 0.0  # when the worker was free to run it (see _serialize)
 
 
 @dataclass
@@ -68,7 +69,7 @@ class Data:
     failures: list[dict[str, Any]]
     troubles: list[dict[str, Any]]
     trouble_count: int
-    notes: list[str] = field(default_factory=list)
+    chart_buckets: int = CHART_BUCKETS
 
     @property
     def width(self) -> float:
@@ -78,7 +79,7 @@ class Data:
     @property
     def chart_width(self) -> float:
         """Seconds in one time slice of the charts."""
-        return (self.t1 - self.t0) / CHART_BUCKETS
+        return (self.t1 - self.t0) / self.chart_buckets
 
 
 def collect(conn: sqlite3.Connection, path: str, now: float | None = None) -> Data:
@@ -137,16 +138,20 @@ def collect(conn: sqlite3.Connection, path: str, now: float | None = None) -> Da
         # task at a time (a host's row holds as many as its workers).
         for line, (_, _, _, capacity) in zip(busy, rows, strict=True):
             room = width * max(capacity, 1)
-            for b in range(BUCKETS - 1):
+            for b in range(BUCKETS):
                 if line[b] > room:
-                    line[b + 1] += line[b] - room
+                    if b + 1 < BUCKETS:
+                        line[b + 1] += line[b] - room
                     line[b] = room
-        ended_ok, ended_bad = [0] * CHART_BUCKETS, [0] * CHART_BUCKETS
+        # Enough attempts per slice for a readable line: a divisor of BUCKETS, 10 to 100.
+        chart_buckets = max([n for n in (10, 12, 15, 20, 25, 30, 50, 60, 75, 100)
+                             if n <= max(attempts // 4, 10)])
+        ended_ok, ended_bad = [0] * chart_buckets, [0] * chart_buckets
         for b, ok, other in conn.execute(
                 "SELECT CAST((ended - :t0) / :w AS INTEGER), sum(outcome = 'ok'),"
                 " sum(outcome != 'ok') FROM attempts WHERE ended IS NOT NULL GROUP BY 1",
-                {"t0": t0, "w": (t1 - t0) / CHART_BUCKETS}):
-            b = min(max(b, 0), CHART_BUCKETS - 1)
+                {"t0": t0, "w": (t1 - t0) / chart_buckets}):
+            b = min(max(b, 0), chart_buckets - 1)
             ended_ok[b] += ok or 0
             ended_bad[b] += other or 0
         functions = conn.execute(
@@ -165,6 +170,8 @@ def collect(conn: sqlite3.Connection, path: str, now: float | None = None) -> Da
                 f"SELECT coalesce(a.{column}, '?'),"
                 " a.task, a.number, t.name, a.started, a.ended, a.outcome"
                 " FROM attempts a JOIN tasks t ON t.id = a.task ORDER BY a.started")]
+            _serialize(marks, by_host)
+            busy = _busy_from_marks(marks, len(rows), t0, width, cutoff)
         failures = [dict(zip(("task", "name", "attempts", "ended", "error", "traceback",
                               "stdout", "stderr", "worker", "host", "detail"), row, strict=True))
                     for row in conn.execute(
@@ -183,7 +190,35 @@ def collect(conn: sqlite3.Connection, path: str, now: float | None = None) -> Da
                 counts=counts, outcomes=outcomes, attempts=attempts, rows=rows,
                 by_host=by_host, marks=marks, busy=busy, bad=bad, ended_ok=ended_ok,
                 ended_bad=ended_bad, functions=functions, names=names, failures=failures,
-                troubles=troubles, trouble_count=trouble_count)
+                troubles=troubles, trouble_count=trouble_count, chart_buckets=chart_buckets)
+
+
+def _serialize(marks: list[Mark], by_host: bool) -> None:
+    """Set each mark's ``begin``: an attempt handed to a worker still busy with the
+    previous one (local sends the next task ahead) waits there, so it begins where the
+    previous one ends. Rows of hosts hold several workers: nothing to serialize."""
+    free: dict[int, float] = {}
+    for m in marks:  # in order of start
+        end = m.ended if m.ended is not None else float("inf")
+        m.begin = m.started
+        if not by_host and free.get(m.row, m.started) > m.started:
+            m.begin = min(free[m.row], end)
+        free[m.row] = max(free.get(m.row, m.started), end)
+
+
+def _busy_from_marks(marks: list[Mark], rows: int, t0: float, width: float,
+                     cutoff: float) -> list[list[float]]:
+    """Busy seconds per row and slice, exact, from the serialized marks."""
+    busy = [[0.0] * BUCKETS for _ in range(rows)]
+    for m in marks:
+        begin, end = m.begin, min(m.ended if m.ended is not None else cutoff, cutoff)
+        b = max(int((begin - t0) / width), 0)
+        while b < BUCKETS and begin < end:
+            edge = t0 + (b + 1) * width
+            busy[m.row][b] += min(end, edge) - begin
+            begin = edge
+            b += 1
+    return busy
 
 
 def _natural(name: str) -> tuple:
@@ -195,7 +230,7 @@ def _natural(name: str) -> tuple:
 # -- drawing ----------------------------------------------------------------------------
 
 E = html.escape
-LEFT, PLOT_W = 150, 900  # label column and plot width of every chart, in px
+LEFT, PLOT_W = 185, 880  # label column and plot width of every chart, in px
 
 
 def _when(t: float | None) -> str:
@@ -269,16 +304,19 @@ def timeline(d: Data) -> str:
         if labels:
             parts.append(f'<text class="rl" x="{LEFT - 6}" y="{y + row_h * 0.7:.1f}">'
                          f'<title>{E(label)} on {E(host)}: {count:,} attempts</title>'
-                         f'{E(label[:22])}</text>')
+                         f'{E(label[:30])}</text>')
     if d.marks is not None:
         for m in d.marks:
             end = m.ended if m.ended is not None else d.t1
-            x = LEFT + (m.started - d.t0) * scale
-            w = max((end - m.started) * scale, 0.6)
+            begin = min(m.begin, end)
+            x = LEFT + (begin - d.t0) * scale
+            w = max((end - begin) * scale, 0.6)
             fill = BAD.get(m.outcome or "", colours.get(m.name, PALETTE[0]))
             cls = "attempt" + (" open" if m.ended is None else "")
+            waited = f" (after {_secs(begin - m.started)} queued on the worker)" \
+                if begin > m.started else ""
             tip = (f"task {m.task} {m.name} attempt {m.number} · {d.rows[m.row][0]} · "
-                   f"{_secs(end - m.started)} · {m.outcome or 'no end recorded'}")
+                   f"{_secs(end - begin)}{waited} · {m.outcome or 'no end recorded'}")
             parts.append(f'<rect class="{cls}" data-task="{m.task}"'
                          f' data-outcome="{m.outcome or ""}" x="{x:.2f}"'
                          f' y="{m.row * row_h + 2}" width="{w:.2f}" height="{row_h - 4}"'
@@ -310,7 +348,7 @@ def _series_chart(d: Data, cid: str, series: list[tuple[str, str, list[float]]],
                   unit: str, height: int = 150, step: bool = False) -> str:
     top = max([max(v) for _, _, v in series if v] + [0.0]) or 1.0
     h = height - 30
-    w = PLOT_W / CHART_BUCKETS
+    w = PLOT_W / d.chart_buckets
     parts = [f'<svg id="{cid}" class="chart" viewBox="0 0 {LEFT + PLOT_W + 10} {height}"'
              f' width="{LEFT + PLOT_W + 10}" height="{height}">']
     for frac in (0.0, 0.5, 1.0):
@@ -361,10 +399,11 @@ def throughput(d: Data) -> str:
 
 
 def workers_chart(d: Data) -> str:
-    k = BUCKETS // CHART_BUCKETS
-    coarse = [[sum(line[b * k:(b + 1) * k]) for b in range(CHART_BUCKETS)] for line in d.busy]
-    active = [float(sum(1 for line in coarse if line[b] > 0)) for b in range(CHART_BUCKETS)]
-    mean = [sum(line[b] for line in coarse) / d.chart_width for b in range(CHART_BUCKETS)]
+    n = d.chart_buckets
+    k = BUCKETS // n
+    coarse = [[sum(line[b * k:(b + 1) * k]) for b in range(n)] for line in d.busy]
+    active = [float(sum(1 for line in coarse if line[b] > 0)) for b in range(n)]
+    mean = [sum(line[b] for line in coarse) / d.chart_width for b in range(n)]
     noun = "hosts" if d.by_host else "workers"
     return _series_chart(d, "workers", [
         (f"{noun} with work in the slice", "#59a14f", active),
@@ -449,7 +488,7 @@ def page(d: Data) -> str:
                '<span>attempts ended, overall</span></div>')
     out.append(f'<div class="card"><b>{len(d.rows):,}</b><span>'
                f'{"hosts" if d.by_host else "workers"}</span></div>')
-    out.append(f'<div class="card"><b>{_secs(done_time)}</b><span>time in tasks</span></div>')
+    out.append(f'<div class="card"><b>{_secs(done_time)}</b><span>time in attempts</span></div>')
     out.append("</div>")
     outcome_text = ", ".join(f"{k} {v:,}" for k, v in sorted(d.outcomes.items()))
     out.append(f'<div class="sub" id="outcomes">{d.attempts:,} attempts: '
@@ -462,8 +501,8 @@ def page(d: Data) -> str:
                 for n in d.names[:12]]
         keys += [f'<span class="key"><i style="background:{BAD[k]}"></i>{k}</span>'
                  for k in ("error", "lost", "timeout")]
-        out.append(f'<div class="legend">{"".join(keys)} · one bar per attempt; hover for'
-                   ' the task, its worker and time</div>')
+        out.append(f'<div class="legend">{"".join(keys)} · one bar per attempt, from when'
+                   ' the worker was free to run it; hover for the task and its times</div>')
     else:
         out.append(f'<div class="note" id="aggregated">{d.attempts:,} attempts are too many'
                    f' to draw one by one (the limit is {MARK_LIMIT:,}), so the journal was'
@@ -476,7 +515,7 @@ def page(d: Data) -> str:
     out.append(timeline(d))
     # over time
     out.append(f'<h2>Throughput and workers over time</h2><div class="sub">Per slice of'
-               f' {_secs(d.chart_width)} ({CHART_BUCKETS} slices, counted in SQL).</div>')
+               f' {_secs(d.chart_width)} ({d.chart_buckets} slices, counted in SQL).</div>')
     out.append(throughput(d))
     out.append(workers_chart(d))
     # functions
@@ -492,7 +531,9 @@ def page(d: Data) -> str:
     if not d.functions:
         out.append('<tr><td colspan="7">no attempt has ended yet</td></tr>')
     out.append('</table><div class="sub">Attempts that ended, grouped by the task\'s function'
-               ' (or script); time is from the attempt\'s start to its end on the worker.</div>')
+               ' (or script). An attempt\'s time runs from when the master handed it to a'
+               ' worker to its end: an interface that hands a worker its next task before the'
+               ' current one ends (local does) counts that wait in it too.</div>')
     # failures
     out.append(f'<h2>Failures</h2><div class="sub" id="failed-note">{c["failed"]:,} task'
                f'{"s" if c["failed"] != 1 else ""} failed for good (a task that raised is'

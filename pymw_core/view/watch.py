@@ -204,7 +204,15 @@ def frame(snap: Snapshot, width: int, height: int, keys: bool) -> list[Line]:
                   (" overall  ", "dim"), ("time left ", "title"),
                   ("~" + duration(snap.eta) if snap.eta is not None else "-", "")])
     lines.append([])
-    running = {r.worker: r for r in snap.running}
+    # A worker may hold more than one attempt (local hands it the next task ahead): the
+    # oldest is the one it runs, the others wait on it.
+    running: dict[str, Running] = {}
+    waiting: dict[str, int] = {}
+    for r in snap.running:  # oldest first
+        if r.worker in running:
+            waiting[r.worker] = waiting.get(r.worker, 0) + 1
+        else:
+            running[r.worker] = r
     seen = {w.worker: w for w in snap.workers}
     names = sorted(set(running) | set(seen), key=_natural)
     lines.append([("workers ", "title"),
@@ -223,6 +231,8 @@ def frame(snap: Snapshot, width: int, height: int, keys: bool) -> list[Line]:
             row += [(f"task {r.task} ", ""), (r.name, "running"),
                     (f" attempt {r.number}" if r.number > 1 else "", "dim"),
                     (f"  {duration(took)}", "")]
+            if name in waiting:
+                row += [(f"  +{waiting[name]} waiting", "dim")]
         else:
             row += [("idle", "dim")]
         if w and w.done:
