@@ -219,13 +219,15 @@ def frame(snap: Snapshot, width: int, height: int, keys: bool) -> list[Line]:
                   (f"{len(running)} running, {len(names)} seen in the last {RECENT:g} s", "dim")])
     room = max(1, height - len(lines) - 3 - (2 + min(MAX_FAILURES, len(snap.failures) or 1)))
     wide = max([len(n) for n in names] + [6])
+    hosts = [r.host for r in running.values()] + [w.host for w in seen.values()]
+    host_wide = min(max([len(h) for h in hosts] + [4]), 16)
     for i, name in enumerate(names):
         if i == room - 1 and len(names) > room:
             lines.append([(f"  ... and {len(names) - i} more", "dim")])
             break
         r, w = running.get(name), seen.get(name)
         host = (r.host if r else w.host if w else "") or ""
-        row: Line = [(f"  {name:<{wide}}  {host[:16]:<16}  ", "")]
+        row: Line = [(f"  {name:<{wide}}  {host[:host_wide]:<{host_wide}}  ", "")]
         if r:
             took = (snap.now if snap.status == "running" else run.last_seen()) - r.started
             row += [(f"task {r.task} ", ""), (r.name, "running"),

@@ -81,13 +81,17 @@ class Writer:
         self.journal.close()
 
 
-def backdate(path: str | os.PathLike, started: float) -> None:
+def backdate(path: str | os.PathLike, started: float, ended: float | None = None) -> None:
     """Move the last run's start back to ``started`` (the writer stamps its own clock, and
-    a sample's history begins before the test did)."""
+    a sample's history begins before the test did), and its end to ``ended`` if given
+    (a synthetic run's end, not the time its writing took)."""
     conn = sqlite3.connect(str(path), isolation_level=None, timeout=30)
     try:
         conn.execute("UPDATE runs SET started = ? WHERE id = (SELECT max(id) FROM runs)",
                      (started,))
+        if ended is not None:
+            conn.execute("UPDATE runs SET ended = ?, heartbeat = ?"
+                         " WHERE id = (SELECT max(id) FROM runs)", (ended, ended))
     finally:
         conn.close()
 
@@ -202,5 +206,5 @@ def synthetic(path: str | os.PathLike, n: int, workers: int = 16) -> dict:
         if i % 20_000 == 0:
             w.sync()  # the writer batches; this bounds what waits in memory
     w.close()
-    backdate(path, t0)
+    backdate(path, t0, max(clocks) + 1.0)
     return {"total": n, "failed": failed, "lost": lost, "finished": n - failed}
