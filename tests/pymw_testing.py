@@ -481,6 +481,63 @@ def exit_abruptly(status):
     os._exit(status)
 
 
+# -- tasks for the process tree and output capture (issue 20), shared by every interface --
+
+
+def start_process_tree(path, then_seconds=0.0):
+    """Start a child (``sleep``) and a process that double-forks into a session of its
+    own (``setsid``, its parent gone), write both pids to ``path``, then sleep."""
+    import os
+    import subprocess
+    import time
+
+    child = subprocess.Popen(["sleep", "300"])
+    daemon = subprocess.run(
+        ["sh", "-c", "setsid sleep 301 </dev/null >/dev/null 2>&1 & echo $!"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    with open(f"{path}.part", "w") as fh:
+        fh.write(f"{child.pid} {daemon}")
+    os.replace(f"{path}.part", path)
+    time.sleep(then_seconds)
+    return [child.pid, int(daemon)]
+
+
+def tree_pids(path, timeout=60):
+    """The pids :func:`start_process_tree` wrote to ``path``, once it wrote them."""
+    return [int(p) for p in file_text(path, timeout, "the task to start its processes").split()]
+
+
+def hold_the_gil(path):
+    """Start a process tree, then hold the GIL in C code for minutes (``sum`` over a
+    range never returns to the interpreter loop, so no other thread of the worker runs)."""
+    start_process_tree(path)
+    return sum(range(10**11))
+
+
+def write_every_way():
+    """Write to fds 1 and 2 every way a program can, one line each, in order."""
+    import ctypes
+    import os
+    import subprocess
+    import sys
+
+    print("1 print")
+    sys.stdout.buffer.write(b"2 buffer\n")
+    os.write(sys.stdout.fileno(), b"3 fileno\n")
+    subprocess.run(["echo", "4 child"], check=True)
+    libc = ctypes.CDLL(None)
+    libc.printf(b"5 C printf\n")  # fully buffered by C: a terminal would still show it
+    sys.stdout.write("6 text\n")
+    sys.stderr.write("e1 stderr\n")
+    os.write(2, b"e2 fd 2\n")
+    subprocess.run(["sh", "-c", "echo e3 child >&2"], check=True)
+    return "written"
+
+
+WRITTEN_STDOUT = "1 print\n2 buffer\n3 fileno\n4 child\n5 C printf\n6 text\n"
+WRITTEN_STDERR = "e1 stderr\ne2 fd 2\ne3 child\n"
+
+
 if __name__ == "__main__":  # the session's watch (watch_session)
     import sys
 

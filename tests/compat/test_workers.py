@@ -122,6 +122,26 @@ def test_both_script_conventions_run(tmp_path, make):
         master.close()
 
 
+LATIN1_ARGV_STYLE = """\
+# -*- coding: latin-1 -*-
+import pickle, sys
+with open(sys.argv[1], "rb") as fh:
+    word = pickle.load(fh)
+with open(sys.argv[2], "wb") as fh:
+    pickle.dump([word + "\u00e9", "caf\u00e9\\n", ""], fh)
+"""
+
+
+def test_a_04_script_saved_in_latin1_runs(master, tmp_path):
+    # Seen failing on the old code: UnicodeDecodeError (compat: the task failed with a
+    # TaskError saying the script cannot be read).
+    script = tmp_path / "latin1_style.py"
+    script.write_bytes(LATIN1_ARGV_STYLE.encode("latin-1"))
+    task = master.submit_task(str(script), input_data="caf")
+    assert master.get_result(task)[1] == "caf\u00e9"
+    assert "caf\u00e9" in task.stdout
+
+
 def test_argv_script_that_writes_nothing_says_so(master, tmp_path):
     script = tmp_path / "silent.py"
     script.write_text("import sys\nprint(sys.argv[1])\n")

@@ -135,7 +135,8 @@ def test_a_file_worker_whose_parent_dies_removes_what_it_made_and_writes_no_repl
     run.mkdir()
     data = tmp_path / "input.txt"
     data.write_text("x")
-    payload = Packer().pack(sleep_then, (120,), data_files=[str(data)])
+    packer = Packer()
+    payload = packer.pack(sleep_then, (120,), data_files=[str(data)])
     (run / "in").write_bytes(request_file(payload, 1))
     parent = subprocess.Popen([sys.executable, "-c", _PARENT, str(run)],
                               stdout=subprocess.PIPE, env=clean_env())
@@ -150,6 +151,7 @@ def test_a_file_worker_whose_parent_dies_removes_what_it_made_and_writes_no_repl
         parent.kill()
         parent.stdout.close()
         parent.wait(30)
+        packer.close()  # the data file's snapshot
     left = sorted(os.listdir(run))
     assert left == ["in"], f"the orphaned worker left {left} (it made {made})"
 

@@ -12,6 +12,7 @@ import collections
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,7 @@ from pymw_core.pacing import PacedWorker
 _START_FAILURES_ALLOWED = 3  # processes dying before they say hello, in a row, none ready
 _START_WAIT = 30.0  # seconds close() waits for a worker start under way (fork + exec)
 _STOP_GRACE = 5.0  # seconds a worker has to act on a cancel before it is killed
+_CLOSE_GRACE = 2.0  # seconds close() gives the guardians to end their process trees
 _STDERR_TAIL_LINES = 40
 _INLINE_SEND_LIMIT = 256 * 1024  # bytes; larger tasks go through the process's sender thread
 _PIPE_SIZE = 1 << 20  # room for many small tasks (or one big frame) without a blocking write
@@ -49,10 +51,16 @@ class _Process(PacedWorker):
 
     @property
     def pid(self) -> int:
+        """The process started: the guardian of the one that runs the tasks, its child."""
         return self.popen.pid
+
+    host_name = socket.gethostname()  # what task errors name (see pymw_core.task.describe_worker)
 
     def __repr__(self) -> str:
         return f"<local worker {self.index} pid={self.pid}>"
+
+    def __str__(self) -> str:
+        return f"local/w{self.index} (pid {self.pid})"
 
     def send_big(self, task: Any) -> None:
         """Write a big task from this process's sender thread, started on first use.
@@ -186,7 +194,13 @@ class LocalInterface:
             }
 
     def cleanup(self) -> None:
-        """Stop every process at once (running tasks are abandoned) and remove scratch."""
+        """Stop every process at once (running tasks are abandoned) and remove scratch.
+
+        Each worker's guardian ends its whole process tree on SIGTERM; one that has not
+        gone within ``_CLOSE_GRACE`` seconds has its session killed. No stream a reader
+        thread reads is closed here (that close would wait for the read): each reader
+        sees the end of its pipe once the process tree is gone, and closes it.
+        """
         with self._lock:
             self._closed = True
             # A start under way (a replacement on a reader thread) sees `_closed` when
@@ -197,16 +211,16 @@ class LocalInterface:
         for process in processes:
             _kill(process.popen)
             process.stop_sending()
+        deadline = time.monotonic() + _CLOSE_GRACE
         for process in processes:
             try:
-                process.popen.wait(timeout=5)
-            except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
+                process.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:  # pragma: no cover - a guardian that hangs
+                _kill_session(process.popen)
+            try:
+                process.popen.stdin.close()  # type: ignore[union-attr]
+            except OSError:
                 pass
-            for stream in (process.popen.stdin, process.popen.stdout):
-                try:
-                    stream.close()  # type: ignore[union-attr]
-                except OSError:
-                    pass
         for process in processes:
             shutil.rmtree(process.scratch, ignore_errors=True)
 
@@ -277,7 +291,7 @@ class LocalInterface:
                 self._processes.append(process)
             master = self._master
         if closed:  # close() came meanwhile, and waits for this start to be undone
-            _kill(popen)
+            _kill_session(popen)  # guardian and worker alike, whether or not it forked yet
             popen.wait()
             for stream in (popen.stdin, popen.stdout):
                 stream.close()  # type: ignore[union-attr]
@@ -392,8 +406,21 @@ def _grow_pipe(stream: Any) -> None:
 
 
 def _kill(popen: subprocess.Popen) -> None:
+    """End a worker and every process its tasks started, at once.
+
+    The process we started is the worker's guardian (see ``pymw_core.guardian``): on
+    SIGTERM it SIGKILLs the worker and all its descendants, then itself, so none of
+    them outlives it. A SIGKILL would end the guardian alone and orphan the rest.
+    """
     try:
-        popen.kill()
+        popen.send_signal(signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def _kill_session(popen: subprocess.Popen) -> None:
+    try:
+        os.killpg(popen.pid, signal.SIGKILL)
     except OSError:
         pass
 
