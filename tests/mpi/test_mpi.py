@@ -9,11 +9,9 @@ import sys
 import textwrap
 
 import pytest
-from pymw_testing import wait_until
+from pymw_testing import alive, session_members, wait_until
 
 from pymw_core import InterfaceError, Master, TaskTimeoutError
-
-from .conftest import session_members
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -134,15 +132,7 @@ def test_a_killed_mpiexec_fails_waiting_calls_and_leaves_no_orphan(mpi, tmp_path
     finally:
         master.close()
     wait_until(lambda: not session_members(sid), 10, "the processes of the MPI job to end")
-    assert not [p for p in rank_pids if _alive(p)]
-
-
-def _alive(process_id):
-    try:
-        with open(f"/proc/{process_id}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
+    assert not [p for p in rank_pids if alive(p)]
 
 
 def test_close_leaves_no_rank_launcher_or_daemon(mpi):
