@@ -506,6 +506,7 @@ class _Server:
         self._started = threading.Event()  # a task began: the watcher looks at it
         self._running: int | None = None
         self._cancelled: dict[int, None] = {}  # ids to drop when they come up (bounded)
+        self.said_bye = False  # the master ended the stream with "bye" (not just EOF)
         self._durations: dict[int, float] = {}  # function id -> its last run, in seconds
         self._unflushed = 0  # replies written but not yet flushed
         runtime.report = self.send  # progress frames go out beside the replies
@@ -579,6 +580,7 @@ class _Server:
         """What a frame read from the stream means here: a task (accepted), None at the
         end, or _NOTHING for a cancel (acted on at once)."""
         if message is None or message[0] == "bye":
+            self.said_bye = message is not None
             return None
         if message[0] == "cancel":
             self._cancel(message[1])
@@ -673,12 +675,21 @@ _WATCH_POLL = 0.05  # how often the watcher looks for a quick task that turned o
 
 
 def serve(inp: Any, out: BinaryIO, scratch: str | None = None) -> None:
-    """Answer ``task`` frames from ``inp`` on ``out`` until EOF or ``bye``."""
+    """Answer ``task`` frames from ``inp`` on ``out`` until EOF or ``bye``.
+
+    A stream that ends without ``bye`` means the master is gone (a killed master closes
+    its pipes before this process is re-parented, so the orphan watch may not see it
+    first): the scratch directory it gave goes, as the orphan watch would remove it.
+    """
     runtime = Runtime(scratch)
+    server = _Server(inp, out, runtime)
     try:
-        _Server(inp, out, runtime).serve()
+        server.serve()
     finally:
         runtime.close()
+        if scratch and not server.said_bye:
+            os.chdir("/")
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def run_file(in_path: str, out_path: str, watch_parent: bool = False) -> None:

@@ -7,6 +7,7 @@ Python run isolated, so the worker runtime must come from the uploaded zip.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import stat
 import subprocess
@@ -640,3 +641,24 @@ def test_bad_options_fail_before_connecting(tmp_path, options, message):
     settings.update(options)
     with pytest.raises(InterfaceError, match=message):
         Master("ssh", **settings)
+
+
+@pytest.mark.parametrize("when", ["after the replacement", "during the replacement"])
+def test_a_clean_close_after_a_worker_was_replaced_says_nothing_alarming(make_master, caplog,
+                                                                         capfd, when):
+    # Seen failing on the old code: "host host1 dropped out: host host1: 3 workers in a
+    # row died as they started; last: host host1: closing" at close().
+    master = make_master(hosts=["host1"], max_attempts=1)
+    task = master.submit_task(exit_worker)
+    wait_until(task.done, 30, "the task whose worker exits to fail")
+    if when == "after the replacement":
+        wait_until(lambda: master.get_status()["hosts"]["host1"]["workers"] == 2, 30,
+                   "the lost worker to be replaced")
+    capfd.readouterr()
+    caplog.clear()
+    with caplog.at_level("DEBUG", logger="pymw"):
+        master.close()
+    alarming = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert alarming == [], alarming
+    err = capfd.readouterr().err
+    assert "dropped out" not in err and "died as they started" not in err, err
