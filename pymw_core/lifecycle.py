@@ -237,8 +237,8 @@ class Lifecycle:
                     self.in_flight -= 1
                     self._move(task, QUEUED)
                     if task._journal is not None:
-                        self._journal_attempt(attempt, "lost", reason)
-                        self.journal.task_state(task._journal.row, QUEUED, None)  # type: ignore[union-attr]
+                        self.journal.ended(task._journal.row, attempt.id, "lost",  # type: ignore[union-attr]
+                                           reason, QUEUED, None, None)
                     self.scheduler.add(task, front=True)  # type: ignore[union-attr]
                     retried = started
                 else:
@@ -435,30 +435,29 @@ class Lifecycle:
     def _journal_end(self, task: Task, state: str, error: BaseException | None,
                      was_running: bool) -> None:
         """Lock held: record the end of ``task`` (and of its running attempt)."""
-        journal, entry = self.journal, task._journal
-        closed = isinstance(error, MasterClosedError)
-        if was_running and task._attempt is not None and task._attempt.number:
-            if state == FINISHED:
-                outcome = "ok"
-            elif isinstance(error, TaskTimeoutError):
-                outcome = "timeout"
-            elif state == CANCELLED or closed:
-                outcome = "cancelled"
-            elif isinstance(error, (WorkerLostError, InterfaceError)):
-                outcome = "lost"
-            else:
-                outcome = "error"
-            self._journal_attempt(task._attempt, outcome, _last_line(error))
+        attempt = task._attempt
+        ran = was_running and attempt is not None and attempt.number > 0
+        closed = error is not None and isinstance(error, MasterClosedError)
+        if not ran:
+            outcome = None
+        elif error is None:
+            outcome = "ok"
+        elif isinstance(error, TaskTimeoutError):
+            outcome = "timeout"
+        elif state == CANCELLED or closed:
+            outcome = "cancelled"
+        elif isinstance(error, (WorkerLostError, InterfaceError)):
+            outcome = "lost"
+        else:
+            outcome = "error"
         # A task the master abandoned at close() was not answered: it is "cancelled" in the
-        # journal, so that a later run runs it (a failure might be replayed).
-        journal.task_state(entry.row, CANCELLED if closed else state,  # type: ignore[union-attr]
-                           task.finish_time)
-        if state in (FINISHED, FAILED) and not closed:
-            journal.result(entry.row, error, task._result, task.stdout,  # type: ignore[union-attr]
-                           task.stderr)
-
-    def _journal_attempt(self, attempt: Attempt, outcome: str, detail: str | None) -> None:
-        self.journal.attempt_ended(attempt.id, outcome, detail, time.time())  # type: ignore[union-attr]
+        # journal (no result), so that a later run runs it rather than replay a failure.
+        result = ((error, task._result, task.stdout, task.stderr)
+                  if state != CANCELLED and not closed else None)
+        self.journal.ended(  # type: ignore[union-attr]
+            task._journal.row, attempt.id if ran else None, outcome,  # type: ignore[union-attr]
+            None if error is None else _last_line(error),
+            CANCELLED if closed else state, task.finish_time, result)
 
     def _claim(self, task: Task, in_done: bool = True) -> None:
         """``task`` (ended) is handed out: the master forgets it.

@@ -26,7 +26,7 @@ from typing import Any
 
 import cloudpickle
 
-from pymw_core import wire
+from pymw_core import sources, wire
 from pymw_core.errors import TaskError
 from pymw_core.staging import Snapshots
 
@@ -190,8 +190,9 @@ class Packer:
                 if hit is not None and hit[0] is fn:
                     self._functions.move_to_end(key)
                     return hit[1]
+        texts = self._sources_of(fn)
         try:
-            blob = self.dumps_by_value(fn)
+            blob = self.dumps_by_value(_WithSources(fn, *texts) if texts else fn)
         except Exception as exc:
             raise TaskError(
                 f"the function {getattr(fn, '__qualname__', fn)!r} cannot be pickled: "
@@ -205,6 +206,12 @@ class Packer:
                 if len(self._functions) > _FUNCTION_CACHE_SIZE:
                     self._functions.popitem(last=False)
         return code
+
+    def _sources_of(self, fn: Callable) -> tuple[dict, dict] | None:
+        """What :mod:`pymw_core.sources` ships with ``fn`` (None: nothing to ship)."""
+        user = self.user_code.names()
+        found = sources.collect(fn, lambda module: module is None or module in user)
+        return found if found[0] else None
 
     # -- scripts -------------------------------------------------------------
 
@@ -293,6 +300,19 @@ class Packer:
         if files:
             extras["files"] = files
         return extras or None
+
+
+class _WithSources:
+    """Pickles as a call to :func:`pymw_core.sources.restore`: the worker gets the
+    function back, its source lines registered on the way."""
+
+    __slots__ = ("codes", "files", "fn")
+
+    def __init__(self, fn: Callable, files: dict, codes: dict) -> None:
+        self.fn, self.files, self.codes = fn, files, codes
+
+    def __reduce__(self) -> tuple:
+        return sources.restore, (self.fn, self.files, self.codes)
 
 
 def _arguments(input_data: Any) -> tuple:

@@ -203,11 +203,20 @@ def test_python_that_dies_at_start_is_named(tmp_path):
 
 
 def test_python_option_runs_the_workers(tmp_path):
-    def interpreter():
-        return sys.executable
+    # Not sys.executable (the default anyway): a wrapper that marks the workers it starts.
+    # Seen failing with the option ignored (python=None): the mark was missing.
+    wrapper = tmp_path / "wrapped-python"
+    wrapper.write_text(f"#!/bin/sh\nPYMW_TEST_WRAPPED=yes exec {sys.executable} \"$@\"\n")
+    wrapper.chmod(0o755)
 
-    with Master("local", num_workers=1, python=sys.executable) as master:
-        assert master.get_result(master.submit_task(interpreter))[1] == sys.executable
+    def started_by():
+        import os
+        import sys
+
+        return os.environ.get("PYMW_TEST_WRAPPED"), sys.executable
+
+    with Master("local", num_workers=1, python=str(wrapper)) as master:
+        assert master.get_result(master.submit_task(started_by))[1] == ("yes", sys.executable)
 
 
 def test_python_option_must_be_a_path():

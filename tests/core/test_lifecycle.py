@@ -131,15 +131,39 @@ def test_a_handed_out_task_is_forgotten_by_the_master():
         assert m.get_status()["tasks"] == []
 
 
-def test_the_function_cache_is_bounded_and_an_evicted_function_ships_again():
+def worker_function_cache_size():
+    """How many functions the worker's runtime holds (run as a task, in the worker)."""
+    import gc
+
+    # by name: the worker runs as ``-m pymw_core.worker``, so its class is __main__'s
+    (runtime,) = [o for o in gc.get_objects() if type(o).__name__ == "Runtime"]
+    return len(runtime._functions)
+
+
+def test_the_function_cache_is_bounded_and_an_evicted_function_ships_again(monkeypatch):
+    # Seen failing: with FunctionMirror's and the Runtime's eviction removed (unbounded
+    # caches), the worker held 277 functions and functions[0] went without its blob.
     from pymw_core import wire
 
+    shipped: list[tuple[int, bool]] = []
+    needs_blob = wire.FunctionMirror.needs_blob
+
+    def recording(self, code):
+        fresh = needs_blob(self, code)
+        shipped.append((code[1], fresh))
+        return fresh
+
+    monkeypatch.setattr(wire.FunctionMirror, "needs_blob", recording)
     with Master("local", num_workers=1) as m:
         functions = [eval(f"lambda: {i}") for i in range(wire.FUNCTION_CACHE + 20)]
         assert [m.get_result(m.submit_task(f))[1] for f in functions] == \
             list(range(len(functions)))
+        assert m.get_result(m.submit_task(worker_function_cache_size))[1] == \
+            wire.FUNCTION_CACHE, "the worker keeps FUNCTION_CACHE functions, no more"
         # the first ones were evicted on both sides: they travel again and still run
+        del shipped[:]
         assert m.get_result(m.submit_task(functions[0]))[1] == 0
+        assert [fresh for _, fresh in shipped] == [True], shipped
 
 
 def test_executor_keywords_reuse_the_functions_pickle():
@@ -149,7 +173,7 @@ def test_executor_keywords_reuse_the_functions_pickle():
     with PyMWExecutor(Inline()) as pool:
         first = pool.submit(scale, 2, k=3)
         second = pool.submit(scale, 4, k=5)
-        assert (first.result(), second.result()) == (6, 20)
+        assert (first.result(timeout=30), second.result(timeout=30)) == (6, 20)
         assert pool.master._packer._functions[id(scale)][1][1] == 1  # one function, id 1
 
 

@@ -96,7 +96,8 @@ def mark_then_wait(started, path, limit):
 
 
 def say_then_die(status):
-    os.write(2, b"the worker's own last words\n")  # the process's stderr, not the task's
+    # The task dies before its output is taken: its guardian passes its last stderr on.
+    os.write(2, b"the worker's own last words\n")
     os._exit(status)
 
 
