@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -98,6 +99,10 @@ def test_a_raising_task_keeps_its_type_and_the_ranks_traceback(mpi):
         with pytest.raises(KeyError, match="boom") as caught:
             master.get_result(master.submit_task(fail, ("boom",)))
         assert "in fail" in str(caught.value.__cause__)
+        # Seen failing before ranks described themselves: no note at all.
+        (note,) = caught.value.__notes__
+        assert re.fullmatch(r"\(PyMW: the task raised this on host \S+, worker mpi rank \d+ "
+                            r"\(pid \d+\), attempt 1 of 3\)", note), note
         assert master.get_result(master.submit_task(square, (3,)))[1] == 9  # the rank serves on
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -217,6 +218,10 @@ def test_exceptions_output_and_large_messages_come_back(make_master):
         master.get_result(task)
     assert isinstance(caught.value.__cause__, RemoteTraceback)
     assert "in fail" in caught.value.__cause__.tb
+    # Seen failing before remote workers described themselves: no note at all.
+    assert re.fullmatch(r"\(PyMW: the task raised this on host host1, worker ssh-host1/w\d+ "
+                        r"\(pid \d+\), attempt 1 of 3\)", caught.value.__notes__[-1]), \
+        caught.value.__notes__
     assert task.attempts == 1  # a task that raised is never run again
     tasks = [master.submit_task(noisy, (i,)) for i in range(5)]
     for i, task in enumerate(tasks):
