@@ -219,6 +219,7 @@ class Journal:
                                f"not {resume!r}")
         self.path = os.path.abspath(os.fspath(path))
         self.resume = resume
+        self.interface = interface
         self.program = program
         self._lock_fd = -1
         self._conn: sqlite3.Connection | None = None
@@ -420,6 +421,15 @@ class Journal:
         """What interfaces recorded to re-attach to task ``row`` (``interface`` key added)."""
         return self._handles.get(row, [])
 
+    def last_handle(self, row: int) -> dict | None:
+        """The latest handle this run's interface (by name) recorded for task ``row``."""
+        mine = [h for h in self._handles.get(row, ()) if h.get("interface") == self.interface]
+        if not mine:
+            return None
+        handle = dict(mine[-1])
+        handle.pop("interface", None)
+        return handle
+
     def entry(self, task_id: int, key: str, name: str,
               recorded: Recorded | None) -> Entry:
         """The journal entry of a task this run runs: a recorded row reused, or a new row
@@ -463,8 +473,9 @@ class Journal:
         self.put((_END, row, None if attempt_id is None else self._attempt_base + attempt_id,
                   outcome, detail, state, when, result))
 
-    def handle(self, row: int, interface: str, data: dict) -> None:
-        self.put((_HANDLE, row, interface, json.dumps(data, sort_keys=True)))
+    def handle(self, row: int, data: dict) -> None:
+        """Record what this run's interface needs to re-attach to task ``row``."""
+        self.put((_HANDLE, row, self.interface, json.dumps(data, sort_keys=True, default=str)))
 
     def drop_handles(self, row: int) -> None:
         self.put((_DROP, row))
@@ -648,8 +659,10 @@ def _fold(ops: list[tuple], run: int, carry: _Carry | None = None,
             else:
                 new_tasks[row] = [row, key, run, name, when, "queued", None, 0]
                 carry.since[row] = time.monotonic()
-        elif code == _HANDLE:
+        elif code == _HANDLE:  # what re-attaching needs is written now, with its task
             handles.append((_INSERT_HANDLE, op[1:]))
+            if op[1] in carry.since:
+                carry.since[op[1]] = 0.0
         elif code == _DROP:
             handles.append((_DROP_HANDLES, op[1:]))
     if flush:
