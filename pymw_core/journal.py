@@ -717,21 +717,14 @@ def _dumps(value: Any) -> bytes | None:
 
 
 def worker_label(worker: Any) -> tuple[str | None, str | None]:
-    """A worker's label and host for the journal: its ``label``/``name`` and ``host``
-    attributes when it has them, else its repr and this host."""
+    """A worker's label and host for the journal, as error messages name them
+    (:func:`pymw_core.task.describe_worker`); the host defaults to this machine's."""
     if worker is None:
         return None, None
-    label = worker if isinstance(worker, str) else (
-        getattr(worker, "label", None) or getattr(worker, "name", None))
-    if not isinstance(label, str):
-        label = repr(worker).strip("<>")
-    host = getattr(worker, "host", None)
-    if host is not None and not isinstance(host, str):
-        host = getattr(host, "name", None)
-    if not isinstance(host, str):
-        info = getattr(worker, "info", None)
-        host = info.get("host") if isinstance(info, dict) else None
-    return label, host if isinstance(host, str) else _HOST
+    from pymw_core.task import describe_worker
+
+    host, name = describe_worker(worker)
+    return name, host or _HOST
 
 
 _HOST = socket.gethostname()
@@ -815,6 +808,11 @@ def _file_part(entry: Any) -> bytes:
         if isinstance(where, (bytes, bytearray, memoryview)):
             return f"{name}\0".encode() + hashlib.sha256(where).hexdigest().encode()
         if isinstance(where, str) and os.path.isfile(where):
+            # The master's snapshot of the file at submit (pymw_core.staging) lives in a
+            # folder named by its contents' SHA-256: no need to read it again.
+            folder = os.path.basename(os.path.dirname(where))
+            if len(folder) == 40 and all(c in "0123456789abcdef" for c in folder):
+                return f"{name}\0{folder}".encode()
             return f"{name}\0{file_digest(where)}".encode()
         return f"{name}\0".encode() + _canonical(where)
     return _canonical(entry)

@@ -235,6 +235,7 @@ class Lifecycle:
                     task._result = result
                     self._end(task, FINISHED, None, wake=False)
                 else:
+                    _say_where(error, attempt)
                     self._end(task, FAILED, error, wake=False)
             free = attempt.number > 0 and not self.closed  # after cleanup() nothing is owed
         if free and self._worker_finished is not None:
@@ -284,7 +285,7 @@ class Lifecycle:
             else:
                 failed = self._end(task, FAILED, WorkerLostError(
                     f"{task} lost its worker {task.attempts} times, the most allowed "
-                    f"(max_attempts={task.max_attempts}); last: {reason}"
+                    f"(max_attempts={task.max_attempts}); last: {reason} ({attempt.where})"
                 ))
             self.scheduler.poke(workers_changed=True)  # type: ignore[union-attr]
         if retried:
@@ -316,7 +317,7 @@ class Lifecycle:
             if task._attempt is not attempt or attempt.reported or task.state != RUNNING:
                 return
             failed = self._end(task, FAILED, TaskTimeoutError(
-                f"{task} ran longer than its timeout of {task.timeout} s"
+                f"{task} ran longer than its timeout of {task.timeout} s ({attempt.where})"
                 + ("" if self.can_stop else "; the interface cannot stop it, so it runs on")
             ))
         self._stop(attempt)
@@ -573,6 +574,26 @@ class Lifecycle:
     def _observe_failed(self, tasks: list[Task]) -> None:
         for task in tasks:
             self._observe("on_task_failed", task=task, error=task._error)
+
+
+def _say_where(error: BaseException, attempt: Attempt) -> None:
+    """A task's error names the host, worker and attempt it came from, as a note (the
+    exception keeps its own type and message; Python prints notes after the message)."""
+    if attempt.number <= 0:
+        return  # no interface ran it
+    note = f"(PyMW: the task raised this {attempt.where})"
+    notes = getattr(error, "__notes__", None)
+    if isinstance(notes, list) and note in notes:
+        return
+    try:
+        if hasattr(error, "add_note"):
+            error.add_note(note)
+        elif notes is None:
+            error.__notes__ = [note]  # type: ignore[attr-defined]  # Python 3.10
+        elif isinstance(notes, list):
+            notes.append(note)
+    except Exception:  # an exception that refuses attributes stays as it is
+        log.debug("could not add a note to %r", error, exc_info=True)
 
 
 def _last_line(error: BaseException | None) -> str | None:
