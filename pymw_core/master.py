@@ -292,6 +292,11 @@ class Master:
         self._observe("on_master_closed", master=self)
 
     @property
+    def journal(self) -> str | None:
+        """The journal's absolute path (``Master(journal=...)``), or None without one."""
+        return self._journal.path if self._journal is not None else None
+
+    @property
     def closed(self) -> bool:
         """True once :meth:`close` ran."""
         return self._life.closed
