@@ -238,7 +238,7 @@ class InterfaceContract:
                     "stopping a task past its timeout" if timeout else "cancelling a running task")
         stopped = master.submit_task(tasks.hold, (contract.shared, "stopped", 600),
                                      timeout=timeout)
-        neighbour = master.submit_task(tasks.hold, (contract.shared, "neighbour", 0.5))
+        neighbour = master.submit_task(tasks.hold, (contract.shared, "neighbour", 1.0))
         if how == "timeout":
             marker = contract.marker("stopped.pid")
             contract.wait(lambda: os.path.exists(marker) or stopped.done(),
@@ -248,6 +248,7 @@ class InterfaceContract:
                             "give Target.timeout more than the interface needs to start a task")
         pid = contract.pid_of("stopped")
         if how == "cancel":
+            contract.pid_of("neighbour")  # running beside it when the cancel comes
             cancelled = contract.call(lambda: master.cancel(stopped), "cancel() of a running task")
             assert cancelled, "cancel() of a running task returned False"
             expected: type = TaskCancelledError
@@ -306,7 +307,7 @@ class InterfaceContract:
             error = contract.error(master, task, slots)
             assert isinstance(error, expected), (
                 f"{task.name}: expected {expected.__name__}, got {type(error).__name__}: {error}")
-        offered_before = max((len(c.offered) for c in contract.log.offers()), default=None)
+        offered_before = len({id(w) for c in contract.log.offers() for w in c.offered})
         # Each task waits until all of them have started: they can only all meet if every
         # slot is back. One is submitted once the one before it runs, so no task is placed
         # behind another on a worker that was busy when it came (a prefetch queue).
@@ -323,9 +324,9 @@ class InterfaceContract:
             except _Failed as exc:
                 offers = contract.log.offers()
                 detail = ""
-                if offers and offered_before is not None:
-                    detail = (f"\nget_available_workers() offered up to {offered_before} "
-                              f"workers before; its last answer: {offers[-1].text()}")
+                if offers:
+                    detail = (f"\nget_available_workers() had offered {offered_before} "
+                              f"different workers before; its last answer: {offers[-1].text()}")
                 raise _Failed(f"{exc}\nonly {n} of {slots} tasks run at the same time: a slot "
                               f"did not come back after {_STOPPED[how]}{detail}",
                               pytrace=False) from None
