@@ -15,4 +15,6 @@ from pymw_core.testing import InterfaceContract, Target
 class TestMPIContract(InterfaceContract):
     @pytest.fixture
     def pymw_target(self, mpi):
-        return Target("mpi", {"num_workers": 3}, concurrency=3)
+        return Target("mpi", {"num_workers": 3}, concurrency=3, skip={
+            "slots[lost_worker]": "an MPI job's ranks are fixed: a killed rank is not replaced, "
+                                  "so killing one task per rank leaves none"})
