@@ -157,13 +157,13 @@ EXPECTED = {
     "TestStopsAll.test_cancel": ("failure", ["rule `cancel`",
                                              "stop_task touched another task", "2 attempts"]),
     "TestNoSlotBack.test_slots[lost_worker]": ("failure", [
-        "rule `slots[lost_worker]`", "only 0 of 2 tasks run at the same time",
+        "rule `slots[lost_worker]`", "a slot did not come back after 2 task(s) lost their workers",
         "get_available_workers() had offered 2 different workers before; its last answer: "
         "get_available_workers() [call #"]),
     "TestNoSlotBack.test_slots[timeout]": ("failure", [
-        "rule `slots[timeout]`", "only 0 of 2 tasks run at the same time"]),
+        "rule `slots[timeout]`", "a slot did not come back after 2 task(s) timed out"]),
     "TestNoSlotBack.test_slots[cancel]": ("failure", [
-        "rule `slots[cancel]`", "only 0 of 2 tasks run at the same time"]),
+        "rule `slots[cancel]`", "a slot did not come back after 2 task(s) were cancelled"]),
     "TestTooMany.test_concurrency": ("failure", ["rule `concurrency`",
                                                  "more than the 1 declared"]),
     "TestClash.test_status": ("failure", ["rule `status`", "interface.running"]),
