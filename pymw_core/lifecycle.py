@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from pymw_core.errors import (
     InterfaceError,
     MasterClosedError,
+    RemoteTraceback,
     TaskCancelledError,
     TaskError,
     TaskTimeoutError,
@@ -36,6 +37,7 @@ from pymw_core.errors import (
 from pymw_core.task import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, Attempt, Task
 
 if TYPE_CHECKING:
+    from pymw_core.journal import Journal, Outcome
     from pymw_core.scheduler import Scheduler
 
 log = logging.getLogger("pymw")
@@ -78,6 +80,7 @@ class Lifecycle:
         self._task_ids = itertools.count(1)
         self._next_attempt = 0
         self._wanted: _WantedIndex | None = None
+        self.journal: Journal | None = None  # wired by the master when it has one
 
     # -- submission ---------------------------------------------------------------------
 
@@ -116,6 +119,35 @@ class Lifecycle:
         self.submitted += 1
         self._unclaimed += 1
         self.counts[QUEUED] += 1
+        if task._journal is not None:
+            self.journal.submitted(task._journal, task.submit_time)  # type: ignore[union-attr]
+
+    def resumed(self, task: Task, outcome: Outcome) -> Task:
+        """A task the journal holds as ended: it ends now as it did then; nothing runs."""
+        error = None
+        if not outcome.ok:
+            error, tb = outcome.value
+            if isinstance(error, BaseException) and tb:
+                error.__cause__ = RemoteTraceback(tb)
+        with self.lock:
+            self._admit(task)
+            task.stdout, task.stderr = outcome.stdout, outcome.stderr
+            if error is None:
+                task._result = outcome.value
+                self._end(task, FINISHED, None)
+            else:
+                self._end(task, FAILED, error)
+        self._observe("on_task_submitted", task=task)
+        if error is None:
+            self._observe("on_task_done", task=task)
+        else:
+            self._observe("on_task_failed", task=task, error=error)
+        return task
+
+    def sync_journal(self) -> None:
+        """Return once every end so far is committed to the journal (before a handout)."""
+        if self.journal is not None:
+            self.journal.sync()
 
     # -- attempts (lock held where it says so) -------------------------------------------
 
@@ -131,6 +163,9 @@ class Lifecycle:
         task.execute_time = attempt.started_at
         self._move(task, RUNNING)
         self.in_flight += 1
+        if task._journal is not None and number:
+            self.journal.started(task._journal, attempt.id, number, worker,  # type: ignore[union-attr]
+                                 attempt.started_at)
         if task.timeout is not None and self.deadlines is not None:
             self.deadlines.add(attempt, task.timeout)
         return attempt
@@ -161,6 +196,7 @@ class Lifecycle:
                     task._result = result
                     self._end(task, FINISHED, None, wake=False)
                 else:
+                    _say_where(error, attempt)
                     self._end(task, FAILED, error, wake=False)
             free = attempt.number > 0 and not self.closed  # after cleanup() nothing is owed
         if free and self._worker_finished is not None:
@@ -200,6 +236,9 @@ class Lifecycle:
                 if self.exhausted is None:
                     self.in_flight -= 1
                     self._move(task, QUEUED)
+                    if task._journal is not None:
+                        self.journal.ended(task._journal.row, attempt.id, "lost",  # type: ignore[union-attr]
+                                           reason, QUEUED, None, None)
                     self.scheduler.add(task, front=True)  # type: ignore[union-attr]
                     retried = started
                 else:
@@ -207,7 +246,7 @@ class Lifecycle:
             else:
                 failed = self._end(task, FAILED, WorkerLostError(
                     f"{task} lost its worker {task.attempts} times, the most allowed "
-                    f"(max_attempts={task.max_attempts}); last: {reason}"
+                    f"(max_attempts={task.max_attempts}); last: {reason} ({attempt.where})"
                 ))
             self.scheduler.poke(workers_changed=True)  # type: ignore[union-attr]
         if retried:
@@ -239,7 +278,7 @@ class Lifecycle:
             if task._attempt is not attempt or attempt.reported or task.state != RUNNING:
                 return
             failed = self._end(task, FAILED, TaskTimeoutError(
-                f"{task} ran longer than its timeout of {task.timeout} s"
+                f"{task} ran longer than its timeout of {task.timeout} s ({attempt.where})"
                 + ("" if self.can_stop else "; the interface cannot stop it, so it runs on")
             ))
         self._stop(attempt)
@@ -354,6 +393,7 @@ class Lifecycle:
                         if pending.pop(id(task), None) is not None:
                             self._claim(task)
                             ready.append(task)
+                self.sync_journal()
                 yield from ready
         finally:
             with self.lock:
@@ -378,16 +418,46 @@ class Lifecycle:
         if task.state == RUNNING:
             self.in_flight -= 1
             self.scheduler.poke()  # type: ignore[union-attr]
+        was_running = task.state == RUNNING
         task._error = error
         task.payload = None
         self._move(task, state)
         task.finish_time = time.time()
+        if task._journal is not None:
+            self._journal_end(task, state, error, was_running)
         self._done.append(task)
         for listener in self._listeners:
             listener.append(task)
         if wake and self._waiters:
             self._results.notify_all()
         return task
+
+    def _journal_end(self, task: Task, state: str, error: BaseException | None,
+                     was_running: bool) -> None:
+        """Lock held: record the end of ``task`` (and of its running attempt)."""
+        attempt = task._attempt
+        ran = was_running and attempt is not None and attempt.number > 0
+        closed = error is not None and isinstance(error, MasterClosedError)
+        if not ran:
+            outcome = None
+        elif error is None:
+            outcome = "ok"
+        elif isinstance(error, TaskTimeoutError):
+            outcome = "timeout"
+        elif state == CANCELLED or closed:
+            outcome = "cancelled"
+        elif isinstance(error, (WorkerLostError, InterfaceError)):
+            outcome = "lost"
+        else:
+            outcome = "error"
+        # A task the master abandoned at close() was not answered: it is "cancelled" in the
+        # journal (no result), so that a later run runs it rather than replay a failure.
+        result = ((error, task._result, task.stdout, task.stderr)
+                  if state != CANCELLED and not closed else None)
+        self.journal.ended(  # type: ignore[union-attr]
+            task._journal.row, attempt.id if ran else None, outcome,  # type: ignore[union-attr]
+            None if error is None else _last_line(error),
+            CANCELLED if closed else state, task.finish_time, result)
 
     def _claim(self, task: Task, in_done: bool = True) -> None:
         """``task`` (ended) is handed out: the master forgets it.
@@ -465,6 +535,34 @@ class Lifecycle:
     def _observe_failed(self, tasks: list[Task]) -> None:
         for task in tasks:
             self._observe("on_task_failed", task=task, error=task._error)
+
+
+def _say_where(error: BaseException, attempt: Attempt) -> None:
+    """A task's error names the host, worker and attempt it came from, as a note (the
+    exception keeps its own type and message; Python prints notes after the message)."""
+    if attempt.number <= 0:
+        return  # no interface ran it
+    note = f"(PyMW: the task raised this {attempt.where})"
+    notes = getattr(error, "__notes__", None)
+    if isinstance(notes, list) and note in notes:
+        return
+    try:
+        if hasattr(error, "add_note"):
+            error.add_note(note)
+        elif notes is None:
+            error.__notes__ = [note]  # type: ignore[attr-defined]  # Python 3.10
+        elif isinstance(notes, list):
+            notes.append(note)
+    except Exception:  # an exception that refuses attributes stays as it is
+        log.debug("could not add a note to %r", error, exc_info=True)
+
+
+def _last_line(error: BaseException | None) -> str | None:
+    """An error's last line, ``TypeName: message``, for the attempts table."""
+    if error is None:
+        return None
+    text = f"{type(error).__name__}: {error}".strip()
+    return text.splitlines()[-1] if text else type(error).__name__
 
 
 class _WantedIndex:

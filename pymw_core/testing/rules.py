@@ -45,10 +45,17 @@ _RULES = (
          "still runs"),
     Rule("output", "what a task prints is in `task.stdout` and `task.stderr`, not swapped"),
     Rule("data_files", "a data file is in the task's working directory under its name"),
+    Rule("data_files_read_at_submit", "a data file rewritten (same size, at once) or deleted "
+         "after `submit_task` reaches the task as it was at submit"),
     Rule("modules", "a module given in `modules=` is shipped by value (the worker has no "
          "copy)"),
     Rule("scripts", "a PyMW 0.x script runs with `pymw_get_input()` / "
          "`pymw_return_output()`"),
+    Rule("scripts_in_any_encoding", "a script with a PEP 263 `latin-1` coding line runs"),
+    Rule("errors_say_where", "a task's exception has a note naming its attempt (`attempt 1 "
+         "of 3`); the lost-worker and timeout checks also look for it in their errors, and "
+         "the lost-worker check asserts that `close()` afterwards logs nothing at warning "
+         "level"),
     Rule("lost_worker", "a worker killed mid-task (the task SIGKILLs its own process) is "
          "reported with `worker_lost`, retried up to `max_attempts`, then fails with "
          "`WorkerLostError`; later tasks still run", slow=True),

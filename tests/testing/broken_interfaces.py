@@ -197,6 +197,26 @@ class NoFiles(Procs):
         return kind, attempt, code, args, dict(extras or {}, files=[])
 
 
+class OriginalFiles(Procs):
+    """data_files_read_at_submit: the worker is sent the user's paths, not the master's
+    snapshot taken at submit, so it reads a file as it is now (or not at all)."""
+
+    def message(self, task):
+        kind, attempt, code, args, extras = task.payload.message(task.id)
+        files = [(os.path.basename(p), os.path.abspath(p)) for p in task.data_files]
+        return kind, attempt, code, args, dict(extras or {}, files=files)
+
+
+class Mojibake(Procs):
+    """scripts_in_any_encoding: the script's text re-read as latin-1 from its UTF-8 bytes."""
+
+    def message(self, task):
+        kind, attempt, code, args, extras = task.payload.message(task.id)
+        if code[0] == "s" and isinstance(code[2], str):
+            code = ("s", code[1], code[2].encode("utf-8").decode("latin-1"))
+        return kind, attempt, code, args, extras
+
+
 class NoModules(Procs):
     """modules: the modules given in modules= are never sent."""
 

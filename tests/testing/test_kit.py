@@ -89,6 +89,14 @@ class TestNoFiles(InterfaceContract):
     target = quick(NoFiles)
 
 
+class TestOriginalFiles(InterfaceContract):
+    target = quick(OriginalFiles)
+
+
+class TestMojibake(InterfaceContract):
+    target = quick(Mojibake)
+
+
 class TestNoModules(InterfaceContract):
     target = quick(NoModules)
 
@@ -146,6 +154,10 @@ EXPECTED = {
     "TestFlattened.test_exceptions": ("failure", ["rule `exceptions`", "RuntimeError"]),
     "TestSwapped.test_output": ("failure", ["rule `output`", "stdout was 'err:parrot"]),
     "TestNoFiles.test_data_files": ("failure", ["rule `data_files`", "FileNotFoundError"]),
+    "TestOriginalFiles.test_data_files_read_at_submit": ("failure", [
+        "rule `data_files_read_at_submit`"]),
+    "TestMojibake.test_scripts_in_any_encoding": ("failure", [
+        "rule `scripts_in_any_encoding`", "caf\u00c3\u00a9"]),
     "TestNoModules.test_modules": ("failure", ["rule `modules`", "cannot be imported on this worker"]),
     "TestFunctionsOnly.test_scripts": ("failure", [
         "rule `scripts`", "the first hook call that raised: execute_task(contract_script.py#",
@@ -245,10 +257,14 @@ def test_each_broken_rule_fails_the_kit_saying_why(outcomes, name):
     assert not missing, f"{missing} not in:\n{message[:4000]}"
 
 
+# Rules an interface cannot break on its own: the master holds them for it.
+HELD_BY_THE_CORE = {"errors_say_where": "the master adds the note to any error reported"}
+
+
 def test_every_rule_is_broken_by_one_interface():
     broken = {name.split(".")[1].removeprefix("test_").split("[")[0]
               for name, (outcome, _) in EXPECTED.items() if outcome == "failure"}
-    assert broken == set(RULES)
+    assert broken == set(RULES) - set(HELD_BY_THE_CORE)
 
 
 def test_the_guide_lists_the_kit_s_rules():
@@ -270,6 +286,13 @@ def test_the_guide_lists_the_kit_s_rules():
 def test_the_checks_of_the_class_are_the_rules():
     checks = [n.removeprefix("test_") for n in dir(InterfaceContract) if n.startswith("test_")]
     assert sorted(checks) == sorted(RULES)
+
+
+def test_a_missing_hook_skips_saying_which(outcomes):
+    # Inline has no stop_task(): cancelling a running task cannot be checked, and the
+    # skip names the hook. (Seen failing with stop_task added to Inline: the check ran.)
+    outcome, message, _ = outcomes["TestInline.test_cancel"]
+    assert outcome == "skipped" and "has no stop_task() hook" in message, (outcome, message)
 
 
 def test_a_skip_naming_no_check_is_refused():
