@@ -52,7 +52,7 @@ def check_counts(page: Elements, path) -> None:
         assert shown == want.get(state, 0), f"{state}: page {shown}, journal {want.get(state)}"
 
 
-def test_finished_run_in_chromium(tmp_path, chromium):
+def test_finished_run_in_chromium(tmp_path, chromium, artifacts):
     db, out = tmp_path / "run.db", tmp_path / "run.html"
     wrote = sample(db, ended=True)
     make(db, out)
@@ -78,7 +78,7 @@ def test_finished_run_in_chromium(tmp_path, chromium):
     functions = page.one("table", id="functions").text
     assert "simulate.step" in functions and "simulate.reduce" in functions
     assert "max_attempts" in page.one("table", id="runs").text
-    png = chromium.screenshot(str(out), str(tmp_path / "report.png"))
+    png = chromium.screenshot(str(out), os.path.join(artifacts, "report.png"))
     print(f"report screenshot: {png}")
 
 
@@ -123,7 +123,7 @@ def test_not_a_journal(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(1500)  # writing 1M tasks through the journal's writer: ~4 min here
-def test_million_tasks(tmp_path, chromium):
+def test_million_tasks(tmp_path, chromium, artifacts):
     """A 1M-task journal: the timeline is aggregated and says so, the page stays small.
 
     Bounds are generous (this machine: 3.3 s of CPU and 10 s of wall time to write the
@@ -149,5 +149,5 @@ def test_million_tasks(tmp_path, chromium):
     check_counts(page, db)
     assert len(page.find("tr", cls="failure")) == report.TABLE_LIMIT < wrote["failed"]
     assert f"The first {report.TABLE_LIMIT} are shown" in page.one(id="failed-note").text
-    png = chromium.screenshot(str(out), str(tmp_path / "big.png"), height=1300)
+    png = chromium.screenshot(str(out), os.path.join(artifacts, "report-1M.png"), height=1300)
     print(f"1M-task report screenshot: {png}")

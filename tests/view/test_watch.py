@@ -18,7 +18,7 @@ import time
 import pytest
 from pymw_testing import clean_env, wait_until
 
-from view.journals import dead_sample, live_sample, sample
+from view.journals import dead_sample, live_sample, sample, written
 
 WATCH = [sys.executable, "-m", "pymw_core", "watch"]
 
@@ -222,10 +222,12 @@ def test_live_view_ends_with_the_run(tmp_path, tmux):
     try:
         _start_view(tmux, db, "--interval", "0.3")
         wait_until(lambda: "EXIT=0" in tmux.screen(), 60, "the view to end with the run")
+        restored = wait_until(lambda: re.search(r"EXIT=0\s+(\S.*)", tmux.screen()), 30,
+                              "stty's report")
+        assert restored.group(1).split() == ["icanon", "echo"], restored.group(1)
         screen = tmux.screen()
         assert "the run has ended" in screen
         assert "finished 11  failed 1" in screen
-        assert "icanon echo" in screen
     finally:
         proc.wait(120)
 
@@ -251,6 +253,9 @@ def test_counts_without_scanning_the_biggest_state(tmp_path):
             writer.sync()
             snap = follower.take()
             assert snap.counts == reading.counts(conn), i
+        written(db, 47 + 15)
+        snap = follower.take()
+        assert snap.counts == reading.counts(conn)
         assert snap.counts["finished"] == 42 and snap.counts["queued"] == 15
     finally:
         conn.close()
