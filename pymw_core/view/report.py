@@ -444,7 +444,7 @@ details summary{cursor:pointer;color:#2a5d8f}
  max-width:100%;height:auto}
 .chart text{font:11px system-ui,sans-serif;fill:#555}.chart .rl{text-anchor:end}
 .chart .tl{text-anchor:middle}.axis,.tick{stroke:#999}.grid{stroke:#eee}
-.band{fill:#f4f5f7}.slice{fill:#4e79a7}.badslice{fill:#e15759}
+.band{fill:#f4f5f7}.slice{fill:#4e79a7;shape-rendering:crispEdges}.badslice{fill:#e15759}
 .attempt.open{stroke:#222;stroke-dasharray:2 2}
 .series{fill:none;stroke-width:1.6}
 .runline{stroke:#333;stroke-dasharray:4 3}.chart .runlabel{fill:#333;font-weight:600}

@@ -1,8 +1,9 @@
 """``pymw report``: the page opened in real headless Chromium, checked against the journal.
 
-Seen to fail: with the counts query grouping by outcome instead of state, the cards
-disagree with the journal; with the failure table's LIMIT at 2, a failed task is
-missing; with MARK_LIMIT at 10, the small run's timeline is aggregated (data-mode).
+Seen to fail: with the counts query counting only tasks that have an end, the cards
+disagree with the journal (queued: page 0, journal 5); with TABLE_LIMIT at 2, a failed
+task is missing from the table; with MARK_LIMIT at 10, the small run's timeline is
+aggregated (data-mode 'slices').
 """
 
 from __future__ import annotations
