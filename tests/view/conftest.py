@@ -103,6 +103,9 @@ class Elements(HTMLParser):
                 and (cls is None or cls in e.classes())
                 and all(e.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items())]
 
+    def text_of_all(self) -> str:
+        return " ".join(e.text for e in self.all if e.tag == "body")
+
     def one(self, tag: str | None = None, cls: str | None = None, **attrs: str) -> Element:
         found = self.find(tag, cls, **attrs)
         assert len(found) == 1, f"expected one <{tag} {cls or ''} {attrs}>, found {len(found)}"

@@ -152,3 +152,25 @@ def test_million_tasks(tmp_path, chromium, artifacts):
     assert f"The first {report.TABLE_LIMIT} are shown" in page.one(id="failed-note").text
     png = chromium.screenshot(str(out), os.path.join(artifacts, "report-1M.png"), height=1300)
     print(f"1M-task report screenshot: {png}")
+
+
+def test_many_workers_one_row_per_host(tmp_path):
+    """Past ROW_LIMIT workers the timeline has one row per host (and says so); the
+    counts stay per task. Seen to fail with ROW_LIMIT ignored (data-rows 320)."""
+    from view.journals import Worker, Writer, written
+
+    db = tmp_path / "wide.db"
+    w = Writer(db)
+    now = time.time()
+    for i in range(report.ROW_LIMIT + 20):
+        entry = w.task("simulate.step", now - 50)
+        w.journal.started(entry, i + 1, 1, Worker(f"job 7.{i}", f"node{i % 4}"), now - 40)
+        w.end(entry, i + 1, now - 40 + (i % 10), value=i)
+    w.sync()
+    written(db, report.ROW_LIMIT + 20)
+    w.close()
+    page = make(db, tmp_path / "wide.html")
+    timeline = page.one("svg", id="timeline")
+    assert timeline.attrs["data-rows"] == "4"
+    assert f"More than {report.ROW_LIMIT} workers: one row per host" in page.text_of_all()
+    check_counts(page, db)
