@@ -23,6 +23,7 @@ from pymw_testing import (
     find_other_python,
     find_python27,
     read_line,
+    require,
     start_process_tree,
     tree_pids,
     wait_dead,
@@ -193,8 +194,7 @@ def test_the_default_interpreter_is_the_hosts_python3(make_master, remote_dir):
                             "'import sys; print(\"%d.%d.%d\" % sys.version_info[:3])'"],
                            capture_output=True, text=True,
                            env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
-    if probe.returncode != 0:
-        pytest.skip("no python3 on the default PATH of an ssh login here")
+    require(probe.returncode == 0, "no python3 on the default PATH of an ssh login here")
     version = probe.stdout.split()[-1]
     if version.rsplit(".", 1)[0] != ".".join(map(str, sys.version_info[:2])):
         with pytest.raises(InterfaceError, match=f"is Python {version} but the master runs"):
@@ -382,8 +382,7 @@ def test_no_usable_host_fails_naming_each_reason(lab, make_master):
 
 def test_a_different_python_minor_version_is_refused_naming_both(make_master):
     other = find_other_python()
-    if other is None:
-        pytest.skip("no Python of another minor version here (pyenv install 3.12 gives one)")
+    require(other is not None, "no Python of another minor version here (pyenv install 3.12)")
     with pytest.raises(InterfaceError) as caught:
         make_master(hosts=["host1"], python=[other, "-I"])
     message = str(caught.value)
@@ -395,8 +394,8 @@ def test_a_different_python_minor_version_is_refused_naming_both(make_master):
 
 def test_python_2_gets_the_same_refusal_in_words(make_master):
     old = find_python27()  # PATH, /usr/bin, /usr/local/bin, pyenv, /opt
-    if old is None:  # no distribution ships one any more: nothing CI could install
-        pytest.skip("no Python 2.7 on this machine; see README.md, 'Running the tests'")
+    # No distribution ships one any more; CI's machines have pyenv's 2.7.18.
+    require(old is not None, "no Python 2.7 on this machine (pyenv install 2.7.18)")
     with pytest.raises(InterfaceError, match=r"is Python 2\.7\.\d+ but the master runs"):
         make_master(hosts=["host1"], python=old)
 
