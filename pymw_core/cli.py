@@ -1,4 +1,4 @@
-"""The ``pymw`` command: list interfaces, show the effective configuration, check it.
+"""The ``pymw`` command: list interfaces, show and check the configuration, summarise a journal.
 
 Exit codes a script can rely on: 0 all good, 1 a check failed (the interface is
 installed but does not import, could not start, the probe task failed or timed out,
@@ -302,6 +302,23 @@ _MASTER_COUNTERS = frozenset(
 )
 
 
+def cmd_journal(args: argparse.Namespace, out: TextIO) -> int:
+    """``pymw journal PATH``: counts by state, time span, failures, hosts."""
+    from pymw_core.journal_summary import format_summary, summarize
+
+    try:
+        summary = summarize(args.path, failures=max(0, args.failures))
+    except InterfaceError as exc:  # JournalError: not a journal, missing ...
+        print(f"pymw journal: {exc}", file=sys.stderr)
+        return USAGE
+    if args.json:
+        json.dump(summary, out, indent=2)
+        out.write("\n")
+    else:
+        print(format_summary(summary), file=out)
+    return OK
+
+
 # -- entry point ------------------------------------------------------------------------
 
 
@@ -336,6 +353,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--timeout", metavar="S", type=float, default=120.0,
                        help="seconds to wait for the probe task (default: 120)")
     check.set_defaults(run=cmd_check)
+
+    journal = commands.add_parser(
+        "journal", help="summarise a run's journal (works while the run goes on)"
+    )
+    journal.add_argument("path", help="the journal file (Master(journal=...))")
+    journal.add_argument("--json", action="store_true", help="print JSON")
+    journal.add_argument("--failures", metavar="N", type=int, default=10,
+                         help="list the last N failed tasks (default: 10)")
+    journal.set_defaults(run=cmd_journal)
     return parser
 
 

@@ -36,6 +36,13 @@ class ConfigurationError(InterfaceError):
     """
 
 
+class JournalError(InterfaceError):
+    """A journal cannot be used: not a journal, another program's, in use, or unwritable.
+
+    Raised at ``Master()`` (nothing ran yet) and by ``pymw journal`` / ``open_reader``.
+    """
+
+
 class WorkerLostError(TaskError):
     """The task's worker vanished (process killed, host gone, job removed) too many times."""
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from pymw_core.errors import (
     InterfaceError,
     MasterClosedError,
+    RemoteTraceback,
     TaskCancelledError,
     TaskError,
     TaskTimeoutError,
@@ -36,6 +37,7 @@ from pymw_core.errors import (
 from pymw_core.task import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, Attempt, Task
 
 if TYPE_CHECKING:
+    from pymw_core.journal import Journal, Outcome
     from pymw_core.scheduler import Scheduler
 
 log = logging.getLogger("pymw")
@@ -78,6 +80,7 @@ class Lifecycle:
         self._task_ids = itertools.count(1)
         self._next_attempt = 0
         self._wanted: _WantedIndex | None = None
+        self.journal: Journal | None = None  # wired by the master when it has one
 
     # -- submission ---------------------------------------------------------------------
 
@@ -116,6 +119,35 @@ class Lifecycle:
         self.submitted += 1
         self._unclaimed += 1
         self.counts[QUEUED] += 1
+        if task._journal is not None:
+            self.journal.submitted(task._journal, task.submit_time)  # type: ignore[union-attr]
+
+    def resumed(self, task: Task, outcome: Outcome) -> Task:
+        """A task the journal holds as ended: it ends now as it did then; nothing runs."""
+        error = None
+        if not outcome.ok:
+            error, tb = outcome.value
+            if isinstance(error, BaseException) and tb:
+                error.__cause__ = RemoteTraceback(tb)
+        with self.lock:
+            self._admit(task)
+            task.stdout, task.stderr = outcome.stdout, outcome.stderr
+            if error is None:
+                task._result = outcome.value
+                self._end(task, FINISHED, None)
+            else:
+                self._end(task, FAILED, error)
+        self._observe("on_task_submitted", task=task)
+        if error is None:
+            self._observe("on_task_done", task=task)
+        else:
+            self._observe("on_task_failed", task=task, error=error)
+        return task
+
+    def sync_journal(self) -> None:
+        """Return once every end so far is committed to the journal (before a handout)."""
+        if self.journal is not None:
+            self.journal.sync()
 
     # -- attempts (lock held where it says so) -------------------------------------------
 
@@ -131,6 +163,9 @@ class Lifecycle:
         task.execute_time = attempt.started_at
         self._move(task, RUNNING)
         self.in_flight += 1
+        if task._journal is not None and number:
+            self.journal.started(task._journal, attempt.id, number, worker,  # type: ignore[union-attr]
+                                 attempt.started_at)
         if task.timeout is not None and self.deadlines is not None:
             self.deadlines.add(attempt, task.timeout)
         return attempt
@@ -200,6 +235,9 @@ class Lifecycle:
                 if self.exhausted is None:
                     self.in_flight -= 1
                     self._move(task, QUEUED)
+                    if task._journal is not None:
+                        self._journal_attempt(attempt, "lost", reason)
+                        self.journal.task_state(task._journal.row, QUEUED, None)  # type: ignore[union-attr]
                     self.scheduler.add(task, front=True)  # type: ignore[union-attr]
                     retried = started
                 else:
@@ -354,6 +392,7 @@ class Lifecycle:
                         if pending.pop(id(task), None) is not None:
                             self._claim(task)
                             ready.append(task)
+                self.sync_journal()
                 yield from ready
         finally:
             with self.lock:
@@ -378,16 +417,47 @@ class Lifecycle:
         if task.state == RUNNING:
             self.in_flight -= 1
             self.scheduler.poke()  # type: ignore[union-attr]
+        was_running = task.state == RUNNING
         task._error = error
         task.payload = None
         self._move(task, state)
         task.finish_time = time.time()
+        if task._journal is not None:
+            self._journal_end(task, state, error, was_running)
         self._done.append(task)
         for listener in self._listeners:
             listener.append(task)
         if wake and self._waiters:
             self._results.notify_all()
         return task
+
+    def _journal_end(self, task: Task, state: str, error: BaseException | None,
+                     was_running: bool) -> None:
+        """Lock held: record the end of ``task`` (and of its running attempt)."""
+        journal, entry = self.journal, task._journal
+        closed = isinstance(error, MasterClosedError)
+        if was_running and task._attempt is not None and task._attempt.number:
+            if state == FINISHED:
+                outcome = "ok"
+            elif isinstance(error, TaskTimeoutError):
+                outcome = "timeout"
+            elif state == CANCELLED or closed:
+                outcome = "cancelled"
+            elif isinstance(error, (WorkerLostError, InterfaceError)):
+                outcome = "lost"
+            else:
+                outcome = "error"
+            self._journal_attempt(task._attempt, outcome, _last_line(error))
+        # A task the master abandoned at close() was not answered: it is "cancelled" in the
+        # journal, so that a later run runs it (a failure might be replayed).
+        journal.task_state(entry.row, CANCELLED if closed else state,  # type: ignore[union-attr]
+                           task.finish_time)
+        if state in (FINISHED, FAILED) and not closed:
+            journal.result(entry.row, error, task._result, task.stdout,  # type: ignore[union-attr]
+                           task.stderr)
+
+    def _journal_attempt(self, attempt: Attempt, outcome: str, detail: str | None) -> None:
+        self.journal.attempt_ended(attempt.id, outcome, detail, time.time())  # type: ignore[union-attr]
 
     def _claim(self, task: Task, in_done: bool = True) -> None:
         """``task`` (ended) is handed out: the master forgets it.
@@ -465,6 +535,14 @@ class Lifecycle:
     def _observe_failed(self, tasks: list[Task]) -> None:
         for task in tasks:
             self._observe("on_task_failed", task=task, error=task._error)
+
+
+def _last_line(error: BaseException | None) -> str | None:
+    """An error's last line, ``TypeName: message``, for the attempts table."""
+    if error is None:
+        return None
+    text = f"{type(error).__name__}: {error}".strip()
+    return text.splitlines()[-1] if text else type(error).__name__
 
 
 class _WantedIndex:

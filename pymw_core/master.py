@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -12,6 +13,7 @@ from typing import Any
 from pymw_core import config, plugins
 from pymw_core.deadlines import Deadlines
 from pymw_core.errors import InterfaceError, InvalidValueError, MasterClosedError, TaskError
+from pymw_core.journal import Journal, program_name, task_key
 from pymw_core.lifecycle import Lifecycle
 from pymw_core.observers import resolve_observers
 from pymw_core.payload import Packer
@@ -41,6 +43,12 @@ class Master:
     ``max_in_flight`` bounds the tasks handed to the interface and not yet back
     (default: the interface's ``default_max_in_flight``, else 256). ``resources`` is
     the default of every task's ``resources``.
+
+    ``journal`` (a file path; default the config file's ``journal``) records the run so
+    that the same program started again resumes it (docs/journal.md): ``resume`` says
+    which recorded ends answer a submission (``"finished"``, the default; ``"all"``
+    replays failures too; ``"none"``), ``journal_program`` names the program the journal
+    belongs to (default ``sys.argv[0]``).
     """
 
     _task_type: type[Task] = Task  # what submit_task makes (pymw_core.compat's PyMW_Task)
@@ -58,8 +66,13 @@ class Master:
         progress: bool = False,
         loglevel: int | None = None,
         delete_files: bool = True,
+        journal: str | os.PathLike | None = None,
+        resume: str | None = None,
+        journal_program: str | None = None,
         **options: Any,
     ) -> None:
+        self._journal: Journal | None = None
+        self._journal_wanted = (journal, resume, journal_program)
         try:
             self._setup(interface, scheduler_func, max_attempts, max_in_flight, timeout,
                         resources, observers, progress, loglevel, delete_files, options)
@@ -68,6 +81,8 @@ class Master:
             # nobody else will ever close it.
             given = None if interface is None or isinstance(interface, (str, type)) else interface
             _discard(getattr(self, "interface", given))
+            if self._journal is not None:
+                self._journal.close()
             raise
 
     def _setup(self, interface: Any, scheduler_func: Matcher | None, max_attempts: int,
@@ -103,6 +118,10 @@ class Master:
             can_stop=bool(self.hooks.stop_task.get_hookimpls()),
         )
         self._life.deadlines = Deadlines(self._life.expire)
+        self._journal = self._life.journal = _open_journal(
+            *self._journal_wanted, self.interface_name, {
+                "max_attempts": max_attempts, "max_in_flight": max_in_flight,
+                "timeout": timeout, "resources": self.resources, **options})
         if max_in_flight is None:  # the interface may know better (a batch system: thousands)
             hint = getattr(self.interface, "default_max_in_flight", None)
             max_in_flight = hint if isinstance(hint, int) and hint >= 1 else 256
@@ -159,6 +178,14 @@ class Master:
         wanted = merge_resources(self.resources, resources) if resources else self.resources
         payload = self._packer.pack(executable, input_data, modules, dep_funcs, data_files,
                                     kwargs)
+        journal = self._journal
+        if journal is not None:
+            key = task_key(payload.code, payload.args, payload.extras)
+            recorded = journal.match(key)
+            outcome = (journal.outcome(recorded.row)
+                       if recorded is not None and journal.reusable(recorded) else None)
+            if outcome is not None:
+                payload = None  # answered from the journal: nothing runs
 
         # Built outside the master's lock: only the queueing is done under it.
         task = self._task_type(
@@ -170,6 +197,10 @@ class Master:
             timeout=timeout if timeout is not None else self.timeout,
             resources=wanted,
         )
+        if journal is not None:
+            if outcome is not None:
+                return self._life.resumed(task, outcome)
+            task._journal = journal.entry(task.id, key, _task_name(executable), recorded)
         match_here = self._life.submit(task)
         if match_here:
             self._scheduler.match_here()
@@ -202,6 +233,7 @@ class Master:
             )
         if chosen is None:
             return None, None
+        self._life.sync_journal()  # what is handed out is in the journal
         if chosen._error is not None:
             raise chosen._error
         return chosen, chosen._result
@@ -243,6 +275,8 @@ class Master:
             self.hooks.cleanup()
         except Exception:
             log.warning("the %s interface's cleanup failed", self.interface_name, exc_info=True)
+        if self._journal is not None:
+            self._journal.close()
         self._observe("on_master_closed", master=self)
 
     @property
@@ -378,6 +412,31 @@ def _namespaced(status: dict, interface_name: str, warned: set[str]) -> dict[str
                 log.warning("the %s interface's get_status() has a key %r, which the master "
                             "owns: it is reported as %r", interface_name, key, f"interface.{key}")
     return out
+
+
+def _open_journal(path: Any, resume: str | None, program: str | None, interface: str,
+                  settings: dict[str, Any]) -> Journal | None:
+    """The master's journal: the argument, else the config file's ``journal``."""
+    data = config.load_config().data if path is None or resume is None or program is None \
+        else {}
+    path = path if path is not None else data.get("journal")
+    if path is None or path == "":
+        return None
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidValueError(f"journal must be a file path, not {path!r}")
+    resume = resume if resume is not None else data.get("resume", "finished")
+    program = program if program is not None else data.get("journal_program")
+    settings = dict(settings, resume=resume)
+    return Journal(path, program=program_name() if program is None else str(program),
+                   interface=interface, settings=settings, resume=resume)
+
+
+def _task_name(executable: Any) -> str:
+    """What the journal names a task: the function's qualified name, or the script's path."""
+    if isinstance(executable, (str, os.PathLike)):
+        return os.path.abspath(os.fspath(executable))
+    return (getattr(executable, "__qualname__", None)
+            or getattr(executable, "__name__", None) or type(executable).__qualname__)
 
 
 def _check_count(name: str, value: Any) -> None:

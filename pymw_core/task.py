@@ -36,6 +36,7 @@ class Task:
         "_attempt",
         "_claimed",
         "_error",
+        "_journal",
         "_life",
         "_name",
         "_result",
@@ -107,6 +108,7 @@ class Task:
         self.finish_time = 0.0
         self._worker_seconds: float | None = None
         self._name: str | None = None
+        self._journal: Any = None  # its journal entry (pymw_core.journal.Entry), if any
 
     @property
     def name(self) -> str:

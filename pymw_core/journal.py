@@ -1,0 +1,711 @@
+"""The journal: a run's memory in one SQLite file, so that a run outlives its master.
+
+Why SQLite (stdlib ``sqlite3``): one file, no server, atomic commits that survive a
+killed process, and readers in other processes (``pymw journal``, ``pymw watch``)
+while the master writes (WAL mode). The schema is in docs/journal.md; version 1 is
+agreed with the readers and only grows.
+
+Writes go through ONE writer thread, in batches (group commit): the lifecycle queues
+rows under its lock and goes on; the writer commits whatever accumulated, so a busy
+run commits thousands of rows at once and a quiet one commits each row within
+milliseconds. ``synchronous=NORMAL`` in WAL mode: a commit survives the master's death
+(SIGKILL) at any moment; only a power loss may take the last commits back.
+
+A file that is not a journal (wrong ``application_id``) is refused before anything is
+written; a second live master on one journal is refused at once (an ``flock`` on
+``<journal>.lock``, which the kernel releases when its holder dies).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import pickle
+import socket
+import sqlite3
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pymw_core.errors import JournalError
+
+log = logging.getLogger("pymw")
+
+APPLICATION_ID = 0x50794D57  # "PyMW"
+SCHEMA_VERSION = 1
+HEARTBEAT = 1.0  # seconds between the live master's heartbeats
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+#: How ``resume`` decides which recorded tasks answer a submission (see docs/journal.md).
+RESUME_MODES = ("finished", "all", "none")
+
+SCHEMA = """
+CREATE TABLE runs (
+  id INTEGER PRIMARY KEY,
+  started REAL NOT NULL,
+  ended REAL,
+  heartbeat REAL,
+  pid INTEGER, host TEXT,
+  program TEXT,
+  interface TEXT,
+  settings TEXT
+);
+CREATE TABLE tasks (
+  id INTEGER PRIMARY KEY,
+  key TEXT NOT NULL,
+  run INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  submitted REAL NOT NULL,
+  state TEXT NOT NULL,
+  ended REAL,
+  attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX tasks_key ON tasks(key);
+CREATE INDEX tasks_state ON tasks(state);
+CREATE TABLE attempts (
+  id INTEGER PRIMARY KEY,
+  task INTEGER NOT NULL,
+  number INTEGER NOT NULL,
+  run INTEGER NOT NULL,
+  worker TEXT,
+  host TEXT,
+  started REAL NOT NULL,
+  ended REAL,
+  outcome TEXT,
+  detail TEXT
+);
+CREATE INDEX attempts_task ON attempts(task);
+CREATE INDEX attempts_started ON attempts(started);
+CREATE TABLE results (
+  task INTEGER PRIMARY KEY,
+  ok INTEGER NOT NULL,
+  value BLOB,
+  stdout TEXT, stderr TEXT,
+  error TEXT,
+  traceback TEXT
+);
+CREATE TABLE handles (
+  task INTEGER NOT NULL,
+  interface TEXT NOT NULL,
+  data TEXT NOT NULL
+);
+CREATE INDEX handles_task ON handles(task);
+"""
+
+# The writer's statements. Consecutive rows of one statement go in one executemany.
+_INSERT_TASK = ("INSERT INTO tasks (id, key, run, name, submitted, state, attempts) "
+                "VALUES (?, ?, ?, ?, ?, 'queued', 0)")
+_REQUEUE_TASK = "UPDATE tasks SET state = 'queued', ended = NULL WHERE id = ?"
+_START = ("INSERT INTO attempts (id, task, number, run, worker, host, started) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?)")
+_RUNNING = "UPDATE tasks SET state = 'running', attempts = attempts + 1 WHERE id = ?"
+_ATTEMPT_END = "UPDATE attempts SET ended = ?, outcome = ?, detail = ? WHERE id = ?"
+_TASK_STATE = "UPDATE tasks SET state = ?, ended = ? WHERE id = ?"
+_RESULT = ("INSERT OR REPLACE INTO results (task, ok, value, stdout, stderr, error, traceback) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?)")
+_HANDLE = "INSERT INTO handles (task, interface, data) VALUES (?, ?, ?)"
+_DROP_HANDLES = "DELETE FROM handles WHERE task = ?"
+
+
+def open_reader(path: str | os.PathLike) -> sqlite3.Connection:
+    """A read-only connection to the journal at ``path`` (for ``pymw journal``, ``watch``).
+
+    Raises :class:`JournalError` saying what the file is not, if it is missing, not an
+    SQLite database, or an SQLite database that is not a PyMW journal. Safe while a
+    master writes (WAL); never changes the file.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise JournalError(f"{path} does not exist (or is not a file): no journal there")
+    _check_header(path)
+    try:
+        conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True,
+                               check_same_thread=False)
+        conn.execute("PRAGMA query_only = 1")
+        found = conn.execute("PRAGMA application_id").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise JournalError(f"{path} cannot be read as a PyMW journal: {exc}") from exc
+    if found != APPLICATION_ID:
+        conn.close()
+        raise JournalError(
+            f"{path} is an SQLite database but not a PyMW journal "
+            f"(application_id {found:#x}, a journal's is {APPLICATION_ID:#x})"
+        )
+    return conn
+
+
+def _uri_path(path: str) -> str:
+    from urllib.parse import quote
+    return quote(os.path.abspath(path))
+
+
+def _check_header(path: str) -> None:
+    """Refuse a file that is not an SQLite database, or one that is another program's,
+    by reading its 100-byte header: nothing is opened for writing before this passed."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(100)
+    except OSError as exc:
+        raise JournalError(f"cannot read the journal {path}: {exc}") from exc
+    if not head:
+        return  # empty: a journal not yet written (sqlite3 makes one of it)
+    if len(head) < 100 or not head.startswith(_SQLITE_MAGIC):
+        raise JournalError(f"{path} is not a PyMW journal (not an SQLite database); "
+                           "refusing to touch it")
+    app_id = int.from_bytes(head[68:72], "big")
+    if app_id not in (0, APPLICATION_ID):  # 0: maybe still only in the WAL; SQLite tells
+        raise JournalError(
+            f"{path} is an SQLite database of another application (application_id "
+            f"{app_id:#x}, a PyMW journal's is {APPLICATION_ID:#x}); refusing to touch it"
+        )
+
+
+@dataclass
+class Recorded:
+    """A task the journal holds, as a submission of this run may reuse it."""
+
+    row: int
+    state: str
+    attempts: int
+
+
+@dataclass
+class Outcome:
+    """A recorded end: the result (``ok``) or the error, with the task's output."""
+
+    ok: bool
+    value: Any
+    stdout: str
+    stderr: str
+    error: str | None
+    traceback: str | None
+
+
+class Entry:
+    """A task's place in the journal: its row, the attempts recorded before this run,
+    its key and name, and whether the row is reused (recorded by an earlier run)."""
+
+    __slots__ = ("key", "name", "offset", "reused", "row")
+
+    def __init__(self, row: int, key: str, name: str, offset: int = 0,
+                 reused: bool = False) -> None:
+        self.row = row
+        self.key = key
+        self.name = name
+        self.offset = offset
+        self.reused = reused
+
+
+class Journal:
+    """One master's journal: opened (and locked) at ``Master()``, closed with the master.
+
+    ``program`` is what runs record as their program; a journal whose runs all name
+    another program is refused (``program=""`` skips the check). ``resume`` is one of
+    :data:`RESUME_MODES`.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, program: str, interface: str,
+                 settings: dict[str, Any], resume: str = "finished") -> None:
+        if resume not in RESUME_MODES:
+            raise JournalError(f"resume must be one of {', '.join(RESUME_MODES)}, "
+                               f"not {resume!r}")
+        self.path = os.path.abspath(os.fspath(path))
+        self.resume = resume
+        self.program = program
+        self._lock_fd = -1
+        self._conn: sqlite3.Connection | None = None
+        try:
+            self._open(program, interface, settings)
+        except BaseException:
+            self._release()
+            if getattr(self, "_made_lock", False):  # leave nothing behind a refusal
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path + ".lock")
+            raise
+        self._ops: list[tuple[str, tuple]] = []
+        self._queued = 0  # ops enqueued so far (a sequence number)
+        self._committed = 0  # ops committed so far
+        self._cond = threading.Condition(threading.Lock())
+        self._waiting = 0
+        self._stopping = False
+        self.broken: str | None = None
+        self._thread = threading.Thread(target=self._write_loop, name="pymw-journal",
+                                        daemon=True)
+        self._thread.start()
+
+    # -- opening --------------------------------------------------------------------------
+
+    def _open(self, program: str, interface: str, settings: dict[str, Any]) -> None:
+        path = self.path
+        folder = os.path.dirname(path)
+        if not os.path.isdir(folder):
+            raise JournalError(f"cannot open the journal {path}: {folder} is not a directory")
+        if os.path.exists(path):
+            if not os.path.isfile(path):
+                raise JournalError(f"the journal {path} is not a regular file")
+            _check_header(path)  # before anything is written, the lock file included
+        self._take_lock()
+        try:
+            conn = sqlite3.connect(path, timeout=10, isolation_level=None,
+                                   check_same_thread=False)
+            self._conn = conn
+            # Read before anything is written: a foreign database is refused unchanged.
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if app_id != APPLICATION_ID and (app_id != 0 or tables):
+                raise JournalError(f"{path} is an SQLite database but not a PyMW journal "
+                                   f"(application_id {app_id:#x}); refusing to touch it")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise JournalError(f"the journal {path} cannot use WAL mode (got {mode!r})")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("BEGIN IMMEDIATE")
+            if conn.execute("PRAGMA application_id").fetchone()[0] == 0:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise JournalError(f"the journal {path} has schema version {version}, newer "
+                                   f"than this PyMW's ({SCHEMA_VERSION}): upgrade PyMW")
+            self._check_program(conn, program)
+            self.run_id = conn.execute(
+                "INSERT INTO runs (started, heartbeat, pid, host, program, interface, settings)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (time.time(), time.time(), os.getpid(), socket.gethostname(), program,
+                 interface, json.dumps(settings, default=repr, sort_keys=True)),
+            ).lastrowid
+            # Any run still "live" died (we hold the lock): its running attempts ended then.
+            conn.execute("UPDATE runs SET ended = heartbeat WHERE ended IS NULL AND id != ?",
+                         (self.run_id,))
+            conn.execute("UPDATE attempts SET ended = (SELECT heartbeat FROM runs WHERE "
+                         "runs.id = attempts.run), outcome = 'lost', detail = 'the master died'"
+                         " WHERE ended IS NULL")
+            self._task_base = conn.execute("SELECT coalesce(max(id), 0) FROM tasks").fetchone()[0]
+            self._attempt_base = conn.execute(
+                "SELECT coalesce(max(id), 0) FROM attempts").fetchone()[0]
+            self._load_index(conn)
+            conn.execute("COMMIT")
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # the header names a journal now
+            self._reader = sqlite3.connect(path, timeout=10, check_same_thread=False)
+            self._read_lock = threading.Lock()
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot write the journal {path}: {exc}") from exc
+
+    def _take_lock(self) -> None:
+        import fcntl
+
+        lock_path = self.path + ".lock"
+        self._made_lock = not os.path.exists(lock_path)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise JournalError(
+                f"cannot open the journal {self.path}: its lock file {lock_path} cannot be "
+                f"created ({exc.strerror}); is the directory read-only?"
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise JournalError(
+                f"the journal {self.path} is in use by a live master ({holder}); two masters "
+                "cannot share one journal"
+            ) from None
+        self._lock_fd = fd
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+
+    def _check_program(self, conn: sqlite3.Connection, program: str) -> None:
+        if not program:
+            return
+        known = {p for (p,) in conn.execute("SELECT DISTINCT program FROM runs") if p}
+        if known and program not in known:
+            raise JournalError(
+                f"the journal {self.path} records the tasks of another program "
+                f"({', '.join(sorted(known))}), not of {program}; use another journal, or "
+                "pass journal_program= (config: journal_program) naming the program it "
+                "records to carry on with it"
+            )
+
+    def _load_index(self, conn: sqlite3.Connection) -> None:
+        """Every recorded task by key, in the order they were first submitted."""
+        index: dict[str, collections.deque[tuple[int, str, int]]] = {}
+        for row, key, state, attempts in conn.execute(
+                "SELECT id, key, state, attempts FROM tasks ORDER BY id"):
+            found = index.get(key)
+            if found is None:
+                index[key] = found = collections.deque()
+            found.append((row, state, attempts))
+        self._index = index
+        self._handles: dict[int, list[dict]] = {}
+        for task, iface, data in conn.execute("SELECT task, interface, data FROM handles"):
+            try:
+                self._handles.setdefault(task, []).append(
+                    dict(json.loads(data), interface=iface))
+            except ValueError:
+                continue
+        self.recorded = sum(len(v) for v in index.values())
+
+    def _release(self) -> None:
+        reader = getattr(self, "_reader", None)
+        if reader is not None:
+            with contextlib.suppress(sqlite3.Error):
+                reader.close()
+            self._reader = None
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # the flock goes with the descriptor
+            self._lock_fd = -1
+
+    # -- what a submission finds ----------------------------------------------------------
+
+    def match(self, key: str) -> Recorded | None:
+        """The next recorded task of ``key`` not yet taken by this run (k-th submission:
+        k-th recorded task, in the order first submitted), or None: a new task."""
+        with self._read_lock:
+            found = self._index.get(key)
+            if not found:
+                return None
+            row, state, attempts = found.popleft()
+            if not found:
+                del self._index[key]
+        return Recorded(row, state, attempts)
+
+    def reusable(self, recorded: Recorded) -> bool:
+        """True if ``recorded`` answers the submission without running (per ``resume``)."""
+        if self.resume == "none":
+            return False
+        if recorded.state == "finished":
+            return True
+        return self.resume == "all" and recorded.state == "failed"
+
+    def outcome(self, row: int) -> Outcome | None:
+        """The recorded result of task ``row``; None if it cannot be restored."""
+        with self._read_lock:  # the writer has its own connection
+            got = self._reader.execute(
+                "SELECT ok, value, stdout, stderr, error, traceback FROM results WHERE task = ?",
+                (row,)).fetchone()
+        if got is None or got[1] is None:
+            return None
+        try:
+            value = pickle.loads(got[1])
+        except Exception:
+            log.warning("the journal's result of task %d cannot be loaded; it runs again",
+                        row, exc_info=True)
+            return None
+        return Outcome(bool(got[0]), value, got[2] or "", got[3] or "", got[4], got[5])
+
+    def handles(self, row: int) -> list[dict]:
+        """What interfaces recorded to re-attach to task ``row`` (``interface`` key added)."""
+        return self._handles.get(row, [])
+
+    def entry(self, task_id: int, key: str, name: str,
+              recorded: Recorded | None) -> Entry:
+        """The journal entry of a task this run runs: a recorded row reused, or a new row
+        (master task ids are unique per master, so a base makes them unique here)."""
+        if recorded is not None:
+            return Entry(recorded.row, key, name, recorded.attempts, reused=True)
+        return Entry(self._task_base + task_id, key, name)
+
+    # -- writing (any thread; the lifecycle calls these under its lock) ----------------
+
+    def put(self, sql: str, params: tuple) -> None:
+        """Queue one row for the writer."""
+        with self._cond:
+            self._ops.append((sql, params))
+            self._queued += 1
+            if len(self._ops) == 1:
+                self._cond.notify_all()
+
+    def submitted(self, entry: Entry, when: float) -> None:
+        if entry.reused:
+            self.put(_REQUEUE_TASK, (entry.row,))
+        else:
+            self.put(_INSERT_TASK, (entry.row, entry.key, self.run_id, entry.name, when))
+
+    def started(self, entry: Entry, attempt_id: int, number: int, worker: Any,
+                when: float) -> None:
+        label, host = worker_label(worker)
+        with self._cond:
+            self._ops.append((_START, (self._attempt_base + attempt_id, entry.row,
+                                       entry.offset + number, self.run_id, label, host, when)))
+            self._ops.append((_RUNNING, (entry.row,)))
+            self._queued += 2
+            if len(self._ops) == 2:
+                self._cond.notify_all()
+
+    def attempt_ended(self, attempt_id: int, outcome: str, detail: str | None,
+                      when: float) -> None:
+        self.put(_ATTEMPT_END, (when, outcome, detail, self._attempt_base + attempt_id))
+
+    def task_state(self, row: int, state: str, when: float | None) -> None:
+        self.put(_TASK_STATE, (state, when, row))
+
+    def result(self, row: int, error: BaseException | None, value: Any, stdout: str,
+               stderr: str) -> None:
+        """The task's end: pickled by the writer (the user gets the value after it)."""
+        self.put(_RESULT, (row, error, value, stdout, stderr))
+
+    def handle(self, row: int, interface: str, data: dict) -> None:
+        self.put(_HANDLE, (row, interface, json.dumps(data, sort_keys=True)))
+
+    def drop_handles(self, row: int) -> None:
+        self.put(_DROP_HANDLES, (row,))
+
+    def sync(self, timeout: float | None = None) -> None:
+        """Wait until every row queued so far is committed (``get_result`` calls this)."""
+        with self._cond:
+            target = self._queued
+            if self._committed >= target or self.broken is not None:
+                return
+            self._waiting += 1
+            self._cond.notify_all()
+            try:
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while (self._committed < target and self.broken is None
+                       and self._thread.is_alive()):
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        return
+                    self._cond.wait(left if left is not None else 1.0)
+            finally:
+                self._waiting -= 1
+
+    def close(self) -> None:
+        """Commit what is queued, mark the run ended, release the lock."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join()
+        if self._conn is not None and self.broken is None:
+            try:
+                self._conn.execute("UPDATE runs SET ended = ?, heartbeat = ? WHERE id = ?",
+                                   (time.time(), time.time(), self.run_id))
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                log.error("the journal %s could not record the run's end: %s", self.path, exc)
+        self._release()
+
+    # -- the writer thread ------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        last_beat = 0.0
+        while True:
+            with self._cond:
+                while not self._ops and not self._stopping:
+                    wait = HEARTBEAT - (time.monotonic() - last_beat)
+                    if wait <= 0:
+                        break
+                    self._cond.wait(wait)
+                ops, self._ops = self._ops, []
+                stopping = self._stopping
+                count = self._queued
+            try:
+                now = time.monotonic()
+                beat = now - last_beat >= HEARTBEAT
+                if ops or beat:
+                    self._commit(conn, ops, beat)
+                    if beat:
+                        last_beat = now
+            except Exception as exc:  # a full disk, a removed file ...
+                self._fail(exc)
+                return
+            with self._cond:
+                self._committed = count
+                if self._waiting:
+                    self._cond.notify_all()
+            if stopping and not ops:
+                with self._cond:
+                    if not self._ops:
+                        return
+
+    def _commit(self, conn: sqlite3.Connection, ops: list[tuple[str, tuple]],
+                beat: bool) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, rows in _grouped(ops):
+                if sql is _RESULT:
+                    rows = [_result_row(*r) for r in rows]
+                conn.executemany(sql, rows)
+            if beat:
+                conn.execute("UPDATE runs SET heartbeat = ? WHERE id = ?",
+                             (time.time(), self.run_id))
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._cond:
+            self.broken = f"{type(exc).__name__}: {exc}"
+            self._cond.notify_all()
+        log.error("the journal %s cannot be written any more (%s): the run goes on, but "
+                  "what happens from now on is not recorded", self.path, self.broken)
+
+
+def _grouped(ops: list[tuple[str, tuple]]) -> Iterable[tuple[str, list[tuple]]]:
+    """Consecutive ops of one statement, as (statement, rows); the order is kept."""
+    sql = None
+    rows: list[tuple] = []
+    for op_sql, params in ops:
+        if op_sql is not sql:
+            if rows:
+                yield sql, rows  # type: ignore[misc]
+            sql, rows = op_sql, []
+        rows.append(params)
+    if rows:
+        yield sql, rows  # type: ignore[misc]
+
+
+def _result_row(row: int, error: BaseException | None, value: Any, stdout: str,
+                stderr: str) -> tuple:
+    if error is None:
+        return (row, 1, _dumps(value), stdout, stderr, None, None)
+    tb = getattr(error.__cause__, "tb", None) or "".join(
+        traceback.format_exception(type(error), error, error.__traceback__))
+    message = f"{type(error).__name__}: {error}"
+    return (row, 0, _dumps((error, tb)), stdout, stderr, message, tb)
+
+
+def _dumps(value: Any) -> bytes | None:
+    """The value pickled, or None when it cannot be (it then runs again on resume)."""
+    try:
+        return pickle.dumps(value, 5)
+    except Exception:
+        pass
+    try:
+        import cloudpickle
+        return cloudpickle.dumps(value, 5)
+    except Exception:
+        log.warning("a result cannot be pickled for the journal: it would run again on "
+                    "resume", exc_info=True)
+        return None
+
+
+def worker_label(worker: Any) -> tuple[str | None, str | None]:
+    """A worker's label and host for the journal: its ``label``/``name`` and ``host``
+    attributes when it has them, else its repr and this host."""
+    if worker is None:
+        return None, None
+    label = worker if isinstance(worker, str) else (
+        getattr(worker, "label", None) or getattr(worker, "name", None))
+    if not isinstance(label, str):
+        label = repr(worker).strip("<>")
+    host = getattr(worker, "host", None)
+    if host is not None and not isinstance(host, str):
+        host = getattr(host, "name", None)
+    if not isinstance(host, str):
+        info = getattr(worker, "info", None)
+        host = info.get("host") if isinstance(info, dict) else None
+    return label, host if isinstance(host, str) else _HOST
+
+
+_HOST = socket.gethostname()
+
+
+# -- the task key ----------------------------------------------------------------------------
+
+_file_hashes: dict[tuple[str, int, int], str] = {}
+_file_lock = threading.Lock()
+
+
+def file_digest(path: str) -> str:
+    """sha256 of a file's contents, cached by (path, size, mtime_ns)."""
+    st = os.stat(path)
+    cache_key = (path, st.st_size, st.st_mtime_ns)
+    with _file_lock:
+        hit = _file_hashes.get(cache_key)
+    if hit is not None:
+        return hit
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    hexed = digest.hexdigest()
+    with _file_lock:
+        if len(_file_hashes) > 100_000:
+            _file_hashes.clear()
+        _file_hashes[cache_key] = hexed
+    return hexed
+
+
+def task_key(code: tuple, args: bytes, extras: dict | None) -> str:
+    """The hex digest that decides "the same task" (docs/journal.md, "The key").
+
+    sha256 over: the code (a function's pickled blob, or a script's name and source
+    text), the pickled positional arguments, and of the extras: keyword arguments,
+    modules shipped by value (their sources) and imported, dep_funcs' pickle, and each
+    data file's name and the sha256 of its contents.
+    """
+    h = hashlib.sha256(b"pymw-task-key-1\0")
+    _feed(h, code[0].encode())
+    if code[0] == "f":
+        _feed(h, code[2] or b"")
+    else:
+        _feed(h, str(code[1]).encode())
+        _feed(h, str(code[2]).encode())
+    _feed(h, args or b"")
+    if extras:
+        for name in sorted(extras):
+            value = extras[name]
+            _feed(h, name.encode())
+            if name == "files":
+                for entry in value:
+                    _feed(h, _file_part(entry))
+            else:
+                _feed(h, _canonical(value))
+    return h.hexdigest()
+
+
+def _file_part(entry: Any) -> bytes:
+    """A data file's share of the key: its name and its contents' digest."""
+    if isinstance(entry, (tuple, list)) and len(entry) >= 2:
+        name, where = entry[0], entry[1]
+        if isinstance(where, (bytes, bytearray, memoryview)):
+            return f"{name}\0".encode() + hashlib.sha256(where).hexdigest().encode()
+        if isinstance(where, str) and os.path.isfile(where):
+            return f"{name}\0{file_digest(where)}".encode()
+        return f"{name}\0".encode() + _canonical(where)
+    return _canonical(entry)
+
+
+def _canonical(value: Any) -> bytes:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    try:
+        return pickle.dumps(value, 4)
+    except Exception:
+        return repr(value).encode()
+
+
+def _feed(h: Any, data: bytes) -> None:
+    h.update(len(data).to_bytes(8, "little"))
+    h.update(data)
+
+
+def program_name() -> str:
+    """The running program, as runs record it: ``sys.argv[0]`` made absolute, or ''."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    if not argv0 or argv0 in ("-c", "-m") or argv0.startswith("<"):
+        return ""
+    return os.path.abspath(argv0)

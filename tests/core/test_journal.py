@@ -1,0 +1,332 @@
+"""The journal in-process: what it records, what a second master finds in it, and the
+files it refuses. The real worker runtime runs the tasks (pymw_testing.Inline); the
+journal is a real SQLite file. SIGKILLed programs are in tests/local/test_journal_kill.py.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+
+import pytest
+from pymw_testing import Inline, Workers, clean_env
+
+from pymw_core import JournalError, Master, PyMWExecutor
+from pymw_core.journal import APPLICATION_ID, open_reader, task_key
+
+
+def square(x):
+    print("squaring", x)
+    return x * x
+
+
+def cube(x):
+    return x * x * x
+
+
+def fail_on(x, bad):
+    if x == bad:
+        raise ValueError(f"bad input {x}")
+    return x
+
+
+def read_file(name):
+    with open(name) as fh:
+        return fh.read()
+
+
+def run_once(path, fn, inputs, interface=None, **options):
+    """A master on ``path`` runs ``fn`` on each input; returns results and the interface."""
+    interface = interface or Inline()
+    with Master(interface, journal=path, **options) as master:
+        tasks = [master.submit_task(fn, args) for args in inputs]
+        results = []
+        for task in tasks:
+            try:
+                results.append(master.get_result(task)[1])
+            except Exception as exc:
+                results.append(exc)
+    return results, interface
+
+
+def rows(path, sql):
+    conn = open_reader(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+# -- what a run records ------------------------------------------------------------------
+
+
+def test_a_run_records_its_tasks_attempts_and_results(tmp_path):
+    path = tmp_path / "run.db"
+    results, _ = run_once(path, square, [(2,), (3,)], interface=Workers(("a", "b")))
+    assert results == [4, 9]
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    assert rows(path, "SELECT name, state, attempts FROM tasks ORDER BY id") == [
+        ("square", "finished", 1), ("square", "finished", 1)]
+    attempts = rows(path, "SELECT task, number, worker, outcome, ended IS NOT NULL "
+                          "FROM attempts ORDER BY id")
+    assert [(a[1], a[3], a[4]) for a in attempts] == [(1, "ok", True), (1, "ok", True)]
+    assert {a[2] for a in attempts} <= {"a", "b"}
+    assert rows(path, "SELECT ok, stdout FROM results ORDER BY task") == [
+        (1, "squaring 2\n"), (1, "squaring 3\n")]
+    (run,) = rows(path, "SELECT ended IS NOT NULL, program, interface FROM runs")
+    assert run[0] == 1 and run[2] == "Workers"
+
+
+def test_a_result_is_committed_before_get_result_hands_it_out(tmp_path):
+    path = tmp_path / "run.db"
+    seen = []
+    with Master(Inline(), journal=path) as master:
+        for i in range(20):
+            task = master.submit_task(square, (i,))
+            master.get_result(task)
+            # Another connection (another process would see the same) finds it there.
+            seen.append(rows(path, "SELECT count(*) FROM results WHERE ok = 1")[0][0])
+    assert seen == list(range(1, 21))
+
+
+# -- resume -----------------------------------------------------------------------------------
+
+
+def test_a_second_run_answers_finished_tasks_from_the_journal(tmp_path):
+    path = tmp_path / "run.db"
+    first, ran = run_once(path, square, [(i,) for i in range(5)])
+    assert len(ran.executed) == 5
+    interface = Inline()
+    with Master(interface, journal=path) as master:
+        tasks = [master.submit_task(square, (i,)) for i in range(5)]
+        assert all(t.done() and t.state == "finished" for t in tasks)  # at once: nothing ran
+        assert tasks[3].stdout == "squaring 3\n"
+        again = [master.get_result(t)[1] for t in tasks]
+    assert again == first
+    assert interface.executed == []
+
+
+def test_a_changed_input_or_function_is_a_new_task(tmp_path):
+    path = tmp_path / "run.db"
+    run_once(path, square, [(1,), (2,)])
+    results, ran = run_once(path, square, [(1,), (5,)])  # 5 is new
+    assert results == [1, 25] and len(ran.executed) == 1
+    results, ran = run_once(path, cube, [(2,)])  # another function, same input
+    assert results == [8] and len(ran.executed) == 1
+
+
+def test_failures_run_again_unless_resume_all_replays_them(tmp_path):
+    path = tmp_path / "run.db"
+    results, _ = run_once(path, fail_on, [(1, 2), (2, 2)])
+    assert results[0] == 1 and isinstance(results[1], ValueError)
+    results, ran = run_once(path, fail_on, [(1, 2), (2, 2)])
+    assert len(ran.executed) == 1  # the failure ran again, the success did not
+    results, ran = run_once(path, fail_on, [(1, 2), (2, 2)], resume="all")
+    assert ran.executed == []
+    assert isinstance(results[1], ValueError) and "bad input 2" in str(results[1])
+    assert "bad input 2" in str(results[1].__cause__)  # the worker's traceback comes back
+    results, ran = run_once(path, fail_on, [(1, 2), (2, 2)], resume="none")
+    assert len(ran.executed) == 2
+    # One row per task however many runs: its attempts add up across them.
+    assert rows(path, "SELECT state, attempts FROM tasks ORDER BY id") == [
+        ("finished", 2), ("failed", 3)]
+
+
+def test_the_kth_submission_of_a_key_matches_its_kth_recorded_task(tmp_path):
+    path = tmp_path / "run.db"
+    run_once(path, square, [(7,)] * 3)
+    results, ran = run_once(path, square, [(7,)] * 4)
+    assert results == [49] * 4
+    assert len(ran.executed) == 1  # three answered from the journal, the fourth is new
+    assert rows(path, "SELECT count(*) FROM tasks")[0][0] == 4
+
+
+def test_data_file_contents_are_part_of_the_key(tmp_path):
+    path = tmp_path / "run.db"
+    data = tmp_path / "data.txt"
+    data.write_text("one")
+
+    def run():
+        interface = Inline()
+        with Master(interface, journal=path) as master:
+            task = master.submit_task(read_file, (str(data),), data_files=[str(data)])
+            return master.get_result(task)[1], len(interface.executed)
+
+    assert run() == ("one", 1)
+    assert run() == ("one", 0)
+    data.write_text("two")
+    assert run() == ("two", 1)
+
+
+def test_the_key_covers_code_input_and_extras():
+    base = task_key(("f", 1, b"code"), b"args", None)
+    assert base == task_key(("f", 99, b"code"), b"args", None)  # the id is no part of it
+    assert base != task_key(("f", 1, b"other code"), b"args", None)
+    assert base != task_key(("f", 1, b"code"), b"other args", None)
+    assert base != task_key(("f", 1, b"code"), b"args", {"deps": b"dep"})
+    assert task_key(("s", "a.py", "print(1)"), b"", None) != task_key(
+        ("s", "a.py", "print(2)"), b"", None)
+
+
+def test_map_as_completed_and_the_executor_resume_too(tmp_path):
+    path = tmp_path / "run.db"
+    with Master(Inline(), journal=path) as master:
+        assert list(master.map(square, range(4))) == [0, 1, 4, 9]
+        done = master.as_completed([master.submit_task(cube, (i,)) for i in range(3)])
+        assert sorted(t.get_result() if hasattr(t, "get_result") else master.get_result(t)[1]
+                      for t in done) == [0, 1, 8]
+    with PyMWExecutor(Inline(), journal=path) as pool:
+        assert list(pool.map(fail_on, [5, 6], [0, 0])) == [5, 6]
+    interface = Inline()
+    with Master(interface, journal=path) as master:
+        assert list(master.map(square, range(4))) == [0, 1, 4, 9]
+        done = list(master.as_completed([master.submit_task(cube, (i,)) for i in range(3)]))
+        assert sorted(master.get_result(t)[1] for t in done) == [0, 1, 8]
+    assert interface.executed == []
+    interface = Inline()
+    with PyMWExecutor(interface, journal=path) as pool:
+        assert list(pool.map(fail_on, [5, 6], [0, 0])) == [5, 6]
+    assert interface.executed == []
+
+
+def test_pymw_journal_summarises_a_journal(tmp_path):
+    path = tmp_path / "run.db"
+    run_once(path, fail_on, [(1, 2), (2, 2)])
+    out = subprocess.run([sys.executable, "-m", "pymw_core", "journal", str(path)],
+                         capture_output=True, text=True, env=clean_env(), timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "1 finished, 1 failed" in out.stdout
+    assert "ValueError: bad input 2" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "pymw_core", "journal", "--json", str(path)],
+                         capture_output=True, text=True, env=clean_env(), timeout=60)
+    import json
+    summary = json.loads(out.stdout)
+    assert summary["states"]["finished"] == 1 and summary["states"]["failed"] == 1
+    assert summary["errors"] == [{"error": "ValueError: bad input 2", "tasks": 1}]
+    assert summary["runs"][0]["status"] == "ended"
+
+
+# -- refusals ---------------------------------------------------------------------------------
+
+
+def test_a_file_that_is_not_a_journal_is_refused_unchanged(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("my notes\n" * 100)
+    foreign = tmp_path / "app.db"
+    conn = sqlite3.connect(foreign)
+    conn.execute("CREATE TABLE things (x)")
+    conn.commit()
+    conn.close()
+    for path, says in ((text, "not an SQLite database"), (foreign, "not a PyMW journal")):
+        before = path.read_bytes()
+        interface = Inline()
+        with pytest.raises(JournalError, match=says):
+            Master(interface, journal=path)
+        assert path.read_bytes() == before
+        assert interface.cleanups == 1  # the interface built for it was cleaned up
+        with pytest.raises(JournalError, match=says):
+            open_reader(path)
+        out = subprocess.run([sys.executable, "-m", "pymw_core", "journal", str(path)],
+                             capture_output=True, text=True, env=clean_env(), timeout=60)
+        assert out.returncode == 2 and says in out.stderr
+    assert sorted(os.listdir(tmp_path)) == ["app.db", "notes.txt"]  # no lock left behind
+
+
+def test_a_journal_of_another_program_is_refused_unless_named(tmp_path):
+    path = tmp_path / "run.db"
+    run_once(path, square, [(1,)], journal_program="analysis-a")
+    before = path.read_bytes()
+    with pytest.raises(JournalError, match="another program"):
+        Master(Inline(), journal=path, journal_program="analysis-b")
+    assert path.read_bytes() == before
+    results, ran = run_once(path, square, [(1,)], journal_program="analysis-a")
+    assert results == [1] and ran.executed == []
+
+
+def test_a_second_live_master_on_one_journal_is_refused_at_once(tmp_path):
+    path = tmp_path / "run.db"
+    with Master(Inline(), journal=path):
+        with pytest.raises(JournalError, match="in use by a live master"):
+            Master(Inline(), journal=path)
+    Master(Inline(), journal=path).close()  # free again once the first closed
+
+
+def test_bad_resume_value_is_refused(tmp_path):
+    with pytest.raises(JournalError, match="resume must be one of"):
+        Master(Inline(), journal=tmp_path / "run.db", resume="some")
+
+
+def test_the_config_file_names_the_journal(tmp_path, monkeypatch):
+    config = tmp_path / "pymw.toml"
+    config.write_text(f'journal = "{tmp_path / "cfg.db"}"\nresume = "all"\n')
+    monkeypatch.setenv("PYMW_CONFIG", str(config))
+    run_once(None, square, [(3,)])
+    assert rows(tmp_path / "cfg.db", "SELECT state FROM tasks") == [("finished",)]
+    assert "\"resume\": \"all\"" in rows(tmp_path / "cfg.db", "SELECT settings FROM runs")[0][0]
+
+
+def _root_mount(where, *options):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(options), "none", str(where)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+
+
+def test_a_read_only_place_is_a_clear_error_at_master(tmp_path):
+    where = tmp_path / "ro"
+    _root_mount(where, "ro", "size=1m")
+    try:
+        with pytest.raises(JournalError, match="read-only"):
+            Master(Inline(), journal=where / "run.db")
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
+
+
+def test_a_full_disk_is_a_clear_error_at_master(tmp_path):
+    where = tmp_path / "full"
+    _root_mount(where, "size=64k")
+    try:
+        try:
+            with open(where / "filler", "wb") as fh:  # fill it up
+                while True:
+                    fh.write(b"x" * 4096)
+                    fh.flush()
+        except OSError:
+            pass
+        with pytest.raises(JournalError, match="full|space"):
+            Master(Inline(), journal=where / "run.db")
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
+
+
+def test_readers_see_a_consistent_journal_while_a_master_writes(tmp_path):
+    path = tmp_path / "run.db"
+    stop = threading.Event()
+    seen = []
+
+    def read():
+        while not stop.is_set():
+            conn = open_reader(path)
+            seen.append(conn.execute("SELECT count(*) FROM tasks t LEFT JOIN results r "
+                                     "ON r.task = t.id WHERE t.state = 'finished' AND "
+                                     "r.task IS NULL").fetchone()[0])
+            conn.close()
+
+    with Master(Inline(), journal=path) as master:
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        for i in range(200):
+            master.get_result(master.submit_task(square, (i,)))
+        stop.set()
+        reader.join(30)
+    assert seen and set(seen) == {0}  # a finished task always has its result row
