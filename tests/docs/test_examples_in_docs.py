@@ -46,6 +46,26 @@ def test_the_toml_parses(block):
     tomllib.loads(block.text)
 
 
+def is_pymw_config(block) -> bool:
+    return block.text.startswith("# pymw.toml") or "interface" in tomllib.loads(block.text)
+
+
+@pytest.mark.parametrize("block", [b for b in BLOCKS if b.lang == "toml" and is_pymw_config(b)],
+                         ids=lambda b: b.id)
+def test_a_pymw_toml_names_real_interfaces_and_options(block, tmp_path, monkeypatch):
+    """What `pymw config` would say of it: every interface table's options are known."""
+    from pymw_core.cli import effective
+    from pymw_core.plugins import installed_interfaces
+
+    path = tmp_path / "pymw.toml"
+    path.write_text(block.text)
+    monkeypatch.setenv("PYMW_CONFIG", str(path))
+    data = tomllib.loads(block.text)
+    names = {data.get("interface")} | (set(data) & set(installed_interfaces()))
+    for name in sorted(n for n in names if n):
+        assert effective(name).errors == [], f"{block.id}: [{name}]"
+
+
 def test_output_matching_fails_on_changed_output():
     """The comparison the runner uses can fail (the runner's own check)."""
     assert matches("most steps below 1001: 178\n", "most steps below 1001: 178\n")
