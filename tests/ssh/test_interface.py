@@ -359,6 +359,31 @@ def test_python_2_gets_the_same_refusal_in_words(make_master):
         make_master(hosts=["host1"], python=old)
 
 
+def interpreter(seconds):
+    time.sleep(seconds)  # long enough that every worker gets some of the tasks
+    return sys.executable
+
+
+def test_each_host_runs_its_own_python(make_master, remote_python):
+    """python= per host, in both forms (a hosts entry, a {host: command} table); seen
+    failing before they existed: one interpreter for every host, or an option error."""
+    venv = [sys.executable]
+    for options in ({"hosts": ["host1", {"host": "host2", "python": venv, "workers": 1}]},
+                    {"hosts": ["host1", "host2"], "python": {"host2": venv, "host1": remote_python}}):
+        master = make_master(**options)
+        status = master.get_status()["hosts"]
+        runs = set(master.map(interpreter, [0.3] * 8))
+        assert runs == {remote_python[0], sys.executable}, (options, runs)
+        if "workers" in str(options):
+            assert status["host2"]["workers"] == 1
+        master.close()
+    master = make_master(hosts=["host1", "host2"],
+                         python={"host1": remote_python, "host2": "/no/such/python3"})
+    hosts = master.get_status()["hosts"]
+    assert hosts["host1"]["state"] == "up"  # one host's bad python leaves the other alone
+    assert "/no/such/python3 was not found" in hosts["host2"]["error"]
+
+
 def test_a_missing_interpreter_is_reported(make_master):
     with pytest.raises(InterfaceError, match=r"/no/such/python3 was not found \(exit status 127"):
         make_master(hosts=["host1"], python="/no/such/python3")
