@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(run=cmd_config)
 
     check = commands.add_parser(
-        "check", help="start the configured interface and run one probe task on it"
+        "check", help="start the configured interface and run a probe task on each of its workers"
     )
     check.add_argument("--interface", metavar="NAME", help="check this interface instead")
     check.add_argument("--timeout", metavar="S", type=float, default=120.0,
