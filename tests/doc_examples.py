@@ -1,4 +1,4 @@
-"""The examples of README.md and docs/ as test cases: found in the Markdown, run, compared.
+"""The examples of the READMEs and docs/ as test cases: found in the Markdown, run, compared.
 
 Nothing here copies an example: each fenced block is read from its page when the test
 runs, so a changed page is what gets tested. An HTML comment right before a block
@@ -64,8 +64,9 @@ class Block:
 
 
 def pages() -> list[str]:
-    """README.md and every page under docs/, relative to the repository."""
-    found = ["README.md"]
+    """README.md, each plugin's README and every page under docs/, relative to the repository."""
+    plugins = sorted(os.path.relpath(p, ROOT) for p in ROOT.glob("plugins/*/README.md"))
+    found = ["README.md", *plugins]
     for folder, _, names in os.walk(ROOT / "docs"):
         found += [os.path.relpath(os.path.join(folder, n), ROOT) for n in names
                   if n.endswith(".md")]

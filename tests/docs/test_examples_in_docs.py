@@ -1,4 +1,4 @@
-"""Every example of README.md and docs/ runs as written (tests/doc_examples.py says how).
+"""Every example of the READMEs and docs/ runs as written (tests/doc_examples.py: how).
 
 The blocks on the default interface run here; tests/{ssh,condor,slurm,mpi}/
 test_doc_examples.py run the blocks that name their interface, with that folder's
