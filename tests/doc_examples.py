@@ -150,14 +150,18 @@ def commands(block: Block) -> list[tuple[str, str]]:
     return [(cmd, "\n".join(out).strip("\n")) for cmd, out in found]
 
 
+def signature_stub(block: Block) -> tuple[str, str]:
+    """``x = master.f(a, *, b=1)`` -> ("f", "def f(a, *, b=1):\n    pass\n")."""
+    call = re.sub(r"^[\w, ]+=\s*", "", block.text.strip()).split("->")[0].strip()
+    name, _, args = call.partition("(")
+    name = name.split(".")[-1]
+    return name, f"def {name}({args}:\n    pass\n"
+
+
 def check_compiles(block: Block) -> None:
     """What a block that does not run must at least be: valid Python, or valid shell."""
     if block.lang == "python":
-        text = block.text
-        if "signature" in block.marker:  # `name = f(a, *, b=1)` or `f(a, b=1) -> x`
-            call = re.sub(r"^[\w, ]+=\s*", "", text.strip()).split("->")[0].strip()
-            name, _, args = call.partition("(")
-            text = f"def {name.split('.')[-1]}({args}:\n    pass\n"
+        text = signature_stub(block)[1] if "signature" in block.marker else block.text
         compile(text, block.id, "exec")
     elif block.lang in ("console", "sh"):
         script = "\n".join(cmd for cmd, _ in commands(block))

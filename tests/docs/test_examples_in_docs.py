@@ -8,6 +8,8 @@ changed to "most steps below 1001: 179" (and a page's block changed to raise).
 
 from __future__ import annotations
 
+import inspect
+
 import doc_examples
 import pytest
 import tomllib
@@ -39,6 +41,24 @@ def test_an_example_that_does_not_run_says_why(block):
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.runs], ids=lambda b: b.id)
 def test_the_example_names_an_interface_the_suite_has_a_service_for(block):
     assert block.interface in ("local", *SERVICES), block.id
+
+
+@pytest.mark.parametrize("block", [b for b in BLOCKS if "signature" in b.marker],
+                         ids=lambda b: b.id)
+def test_a_signature_shown_is_the_codes(block):
+    """Each parameter a page shows exists, of the same kind, with the same default."""
+    from pymw_core import Master
+
+    name, stub = doc_examples.signature_stub(block)
+    namespace: dict = {}
+    exec(stub, namespace)
+    real = inspect.signature({"Master": Master}.get(name) or getattr(Master, name))
+    for param in inspect.signature(namespace[name]).parameters.values():
+        assert param.name in real.parameters, f"{block.id}: {name} has no {param.name}"
+        actual = real.parameters[param.name]
+        assert param.kind == actual.kind, f"{block.id}: {name}'s {param.name} is {actual.kind}"
+        if param.default is not param.empty:
+            assert param.default == actual.default, f"{block.id}: {name}'s {param.name}"
 
 
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.lang == "toml"], ids=lambda b: b.id)
