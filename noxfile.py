@@ -1,4 +1,5 @@
-"""Developer sessions: ``nox -s tests``, ``coverage``, ``lint``, ``typecheck``, ``bench``, ``demo``.
+"""Developer sessions: ``nox -s tests``, ``versions``, ``coverage``, ``lint``, ``typecheck``,
+``bench``, ``demo``.
 
 Every session that runs PyMW installs it as users do: wheels built from this tree,
 installed normally (never ``-e``), so a module or data file a wheel leaves out fails
@@ -31,9 +32,16 @@ DISTRIBUTIONS = [
 ]
 EXAMPLE_PLUGIN = "tests/plugins/pymw_threads_example"
 # joblib: the range pymw_core.joblib_backend is tested with (the pymw-core[joblib] extra).
-TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "tqdm>=4.60", "setuptools>=68", "mpi4py>=3.1",
+TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "tqdm>=4.60", "setuptools>=77", "mpi4py>=3.1",
              "joblib>=1.3,<1.7", "scikit-learn>=1.3"]
 WHEELS = os.path.join(ROOT, ".nox", "_wheels")
+# Every CPython PyMW supports (requires-python >= 3.10): `nox -s versions` runs the
+# interpreter-sensitive part of the suite on each (scripts/run-tests puts pyenv's on PATH).
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+# The core, the default interface and the interface contract: what differs between
+# Python versions (pickling, threads, subprocesses); the services' tests run once.
+VERSION_TESTS = ["tests/core", "tests/local", "tests/testing", "tests/plugins"]
+VERSION_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "tqdm>=4.60"]
 # `nox -s coverage` fails below this percentage of the statements of the core and every
 # plugin together (README.md, "Coverage", says how it was chosen).
 COVERAGE_FLOOR = 78
@@ -50,7 +58,7 @@ def build_wheels(session: nox.Session, distributions: list[str]) -> list[str]:
     """Build a wheel of each distribution into ``.nox/_wheels`` (emptied first)."""
     shutil.rmtree(WHEELS, ignore_errors=True)
     os.makedirs(WHEELS)
-    _pip(session, "install", "-q", "setuptools>=68", "wheel")
+    _pip(session, "install", "-q", "setuptools>=77", "wheel")
     _pip(session, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", WHEELS,
          *(os.path.join(ROOT, d) for d in distributions))
     # setuptools leaves build/ and *.egg-info beside the sources; the wheels are the product.
@@ -77,6 +85,18 @@ def tests(session: nox.Session) -> None:
     wheels = build_wheels(session, [*DISTRIBUTIONS, EXAMPLE_PLUGIN])
     install_wheels(session, wheels, *TEST_DEPS)
     _run_suite(session, ["pytest"])
+
+
+@nox.session(python=PYTHONS)
+def versions(session: nox.Session) -> None:
+    """The core, local and contract tests on one supported CPython (one session each).
+
+    A listed Python missing here is skipped with nox's message; under CI (the ``CI``
+    variable set) nox fails instead (its ``--error-on-missing-interpreters`` default).
+    """
+    wheels = build_wheels(session, [*DISTRIBUTIONS, EXAMPLE_PLUGIN])
+    install_wheels(session, wheels, *VERSION_DEPS)
+    _run_suite(session, ["pytest"], paths=VERSION_TESTS)
 
 
 @nox.session
@@ -128,15 +148,17 @@ def _per_package(session: nox.Session, report: str) -> float:
     return total
 
 
-def _run_suite(session: nox.Session, command: list[str], env: dict | None = None) -> None:
-    """``command`` (pytest, or pytest under coverage) from a scratch directory."""
+def _run_suite(session: nox.Session, command: list[str], env: dict | None = None,
+               paths: list[str] | None = None) -> None:
+    """``command`` (pytest, or pytest under coverage) from a scratch directory, on the
+    session's arguments or else ``paths`` (default: the whole suite)."""
     scratch = tempfile.mkdtemp(prefix="pymw-nox-")
     session.chdir(scratch)  # the source tree is not on sys.path from here
     try:
         session.run(
             *command, "-p", "no:cacheprovider", "--rootdir", ROOT,
             "-c", os.path.join(ROOT, "pyproject.toml"),
-            *(_from_root(arg) for arg in session.posargs or ["tests"]),
+            *(_from_root(arg) for arg in session.posargs or paths or ["tests"]),
             env={"PYMW_WHEELS": WHEELS, "PYMW_SOURCE_TREE": ROOT, **(env or {})},
         )
     finally:
@@ -168,7 +190,9 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """The performance suite: PyMW beside its peers, one run, ratios."""
     install_wheels(session, build_wheels(session, DISTRIBUTIONS), "loky", "matplotlib", "tqdm",
-                   "mpi4py>=3.1", "joblib>=1.3,<1.7", "execnet>=2")
+                   "mpi4py>=3.1", "joblib>=1.3,<1.7", "execnet>=2",
+                   "pytest>=8")  # the ssh, condor and slurm benches start their services
+    # with the test suite's own helpers (tests/ssh/sshd.py and so on), which import pytest
     session.run("python", os.path.join(ROOT, "benchmarks", "run.py"), *session.posargs)
 
 

@@ -6,6 +6,11 @@ workloads on both backends with 2 workers each, taking turns inside each repeat:
 * **many short calls**: 50,000 calls of a function that does almost nothing, in one
   ``Parallel`` call with joblib's auto-batching; calls/s (the aim of issue 14: at
   least loky's).
+* **by name**: ``Parallel(n_jobs=2, backend=name)`` on 20,000 short calls, each
+  repeat a new ``Parallel`` call outside any ``parallel_config`` block, as a user
+  writes it: joblib makes a new backend object per call, so this shows whether the
+  workers are reused across calls (loky's executor is; the pymw backend shares one
+  master per interface and options); calls/s.
 * **a few long calls**: 8 calls of pure-Python CPU work of 0.25 s each (calibrated
   here), in one ``Parallel`` call; seconds, beside the ideal (serial time / workers).
 
@@ -33,7 +38,7 @@ def _best(values: list[float], higher: bool) -> dict[str, float]:
 
 
 def run(repeats: int = 3, calls: int = 50_000, long_calls: int = 8,
-        long_seconds: float = 0.25) -> dict:
+        long_seconds: float = 0.25, named_calls: int = 20_000) -> dict:
     """Measure both backends, taking turns; the best of ``repeats`` with spreads and ratios."""
     if HERE not in sys.path:
         sys.path.insert(0, HERE)
@@ -64,8 +69,13 @@ def run(repeats: int = 3, calls: int = 50_000, long_calls: int = 8,
             Parallel()(delayed(spin)(loops) for _ in range(long_calls))
             return time.perf_counter() - started
 
+    def by_name(backend: str) -> float:
+        started = time.perf_counter()
+        Parallel(n_jobs=WORKERS, backend=backend)(delayed(null)() for _ in range(named_calls))
+        return named_calls / (time.perf_counter() - started)
+
     samples: dict[str, dict[str, list[float]]] = {
-        name: {"calls_s": [], "long_s": []} for name in ("pymw", "loky")
+        name: {"calls_s": [], "named_calls_s": [], "long_s": []} for name in ("pymw", "loky")
     }
     backend = joblib_backend.PyMWBackend("local", num_workers=WORKERS)
     pymw = {"backend": backend}
@@ -83,19 +93,29 @@ def run(repeats: int = 3, calls: int = 50_000, long_calls: int = 8,
             for name, options in order:
                 samples[name]["calls_s"].append(short(**options))
             for name, options in order:
+                samples[name]["named_calls_s"].append(by_name(options["backend"] if name == "loky"
+                                                              else joblib_backend.NAME))
+            for name, options in order:
                 samples[name]["long_s"].append(long(**options))
     finally:
         backend.close()
+        joblib_backend.PyMWBackend().close()  # the master the calls by name shared
+        from joblib.externals.loky import get_reusable_executor
+
+        get_reusable_executor().shutdown(wait=True)  # loky's workers leave with the run
     rows, best = [], {}
     for name, label in (("pymw", f"pymw backend, local ({WORKERS} workers)"),
                         ("loky", f"loky ({WORKERS} workers)")):
         rate = _best(samples[name]["calls_s"], higher=True)
         wall = _best(samples[name]["long_s"], higher=False)
-        best[name] = (rate["best"], wall["best"])
+        named = _best(samples[name]["named_calls_s"], higher=True)
+        best[name] = (rate["best"], wall["best"], named["best"])
         rows.append({
             "backend": label,
             "short calls/s (best)": round(rate["best"]),
             "spread": f"±{rate['spread_pct']:.0f}% ({rate['repeats']})",
+            "by name calls/s (best)": round(named["best"]),
+            "by name spread": f"±{named['spread_pct']:.0f}% ({named['repeats']})",
             f"{long_calls} long calls s (best)": round(wall["best"], 3),
             "long spread": f"±{wall['spread_pct']:.0f}% ({wall['repeats']})",
         })
@@ -103,11 +123,13 @@ def run(repeats: int = 3, calls: int = 50_000, long_calls: int = 8,
     return {
         "rows": rows,
         "short calls/s pymw / loky": best["pymw"][0] / best["loky"][0],
+        "by name calls/s pymw / loky": best["pymw"][2] / best["loky"][2],
         "long calls seconds pymw / loky": best["pymw"][1] / best["loky"][1],
         "long calls seconds pymw / ideal": best["pymw"][1] / ideal,
         "long calls seconds loky / ideal": best["loky"][1] / ideal,
         "pymw backend start-up s (master, 2 local workers)": round(pymw_start, 3),
         "short calls per repeat": calls,
+        "by name calls per repeat": named_calls,
         "long call seconds (serial, here)": round(serial_one, 3),
         "joblib": joblib.__version__,
         "samples": samples,

@@ -1,9 +1,10 @@
-"""Measurements that need a fresh process: the master's memory, and its cost as tasks grow.
+"""Measurements that need a fresh process: the master's memory, its cost as tasks grow
+and as workers grow.
 
-``python child.py memory KIND TASKS [--trace]`` and ``python child.py scaling TASKS
-REPEATS`` print one JSON line. A fresh interpreter per size keeps a million queued
-tasks from one measurement out of the heap, the garbage collector and the RSS of the
-next.
+``python child.py memory KIND TASKS [--trace]``, ``python child.py scaling TASKS
+REPEATS`` and ``python child.py workers COUNT TASKS REPEATS`` print one JSON line. A
+fresh interpreter per size keeps a million queued tasks from one measurement out of
+the heap, the garbage collector and the RSS of the next.
 """
 
 from __future__ import annotations
@@ -40,6 +41,48 @@ class Immediate:
 
     def execute_task(self, task: Any, worker: Any) -> None:
         task.task_finished(None, None)
+
+
+class Simulated:
+    """``workers`` simulated workers in this process: PyMW's worker hooks, no processes.
+
+    ``execute_task`` hands the task to one completer thread that finishes it at once,
+    as a worker would report a null task done; the free workers sit in a dict, so the
+    interface's own cost per task does not grow with their number (beyond the list
+    ``get_available_workers`` returns once per matching round).
+    """
+
+    blocking_execute = False
+
+    def __init__(self, workers: int) -> None:
+        import queue
+        import threading
+
+        self.lock = threading.Lock()
+        self.free = dict.fromkeys(range(workers))
+        self.default_max_in_flight = workers
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._complete, daemon=True).start()
+
+    def get_available_workers(self) -> list[int]:
+        with self.lock:
+            return list(self.free)
+
+    def reserve_worker(self, worker: int) -> None:
+        with self.lock:
+            del self.free[worker]
+
+    def worker_finished(self, worker: int) -> None:
+        with self.lock:
+            self.free[worker] = None
+
+    def execute_task(self, task: Any, worker: Any) -> None:
+        self._done.put(task)
+
+    def _complete(self) -> None:
+        get = self._done.get
+        while True:
+            get().task_finished(None, None)
 
 
 def rss() -> int:
@@ -165,6 +208,35 @@ def scaling(tasks: int, repeats: int) -> list[dict[str, float]]:
     return runs
 
 
+def workers(count: int, tasks: int, repeats: int) -> list[dict[str, float]]:
+    """Null tasks through ``count`` simulated workers: tasks/s and the process's CPU per task.
+
+    The CPU is this whole process's (the master's threads and the one completer thread
+    that stands in for the workers), so it is the master's cost plus a constant.
+    """
+    from workloads import null
+
+    from pymw_core import Master
+
+    runs = []
+    for _ in range(repeats):
+        with Master(Simulated(count), max_in_flight=count) as master:
+            for _ in range(100):
+                master.get_result(master.submit_task(null))
+            gc.collect()
+            cpu = time.process_time()
+            started = time.perf_counter()
+            for _ in range(tasks):
+                master.submit_task(null)
+            for _ in range(tasks):
+                master.get_result()
+            seconds = time.perf_counter() - started
+            cpu = time.process_time() - cpu
+        runs.append({"tasks_per_s": tasks / seconds, "cpu_us": cpu / tasks * 1e6})
+        gc.collect()
+    return runs
+
+
 def stream(tasks: int, window: int, marks: list[int]) -> dict[str, Any]:
     """``tasks`` null tasks through ``as_completed``, at most ``2 * window`` submitted and
     not yet handed out; the master's RSS after each of ``marks`` claimed tasks."""
@@ -233,6 +305,10 @@ def main(argv: list[str] | None = None) -> None:
     scale = commands.add_parser("scaling")
     scale.add_argument("tasks", type=int)
     scale.add_argument("repeats", type=int)
+    sim = commands.add_parser("workers")
+    sim.add_argument("count", type=int)
+    sim.add_argument("tasks", type=int)
+    sim.add_argument("repeats", type=int)
     flow = commands.add_parser("stream")
     flow.add_argument("tasks", type=int)
     flow.add_argument("window", type=int)
@@ -245,6 +321,8 @@ def main(argv: list[str] | None = None) -> None:
         answer: Any = memory(args.kind, args.tasks, args.trace)
     elif args.command == "stream":
         answer = stream(args.tasks, args.window, args.marks)
+    elif args.command == "workers":
+        answer = workers(args.count, args.tasks, args.repeats)
     elif args.command == "functions":
         answer = worker_functions(args.count, args.marks)
     else:

@@ -73,6 +73,8 @@ def build(meta: dict[str, Any], profile: dict[str, Any], raw: dict[str, Any]) ->
         sections["local-memory"] = _memory(raw["local-memory"])
     if "master-scaling" in raw:
         sections["master-scaling"] = _scaling(raw["master-scaling"], ratios)
+    if "master-workers" in raw:
+        sections["master-workers"] = _workers(raw["master-workers"], ratios)
     if "long-stream" in raw:
         sections["long-stream"] = _stream(raw["long-stream"], ratios)
     for name in ("ssh", "mpi", "condor", "slurm", "joblib"):
@@ -167,6 +169,23 @@ def _scaling(raw: dict, ratios: dict) -> dict:
     return {"rows": rows, "missing": raw["missing"], "unit": "µs/task"}
 
 
+def _workers(raw: dict, ratios: dict) -> dict:
+    """Per size: tasks/s and CPU µs per task; flat means the most / least CPU from 10 up."""
+    rows = []
+    for entry in raw["rows"]:
+        rows.append({
+            "workers": entry["workers"],
+            "rate": summarize([r["tasks_per_s"] for r in entry["runs"]], higher_is_better=True),
+            "cpu": summarize([r["cpu_us"] for r in entry["runs"]], higher_is_better=False),
+        })
+    many = [r["cpu"]["best"] for r in rows if r["workers"] >= 10]
+    if len(many) >= 2:
+        ratios["master CPU µs/task with 10+ simulated workers: most / least"] = _ratio(
+            max(many), min(many))
+    return {"rows": rows, "tasks": raw["tasks"], "missing": raw["missing"],
+            "unit": "tasks/s, CPU µs/task"}
+
+
 def _stream(raw: dict, ratios: dict) -> dict:
     """RSS along the stream; the growth from the first mark to the last is the ratio."""
     marks = raw.get("stream", {}).get("marks", [])
@@ -230,8 +249,26 @@ def _targets(sections: dict, ratios: dict) -> list[dict]:
                   value <= KB, f"{value:,.0f} bytes/task")
     ratio_target(f"flat master cost per task (most / least µs across sizes ≤ {FLAT})",
                  "master µs/task: most / least across sizes", lambda v: v <= FLAT)
+    ratio_target(f"flat master CPU per task from 10 to 10,000 workers (most / least ≤ {FLAT})",
+                 "master CPU µs/task with 10+ simulated workers: most / least",
+                 lambda v: v <= FLAT)
+    ratio_target(f"null-task throughput ≥ 1.3{TIMES} multiprocessing.Pool's (aim, issue 26)",
+                 f"throughput: {PYMW} / {POOL}", lambda v: v >= 1.3)
+    speedups = {k.split(": ", 1)[1]: v for k, v in ratios.items()
+                if k.startswith("CPU-bound speed-up: ")}
+    pools = [v for k, v in speedups.items() if k in (PPE, POOL, "loky")]
+    if PYMW in speedups and pools:
+        value = speedups[PYMW] / max(pools)
+        judge("CPU-bound speed-up within 5% of the best pool's (aim)", value, value >= 0.95,
+              f"{value:.2f}{TIMES}")
+    ratio_target("mpi round trip (median) ≤ MPIPoolExecutor's (aim)",
+                 "mpi: round trip mpi / MPIPoolExecutor", lambda v: v <= 1)
+    ratio_target("ssh null-task throughput ≥ execnet's (aim)",
+                 "ssh: throughput ssh / execnet", lambda v: v >= 1)
     ratio_target("joblib short calls: pymw backend ≥ loky's throughput (aim)",
                  "joblib: short calls/s pymw / loky", lambda v: v >= 1)
+    ratio_target("joblib by name, a new Parallel per call: pymw ≥ loky's throughput (aim)",
+                 "joblib: by name calls/s pymw / loky", lambda v: v >= 1)
     return targets
 
 
@@ -368,6 +405,22 @@ def markdown(results: dict) -> str:
                       "÷ smallest size"], [
             [f"{r['tasks']:,}", num(r["total"]["best"]), spread(r["total"]),
              num(r["submit"]["best"]), times(r["vs_first"])]
+            for r in section["rows"]
+        ]) + _missing(section)
+    if "master-workers" in sections:
+        section = sections["master-workers"]
+        out += [
+            "## The master's cost as workers grow", "",
+            f"An in-process interface of N simulated workers (`benchmarks/child.py`'s "
+            f"`Simulated`: the worker hooks over a dict of free workers, one thread that "
+            f"finishes each task as it is handed over): {section['tasks']:,} null tasks "
+            "submitted, every result collected. CPU is the whole process's (the master's "
+            "threads and the one completer thread) per task. Each size is a fresh process; "
+            "the sizes take turns inside each repeat.", "",
+        ]
+        out += table(["workers", "tasks/s", "spread", "CPU µs/task", "spread"], [
+            [f"{r['workers']:,}", num(r["rate"]["best"]), spread(r["rate"]),
+             num(r["cpu"]["best"]), spread(r["cpu"])]
             for r in section["rows"]
         ]) + _missing(section)
     if "long-stream" in sections:
@@ -575,6 +628,20 @@ def plots(results: dict, folder: str, prefix: str = "") -> list[str]:
         ax.set_title("The master's cost per task as tasks grow")
         ax.legend()
         save(fig, "scaling")
+    if "master-workers" in sections and sections["master-workers"]["rows"]:
+        rows = sections["master-workers"]["rows"]
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        sizes = [r["workers"] for r in rows]
+        ax.plot(sizes, [r["cpu"]["best"] for r in rows], "o-", label="CPU µs per task")
+        ax.fill_between(sizes, [r["cpu"]["best"] for r in rows],
+                        [r["cpu"]["worst"] for r in rows], alpha=0.2)
+        ax.set_xscale("log")
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("simulated workers")
+        ax.set_ylabel("CPU µs per task")
+        ax.set_title("The master's cost per task as workers grow")
+        ax.legend()
+        save(fig, "workers")
     return written
 
 

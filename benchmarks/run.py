@@ -1,8 +1,8 @@
 """PyMW beside its peers, measured in one run on one machine: ``nox -s bench``.
 
-    python benchmarks/run.py                 # the full suite (~10 minutes): latest.md + plots
+    python benchmarks/run.py                 # the full suite (~30 minutes): latest.md + plots
     python benchmarks/run.py --quick         # a smoke check (~2 minutes): quick.md
-    python benchmarks/run.py --only local-throughput,master-scaling
+    python benchmarks/run.py --only local-throughput,master-scaling   # partial.md: not latest
 
 Machines are noisy, so every figure is the best of several repeats with its spread,
 the runners take turns inside each repeat, and the comparisons are ratios between
@@ -50,6 +50,7 @@ class Profile:
     memory: tuple[tuple[str, int], ...]  # (kind, tasks queued) measured in a fresh process
     traced: tuple[tuple[str, int], ...]  # the same, counted by tracemalloc too
     scaling: tuple[tuple[int, int], ...]  # (tasks, repeats) for the master's cost per task
+    workers: tuple[tuple[int, ...], int, int]  # (simulated worker counts, tasks, repeats)
     stream: tuple[int, int, tuple[int, ...]]  # (tasks, window, claimed counts to read RSS at)
     functions: tuple[int, tuple[int, ...]]  # (distinct functions, counts to read the worker at)
     ssh_repeats: int  # bench_ssh.run(repeats); 0: not run
@@ -68,6 +69,7 @@ FULL = Profile(
             ("pymw-local-busy", 1_000_000), ("ppe-busy", 100_000), ("pool-busy", 100_000)),
     traced=(("pymw-never", 100_000),),
     scaling=((1_000, 30), (10_000, 10), (100_000, 3), (1_000_000, 2)),
+    workers=((1, 10, 100, 1_000, 10_000), 50_000, 3),
     stream=(1_000_000, 2_000, (10_000, 100_000, 1_000_000)),
     functions=(100_000, (1_000, 10_000, 100_000)),
     ssh_repeats=3, mpi_repeats=3,
@@ -78,6 +80,7 @@ QUICK = Profile(
     payload_tasks=30, per_task_payload_tasks=5, cpu_tasks=4, cpu_seconds=0.1,
     memory=(("pymw-never", 100_000), ("ppe-busy", 100_000)), traced=(),
     scaling=((1_000, 10), (10_000, 3), (100_000, 1)),
+    workers=((1, 10, 100, 1_000, 10_000), 10_000, 2),
     stream=(100_000, 2_000, (10_000, 100_000)),
     functions=(10_000, (1_000, 10_000)),
     ssh_repeats=1, mpi_repeats=1,
@@ -88,6 +91,7 @@ TINY = Profile(
     payload_tasks=4, per_task_payload_tasks=2, cpu_tasks=2, cpu_seconds=0.01,
     memory=(("pymw-never", 2_000),), traced=(("pymw-never", 2_000),),
     scaling=((100, 1), (1_000, 1)),
+    workers=((1, 10, 100), 300, 1),
     stream=(2_000, 500, (1_000, 2_000)),
     functions=(400, (100, 400)),
     ssh_repeats=0, mpi_repeats=0,
@@ -95,8 +99,8 @@ TINY = Profile(
 )
 
 LOCAL = ("local-throughput", "local-latency", "local-payload", "local-cpu")
-SECTIONS = (*LOCAL, "local-memory", "master-scaling", "long-stream", "ssh", "mpi", "condor",
-            "slurm", "joblib")
+SECTIONS = (*LOCAL, "local-memory", "master-scaling", "master-workers", "long-stream", "ssh",
+            "mpi", "condor", "slurm", "joblib")
 
 
 def log(text: str) -> None:
@@ -242,6 +246,27 @@ def run_scaling(profile: Profile) -> dict[str, Any]:
     return {"rows": rows, "missing": missing}
 
 
+def run_workers(profile: Profile) -> dict[str, Any]:
+    """Null tasks through 1 to 10,000 simulated workers, each repeat a fresh process per
+    size, the sizes taking turns (who goes first rotates) as the local runners do."""
+    counts, tasks, repeats = profile.workers
+    runs: dict[int, list[dict[str, float]]] = {count: [] for count in counts}
+    missing: dict[str, str] = {}
+    for repeat in range(repeats):
+        log(f"[workers] repeat {repeat + 1}/{repeats}: {tasks:,} null tasks at each size")
+        shift = repeat % len(counts)
+        for count in counts[shift:] + counts[:shift]:
+            if str(count) in missing:
+                continue
+            try:
+                runs[count] += _child(["workers", str(count), str(tasks), "1"])
+            except Exception as exc:
+                missing[str(count)] = f"failed: {type(exc).__name__}: {exc}"
+    rows = [{"workers": count, "runs": runs[count]} for count in counts
+            if runs[count] and str(count) not in missing]
+    return {"tasks": tasks, "rows": rows, "missing": missing}
+
+
 # -- other interfaces: their own bench modules, in a process of their own ------------------
 
 
@@ -294,7 +319,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help=f"comma-separated sections, of: {', '.join(SECTIONS)}")
     parser.add_argument("--out", default=os.path.join(HERE, "results"),
                         help="folder for the results (default: benchmarks/results)")
-    parser.add_argument("--name", help="file stem (default: latest, quick or tiny)")
+    parser.add_argument("--name", help="file stem (default: latest, quick or tiny; with "
+                        "--only: partial, quick-partial or tiny-partial)")
     parser.add_argument("--plots", action=argparse.BooleanOptionalAction, default=None,
                         help="write PNG plots (default: for the full run only)")
     parser.add_argument("--from-json", metavar="PATH",
@@ -302,12 +328,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.profile = TINY if args.tiny else QUICK if args.quick else FULL
     args.only = {s.strip() for s in args.only.split(",") if s.strip()} or set(SECTIONS)
+    args.partial = args.only != set(SECTIONS)
     unknown = args.only - set(SECTIONS)
     if unknown:
         parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; "
                      f"choose from {', '.join(SECTIONS)}")
     if args.name is None:
-        args.name = "latest" if args.profile is FULL else args.profile.name
+        # A partial run never overwrites the committed full results (latest.*).
+        stem = "latest" if args.profile is FULL else args.profile.name
+        args.name = ("partial" if args.profile is FULL else f"{stem}-partial") \
+            if args.partial else stem
     if args.plots is None:
         args.plots = args.profile is FULL
     return args
@@ -322,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     profile: Profile = args.profile
     started = time.monotonic()
     meta = machine.describe()
-    meta.update(command=machine.command(argv), profile=profile.name, workers=WORKERS)
+    meta.update(command=machine.command(argv), profile=profile.name, workers=WORKERS,
+                sections=sorted(args.only))
     raw: dict[str, Any] = {}
 
     def explicit(section: str) -> bool:
@@ -354,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             "ask for it with --only slurm")),
         ("local-memory", lambda: run_memory(profile)),
         ("master-scaling", lambda: run_scaling(profile)),
+        ("master-workers", lambda: run_workers(profile)),
         ("long-stream", lambda: run_stream(profile)),
     ]
     for key, step in steps:
@@ -367,13 +399,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def publish(results: dict[str, Any], args: argparse.Namespace) -> int:
-    """Write the table, the numbers and the plots; a full run also refreshes the docs page."""
+    """Write the table, the numbers and the plots; a full run also refreshes the docs page.
+
+    Only a complete run (every section, the full profile) refreshes docs/performance.md.
+    """
     os.makedirs(args.out, exist_ok=True)
+    measured = set(results.get("meta", {}).get("sections", SECTIONS))
     if args.plots:
         results["plots"] = report.plots(results, args.out, "" if args.name == "latest"
                                         else f"{args.name}-")
     paths = report.write(results, args.out, args.name)
-    if args.name == "latest" and os.path.abspath(args.out) == os.path.join(HERE, "results"):
+    if (args.name == "latest" and measured >= set(SECTIONS)
+            and results.get("profile", {}).get("name", "full") == "full"
+            and os.path.abspath(args.out) == os.path.join(HERE, "results")):
         page = os.path.join(os.path.dirname(HERE), "docs", "performance.md")
         if report.update_docs(results, page):
             paths.append(page)

@@ -1,7 +1,7 @@
 """The worker runtime as one self-contained zip, for workers that have nothing installed.
 
 ``python pymw-runtime-<hash>.zip`` runs :func:`pymw_core.worker.main`; the zip holds the
-worker's three modules and cloudpickle, so a bare Python of the master's minor version
+worker's modules and cloudpickle, so a bare Python of the master's minor version
 is all a remote host or a batch node needs. Fixed timestamps make the bytes, and so
 the hash that names the file, the same for the same code: remote caches stay valid.
 """
@@ -18,7 +18,7 @@ import cloudpickle
 
 import pymw_core
 
-_WORKER_MODULES = ("errors.py", "wire.py", "worker.py")
+_WORKER_MODULES = ("capture.py", "errors.py", "guardian.py", "sources.py", "wire.py", "worker.py")
 _MAIN = "from pymw_core.worker import main\nmain()\n"
 _STUB_INIT = '"""Worker-side subset of pymw_core (uploaded runtime)."""\n'
 _EPOCH = (1980, 1, 1, 0, 0, 0)

@@ -302,6 +302,33 @@ _MASTER_COUNTERS = frozenset(
 )
 
 
+def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
+    from pymw_core.view.watch import watch
+
+    if args.interval is not None and args.interval <= 0:
+        print("pymw: error: --interval must be positive", file=sys.stderr)
+        return USAGE
+    try:
+        return watch(args.journal, out, interval=args.interval, once=args.once,
+                     plain=True if args.plain else None)
+    except InterfaceError as exc:
+        print(f"pymw watch: {exc}", file=sys.stderr)
+        return USAGE
+
+
+def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
+    from pymw_core.view.report import write_report
+
+    output = args.output or os.path.splitext(args.journal)[0] + ".html"
+    try:
+        summary = write_report(args.journal, output)
+    except InterfaceError as exc:
+        print(f"pymw report: {exc}", file=sys.stderr)
+        return USAGE
+    print(f"wrote {output} ({summary})", file=out)
+    return OK
+
+
 def cmd_journal(args: argparse.Namespace, out: TextIO) -> int:
     """``pymw journal PATH``: counts by state, time span, failures, hosts."""
     from pymw_core.journal_summary import format_summary, summarize
@@ -327,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="pymw",
-        description="PyMW: list installed interfaces, show and check the configuration.",
+        description="PyMW: list installed interfaces, show and check the configuration, "
+                    "watch a run and write its report.",
         epilog="exit codes: 0 all good, 1 a check failed, 2 usage or configuration error",
     )
     parser.add_argument("--version", action="version", version=f"pymw-core {__version__}")
@@ -353,6 +381,32 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--timeout", metavar="S", type=float, default=120.0,
                        help="seconds to wait for the probe task (default: 120)")
     check.set_defaults(run=cmd_check)
+
+    follow = commands.add_parser(
+        "watch", help="a live view of a run in this terminal, read from its journal",
+        description="A live view of a run, read from its journal (read-only). q or Ctrl-C "
+                    "leaves; it ends by itself when the run ends or its master is gone. "
+                    "Not on a terminal, it prints one line per refresh.",
+        epilog="exit codes: 0 the run ended or you left, 1 the master is gone (died "
+               "without ending the run), 2 not a journal or bad usage")
+    follow.add_argument("journal", help="the run's journal file (Master(journal=...))")
+    follow.add_argument("--interval", metavar="S", type=float, default=None,
+                        help="seconds between refreshes (default: 1 on a terminal, "
+                             "10 for plain lines)")
+    follow.add_argument("--once", action="store_true", help="print one plain line and exit")
+    follow.add_argument("--plain", action="store_true",
+                        help="plain lines even on a terminal (for logs)")
+    follow.set_defaults(run=cmd_watch)
+
+    page = commands.add_parser(
+        "report", help="write a run's report: one self-contained HTML file",
+        description="Write one self-contained HTML page (no network needed to open it) "
+                    "about a run, read from its journal: timeline, throughput, failures, "
+                    "time per function, settings.")
+    page.add_argument("journal", help="the run's journal file (Master(journal=...))")
+    page.add_argument("-o", "--output", metavar="FILE", default=None,
+                      help="the HTML file to write (default: the journal's name with .html)")
+    page.set_defaults(run=cmd_report)
 
     journal = commands.add_parser(
         "journal", help="summarise a run's journal (works while the run goes on)"

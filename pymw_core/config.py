@@ -11,12 +11,13 @@ directory, else ``[tool.pymw]`` of ``pyproject.toml`` there::
 
 from __future__ import annotations
 
+import codecs
 import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymw_core.errors import InterfaceError
+from pymw_core.errors import ConfigurationError, InterfaceError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -49,11 +50,39 @@ class Config:
 def _read_toml(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            raw = fh.read()
     except OSError as exc:
-        raise InterfaceError(f"cannot read the PyMW config file {path}: {exc}") from exc
+        raise ConfigurationError(f"cannot read the PyMW config file {path}: {exc}") from exc
+    try:
+        return tomllib.loads(_decode(path, raw))
     except tomllib.TOMLDecodeError as exc:
-        raise InterfaceError(f"the PyMW config file {path} is not valid TOML: {exc}") from exc
+        raise ConfigurationError(f"the PyMW config file {path} is not valid TOML: {exc}") from exc
+
+
+_OTHER_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+               (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
+
+
+def _decode(path: str, raw: bytes) -> str:
+    """The text of a config file: TOML is UTF-8 by its specification (a UTF-8 byte order
+    mark, as some editors write, is skipped); anything else is refused naming the file
+    and where its first byte that is not UTF-8 sits."""
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
+    else:
+        for bom, name in _OTHER_BOMS:
+            if raw.startswith(bom):
+                raise ConfigurationError(
+                    f"the PyMW config file {path} is {name} (it starts with a {name} byte "
+                    "order mark), but TOML files are UTF-8: save it as UTF-8")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigurationError(
+            f"the PyMW config file {path} is not UTF-8, as TOML files must be: byte "
+            f"{exc.start} (line {line}) is {raw[exc.start:exc.start + 1]!r}; save it as "
+            "UTF-8") from None
 
 
 def load_config(cwd: str | None = None) -> Config:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pymw_core import wire
@@ -22,6 +23,30 @@ from pymw_core.unpack import deliver
 
 if TYPE_CHECKING:
     from pymw_core.task import Attempt
+
+
+_batch = threading.local()  # .pending: connections with frames written and not flushed
+
+
+@contextmanager
+def batched_writes() -> Iterator[None]:
+    """Frames sent on this thread inside the block leave with one flush per connection.
+
+    The scheduler matches several tasks a round, often to the same worker: flushed one
+    by one, each frame is a system call and a wake-up of the worker; flushed at the
+    end of the round, they cross the pipe together. Nested blocks join the outer one.
+    """
+    if getattr(_batch, "pending", None) is not None:
+        yield
+        return
+    pending: dict[WorkerConnection, None] = {}
+    _batch.pending = pending
+    try:
+        yield
+    finally:
+        _batch.pending = None
+        for connection in pending:
+            connection._flush()
 
 
 class WorkerConnection:
@@ -106,12 +131,26 @@ class WorkerConnection:
                 else:
                     attempt.started()
                 self._in_flight[attempt.id] = attempt
+            pending = getattr(_batch, "pending", None)
             try:
-                wire.write_message(self._writer, message)
+                wire.write_message(self._writer, message, flush=pending is None)
+                if pending is not None:
+                    pending[self] = None
             except (OSError, ValueError, EOFError) as exc:
                 with self._flight_lock:
                     self._in_flight.pop(attempt.id, None)
                 raise InterfaceError(f"worker {self.name} is gone: {exc}") from exc
+
+    def _flush(self) -> None:
+        """Send the frames :func:`batched_writes` held back; a broken stream is left for
+        the reader to find, which hands back every attempt on it."""
+        with self._write_lock:
+            if self.closed:
+                return
+            try:
+                self._writer.flush()
+            except (OSError, ValueError):
+                pass
 
     def cancel(self, attempt: Attempt) -> bool:
         """Ask the worker to stop ``attempt``: dropped if queued there, the worker exits if

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -13,6 +14,10 @@ if TYPE_CHECKING:
     from pymw_core.task import Attempt
 
 _NOT_STARTED_RECHECK = 0.05  # seconds: an attempt queued on a busy worker has not begun
+# Condition.wait() refuses a timeout past the platform's limit (OverflowError): a far
+# deadline is slept towards in steps of at most this (a day), so a huge timeout is just late.
+_LONGEST_WAIT = 86400.0
+log = logging.getLogger("pymw")
 
 
 class Deadlines:
@@ -47,15 +52,31 @@ class Deadlines:
             self._cond.notify()
 
     def _run(self) -> None:
+        # Nothing may end this thread but stop(): every later timeout depends on it. An
+        # error in one expiry is logged and the loop goes on with the next deadline.
         while True:
-            with self._cond:
+            try:
+                attempt = self._next_due()
+                if attempt is None:
+                    return
+                self._expire(attempt)
+            except Exception:
+                log.error("the timeout of a task could not be applied; later timeouts still "
+                          "are", exc_info=True)
+
+    def _next_due(self) -> Attempt | None:
+        """Wait for the next attempt past its deadline; None once stopped."""
+        with self._cond:
+            while True:
                 while not self._stopped:
                     now = time.monotonic()
                     if self._heap and self._heap[0][0] <= now:
                         break
-                    self._cond.wait(self._heap[0][0] - now if self._heap else None)
+                    wait = (min(self._heap[0][0] - now, _LONGEST_WAIT) if self._heap
+                            else None)
+                    self._cond.wait(wait)
                 if self._stopped:
-                    return
+                    return None
                 _, order, attempt, seconds = heapq.heappop(self._heap)
                 if not attempt.current:
                     continue
@@ -67,4 +88,4 @@ class Deadlines:
                 if left > 0.001:
                     heapq.heappush(self._heap, (time.monotonic() + left, order, attempt, seconds))
                     continue
-            self._expire(attempt)
+                return attempt

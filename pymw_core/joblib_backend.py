@@ -96,8 +96,11 @@ class PyMWBackend(AutoBatchingMixin, ParallelBackendBase):
     ``interface`` and ``**master_options`` build the master (``Master(interface,
     **master_options)``: any interface name and its options, and the master's own
     settings such as ``max_attempts``), created at the first ``Parallel`` call and
-    kept for the backend's life: closed when the backend is garbage collected or at
-    exit. Or pass an existing ``master``: it is used as is and never closed here.
+    shared by every backend made with the same interface and options, as loky reuses
+    its executor: ``Parallel(backend="pymw")`` makes a new backend each call, and
+    starting workers each time would cost far more than short calls take. The shared
+    master stays up until :meth:`close` or the end of the program. Or pass an
+    existing ``master``: it is used as is and never closed here.
 
     ``n_jobs``: -1 (the default here, also for ``None``) means every worker the
     interface reports; ``-k`` means all but ``k - 1`` of them; a positive number is
@@ -157,18 +160,22 @@ class PyMWBackend(AutoBatchingMixin, ParallelBackendBase):
         with self._lock:
             if self._executor is None:
                 if self._master is None:
-                    self._master = Master(self._interface, **self._master_options)
+                    self._master = _shared_master(self._interface, self._master_options)
                     self._owns_master = True
-                    # The backend owns it: close it when the backend goes (the master's
-                    # own exit handler covers the end of the program).
-                    weakref.finalize(self, self._master.close)
                 self._executor = _executor_for(self._master)
             return self._executor
 
     def close(self) -> None:
-        """Close the master if this backend made it (a master passed in is left open)."""
+        """Close the master if this backend made it (a master passed in is left open).
+
+        The master is shared with every backend of the same interface and options; the
+        next ``Parallel`` call after this starts a new one.
+        """
         with self._lock:
-            master = self._master if self._owns_master else None
+            if self._master is None:  # not used yet: the shared master of its settings
+                master = _shared.get(_key(self._interface, self._master_options))
+            else:
+                master = self._master if self._owns_master else None
         if master is not None:
             master.close()
 
@@ -253,6 +260,28 @@ class PyMWBackend(AutoBatchingMixin, ParallelBackendBase):
     def _forget(self, future: Future) -> None:
         with self._lock:
             self._pending.discard(future)
+
+
+_shared: dict[str, Master] = {}
+_shared_lock = threading.Lock()
+
+
+def _key(interface: Any, options: dict[str, Any]) -> str:
+    return repr((interface, sorted(options.items())))
+
+
+def _shared_master(interface: Any, options: dict[str, Any]) -> Master:
+    """The open master for ``interface`` and ``options``, made on first use.
+
+    The key is the options' repr: equal settings give one master. The master's own exit
+    handler closes it at the end of the program.
+    """
+    key = _key(interface, options)
+    with _shared_lock:
+        master = _shared.get(key)
+        if master is None or master.closed:
+            master = _shared[key] = Master(interface, **options)
+        return master
 
 
 _executors: weakref.WeakValueDictionary[int, PyMWExecutor] = weakref.WeakValueDictionary()

@@ -31,7 +31,6 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,18 +99,19 @@ CREATE TABLE handles (
 CREATE INDEX handles_task ON handles(task);
 """
 
-# The writer's statements. Consecutive rows of one statement go in one executemany.
-_INSERT_TASK = ("INSERT INTO tasks (id, key, run, name, submitted, state, attempts) "
-                "VALUES (?, ?, ?, ?, ?, 'queued', 0)")
-_REQUEUE_TASK = "UPDATE tasks SET state = 'queued', ended = NULL WHERE id = ?"
-_START = ("INSERT INTO attempts (id, task, number, run, worker, host, started) "
-          "VALUES (?, ?, ?, ?, ?, ?, ?)")
-_RUNNING = "UPDATE tasks SET state = 'running', attempts = attempts + 1 WHERE id = ?"
-_ATTEMPT_END = "UPDATE attempts SET ended = ?, outcome = ?, detail = ? WHERE id = ?"
-_TASK_STATE = "UPDATE tasks SET state = ?, ended = ? WHERE id = ?"
-_RESULT = ("INSERT OR REPLACE INTO results (task, ok, value, stdout, stderr, error, traceback) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?)")
-_HANDLE = "INSERT INTO handles (task, interface, data) VALUES (?, ?, ?)"
+# What the lifecycle queues (op codes); the writer folds a batch of them into rows, so a
+# task submitted, run and finished within one batch costs three INSERTs, no UPDATE.
+_SUB, _START, _END, _HANDLE, _DROP = range(5)
+
+_INSERT_TASKS = ("INSERT INTO tasks (id, key, run, name, submitted, state, ended, attempts) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+_UPDATE_TASKS = "UPDATE tasks SET state = ?, ended = ?, attempts = attempts + ? WHERE id = ?"
+_INSERT_ATTEMPTS = ("INSERT INTO attempts (id, task, number, run, worker, host, started, ended,"
+                    " outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_UPDATE_ATTEMPTS = "UPDATE attempts SET ended = ?, outcome = ?, detail = ? WHERE id = ?"
+_INSERT_RESULTS = ("INSERT OR REPLACE INTO results (task, ok, value, stdout, stderr, error, "
+                   "traceback) VALUES (?, ?, ?, ?, ?, ?, ?)")
+_INSERT_HANDLE = "INSERT INTO handles (task, interface, data) VALUES (?, ?, ?)"
 _DROP_HANDLES = "DELETE FROM handles WHERE task = ?"
 
 
@@ -230,7 +230,10 @@ class Journal:
                 with contextlib.suppress(OSError):
                     os.unlink(self.path + ".lock")
             raise
-        self._ops: list[tuple[str, tuple]] = []
+        self._ops: list[tuple] = []
+        self._idle = False  # the writer sleeps: the next op wakes it
+        self._carry = _Carry()
+        self._labels: dict[Any, tuple[str | None, str | None]] = {}  # worker -> label, host
         self._queued = 0  # ops enqueued so far (a sequence number)
         self._committed = 0  # ops committed so far
         self._cond = threading.Condition(threading.Lock())
@@ -267,6 +270,8 @@ class Journal:
             if str(mode).lower() != "wal":
                 raise JournalError(f"the journal {path} cannot use WAL mode (got {mode!r})")
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA cache_size = -32000")  # 32 MB: index pages stay in memory
+            conn.execute("PRAGMA wal_autocheckpoint = 4000")  # fewer, larger checkpoints
             conn.execute("BEGIN IMMEDIATE")
             if conn.execute("PRAGMA application_id").fetchone()[0] == 0:
                 for statement in SCHEMA.split(";"):
@@ -425,51 +430,49 @@ class Journal:
 
     # -- writing (any thread; the lifecycle calls these under its lock) ----------------
 
-    def put(self, sql: str, params: tuple) -> None:
-        """Queue one row for the writer."""
-        with self._cond:
-            self._ops.append((sql, params))
-            self._queued += 1
-            if len(self._ops) == 1:
+    def put(self, op: tuple) -> None:
+        """Queue one op for the writer. Callers are serialised (the lifecycle's lock):
+        the writer only ever under-counts what it took, so ``sync`` never returns early."""
+        self._ops.append(op)
+        self._queued += 1
+        if self._idle:  # read after the append: see _write_loop
+            with self._cond:
+                self._idle = False
                 self._cond.notify_all()
 
     def submitted(self, entry: Entry, when: float) -> None:
-        if entry.reused:
-            self.put(_REQUEUE_TASK, (entry.row,))
-        else:
-            self.put(_INSERT_TASK, (entry.row, entry.key, self.run_id, entry.name, when))
+        self.put((_SUB, entry.row, entry.key, entry.name, when, entry.reused))
 
     def started(self, entry: Entry, attempt_id: int, number: int, worker: Any,
                 when: float) -> None:
-        label, host = worker_label(worker)
-        with self._cond:
-            self._ops.append((_START, (self._attempt_base + attempt_id, entry.row,
-                                       entry.offset + number, self.run_id, label, host, when)))
-            self._ops.append((_RUNNING, (entry.row,)))
-            self._queued += 2
-            if len(self._ops) == 2:
-                self._cond.notify_all()
+        labels = self._labels.get(worker) if worker.__hash__ is not None else None
+        if labels is None:
+            labels = worker_label(worker)
+            if worker.__hash__ is not None and len(self._labels) < 10_000:
+                self._labels[worker] = labels
+        self.put((_START, entry.row, self._attempt_base + attempt_id, entry.offset + number,
+                  labels[0], labels[1], when))
 
-    def attempt_ended(self, attempt_id: int, outcome: str, detail: str | None,
-                      when: float) -> None:
-        self.put(_ATTEMPT_END, (when, outcome, detail, self._attempt_base + attempt_id))
-
-    def task_state(self, row: int, state: str, when: float | None) -> None:
-        self.put(_TASK_STATE, (state, when, row))
-
-    def result(self, row: int, error: BaseException | None, value: Any, stdout: str,
-               stderr: str) -> None:
-        """The task's end: pickled by the writer (the user gets the value after it)."""
-        self.put(_RESULT, (row, error, value, stdout, stderr))
+    def ended(self, row: int, attempt_id: int | None, outcome: str | None,
+              detail: str | None, state: str, when: float | None,
+              result: tuple | None) -> None:
+        """An attempt ended (``attempt_id``; None: no attempt ran) and the task moved to
+        ``state`` (``queued`` again when it is retried). ``result`` is ``(error, value,
+        stdout, stderr)`` of a task that finished or failed, pickled by the writer (the
+        user gets the value only after it is committed)."""
+        self.put((_END, row, None if attempt_id is None else self._attempt_base + attempt_id,
+                  outcome, detail, state, when, result))
 
     def handle(self, row: int, interface: str, data: dict) -> None:
-        self.put(_HANDLE, (row, interface, json.dumps(data, sort_keys=True)))
+        self.put((_HANDLE, row, interface, json.dumps(data, sort_keys=True)))
 
     def drop_handles(self, row: int) -> None:
-        self.put(_DROP_HANDLES, (row,))
+        self.put((_DROP, row))
 
     def sync(self, timeout: float | None = None) -> None:
         """Wait until every row queued so far is committed (``get_result`` calls this)."""
+        if self._committed >= self._queued:
+            return
         with self._cond:
             target = self._queued
             if self._committed >= target or self.broken is not None:
@@ -508,22 +511,30 @@ class Journal:
     def _write_loop(self) -> None:
         conn = self._conn
         assert conn is not None
+        carry = self._carry
         last_beat = 0.0
         while True:
             with self._cond:
                 while not self._ops and not self._stopping:
                     wait = HEARTBEAT - (time.monotonic() - last_beat)
+                    if carry.tasks:  # held tasks are written once _HOLD old
+                        wait = min(wait, _HOLD / 2)
                     if wait <= 0:
                         break
-                    self._cond.wait(wait)
+                    # Set before looking at _ops once more: a put() that this look misses
+                    # sees _idle afterwards and wakes us.
+                    self._idle = True
+                    if self._ops or not self._cond.wait(wait):
+                        break
+                self._idle = False
+                count = self._queued  # read before the swap: never more than is taken
                 ops, self._ops = self._ops, []
                 stopping = self._stopping
-                count = self._queued
             try:
                 now = time.monotonic()
                 beat = now - last_beat >= HEARTBEAT
-                if ops or beat:
-                    self._commit(conn, ops, beat)
+                if ops or beat or carry.tasks:
+                    self._commit(conn, ops, beat, flush=stopping)
                     if beat:
                         last_beat = now
             except Exception as exc:  # a full disk, a removed file ...
@@ -533,19 +544,22 @@ class Journal:
                 self._committed = count
                 if self._waiting:
                     self._cond.notify_all()
-            if stopping and not ops:
+            if stopping:
                 with self._cond:
                     if not self._ops:
                         return
 
-    def _commit(self, conn: sqlite3.Connection, ops: list[tuple[str, tuple]],
-                beat: bool) -> None:
+    def _commit(self, conn: sqlite3.Connection, ops: list[tuple], beat: bool,
+                flush: bool = False) -> None:
+        """One transaction: the batch folded into rows (see _fold)."""
+        statements = _fold(ops, self.run_id, self._carry, flush)
+        if not beat and not any(rows for _, rows in statements):
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for sql, rows in _grouped(ops):
-                if sql is _RESULT:
-                    rows = [_result_row(*r) for r in rows]
-                conn.executemany(sql, rows)
+            for sql, rows in statements:
+                if rows:
+                    conn.executemany(sql, rows)
             if beat:
                 conn.execute("UPDATE runs SET heartbeat = ? WHERE id = ?",
                              (time.time(), self.run_id))
@@ -563,18 +577,105 @@ class Journal:
                   "what happens from now on is not recorded", self.path, self.broken)
 
 
-def _grouped(ops: list[tuple[str, tuple]]) -> Iterable[tuple[str, list[tuple]]]:
-    """Consecutive ops of one statement, as (statement, rows); the order is kept."""
-    sql = None
-    rows: list[tuple] = []
-    for op_sql, params in ops:
-        if op_sql is not sql:
-            if rows:
-                yield sql, rows  # type: ignore[misc]
-            sql, rows = op_sql, []
-        rows.append(params)
-    if rows:
-        yield sql, rows  # type: ignore[misc]
+
+
+_ENDED = frozenset(("finished", "failed", "cancelled"))
+_HOLD = 0.5  # seconds a new task that has not ended may wait to be written in its end state
+
+
+class _Carry:
+    """New tasks (and their attempts) not yet written: a task that ends within _HOLD of
+    its submission is written once, in its final state, instead of inserted then updated."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[int, list] = {}
+        self.attempts: dict[int, list] = {}
+        self.since: dict[int, float] = {}
+
+
+def _fold(ops: list[tuple], run: int, carry: _Carry | None = None,
+          flush: bool = True) -> list[tuple[str, list]]:
+    """A batch of ops as statements: a row made and changed within the batch is written
+    once, in its last state; rows of earlier batches are updated. Order is kept where it
+    matters (every op of one row is applied in the order queued). With ``carry``, new
+    tasks that have not ended and are younger than _HOLD stay there (unless ``flush``)."""
+    carry = carry or _Carry()
+    new_tasks = carry.tasks
+    task_updates: dict[int, list] = {}  # row -> [state, ended, attempts added, row]
+    new_attempts = carry.attempts
+    attempt_updates: dict[int, list] = {}
+    results: list[tuple] = []
+    handles: list[tuple[str, tuple]] = []
+    for op in ops:
+        code = op[0]
+        if code == _START:
+            _, row, arow, number, label, host, when = op
+            new_attempts[arow] = [arow, row, number, run, label, host, when, None, None, None]
+            task = new_tasks.get(row)
+            if task is not None:
+                task[5], task[6] = "running", None
+                task[7] += 1
+            else:
+                update = task_updates.get(row)
+                if update is None:
+                    task_updates[row] = ["running", None, 1, row]
+                else:
+                    update[0], update[1] = "running", None
+                    update[2] += 1
+        elif code == _END:
+            _, row, arow, outcome, detail, state, when, result = op
+            if arow is not None:
+                attempt = new_attempts.get(arow)
+                if attempt is not None:
+                    attempt[7], attempt[8], attempt[9] = when or time.time(), outcome, detail
+                else:
+                    attempt_updates[arow] = [when or time.time(), outcome, detail, arow]
+            task = new_tasks.get(row)
+            if task is not None:
+                task[5], task[6] = state, when
+            else:
+                update = task_updates.get(row)
+                if update is None:
+                    task_updates[row] = [state, when, 0, row]
+                else:
+                    update[0], update[1] = state, when
+            if result is not None:
+                results.append(_result_row(row, *result))
+        elif code == _SUB:
+            _, row, key, name, when, reused = op
+            if reused:
+                task_updates[row] = ["queued", None, 0, row]
+            else:
+                new_tasks[row] = [row, key, run, name, when, "queued", None, 0]
+                carry.since[row] = time.monotonic()
+        elif code == _HANDLE:
+            handles.append((_INSERT_HANDLE, op[1:]))
+        elif code == _DROP:
+            handles.append((_DROP_HANDLES, op[1:]))
+    if flush:
+        write_tasks, write_attempts = list(new_tasks.values()), list(new_attempts.values())
+        new_tasks.clear()
+        new_attempts.clear()
+        carry.since.clear()
+    else:
+        old = time.monotonic() - _HOLD
+        since = carry.since
+        write_tasks = [t for t in new_tasks.values()
+                       if t[5] in _ENDED or since[t[0]] <= old]
+        for task in write_tasks:
+            del new_tasks[task[0]], since[task[0]]
+        write_attempts = [a for a in new_attempts.values() if a[1] not in new_tasks]
+        for attempt in write_attempts:
+            del new_attempts[attempt[0]]
+    statements = [
+        (_INSERT_TASKS, write_tasks),
+        (_UPDATE_TASKS, list(task_updates.values())),
+        (_INSERT_ATTEMPTS, write_attempts),
+        (_UPDATE_ATTEMPTS, list(attempt_updates.values())),
+        (_INSERT_RESULTS, results),
+    ]
+    statements.extend((sql, [params]) for sql, params in handles)
+    return statements
 
 
 def _result_row(row: int, error: BaseException | None, value: Any, stdout: str,
@@ -652,18 +753,13 @@ def file_digest(path: str) -> str:
 def task_key(code: tuple, args: bytes, extras: dict | None) -> str:
     """The hex digest that decides "the same task" (docs/journal.md, "The key").
 
-    sha256 over: the code (a function's pickled blob, or a script's name and source
+    BLAKE2b (128 bits, 32 hex digits: a journal of a million tasks stays small) over:
+    the code (a function's pickled blob, or a script's name and source
     text), the pickled positional arguments, and of the extras: keyword arguments,
     modules shipped by value (their sources) and imported, dep_funcs' pickle, and each
     data file's name and the sha256 of its contents.
     """
-    h = hashlib.sha256(b"pymw-task-key-1\0")
-    _feed(h, code[0].encode())
-    if code[0] == "f":
-        _feed(h, code[2] or b"")
-    else:
-        _feed(h, str(code[1]).encode())
-        _feed(h, str(code[2]).encode())
+    h = _code_state(code).copy()
     _feed(h, args or b"")
     if extras:
         for name in sorted(extras):
@@ -675,6 +771,28 @@ def task_key(code: tuple, args: bytes, extras: dict | None) -> str:
             else:
                 _feed(h, _canonical(value))
     return h.hexdigest()
+
+
+_code_states: dict[int, tuple[tuple, Any]] = {}  # id(code) -> (code, hash state after it)
+
+
+def _code_state(code: tuple) -> Any:
+    """The key's hash state after the code part; the packer reuses one code tuple per
+    function, so a program submitting one function many times hashes its blob once."""
+    hit = _code_states.get(id(code))
+    if hit is not None and hit[0] is code:
+        return hit[1]
+    h = hashlib.blake2b(b"pymw-task-key-1\0", digest_size=16)
+    _feed(h, code[0].encode())
+    if code[0] == "f":
+        _feed(h, code[2] or b"")
+    else:
+        _feed(h, str(code[1]).encode())
+        _feed(h, str(code[2]).encode())
+    if len(_code_states) >= 1024:
+        _code_states.clear()
+    _code_states[id(code)] = (code, h)
+    return h
 
 
 def _file_part(entry: Any) -> bytes:

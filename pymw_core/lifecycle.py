@@ -196,6 +196,7 @@ class Lifecycle:
                     task._result = result
                     self._end(task, FINISHED, None, wake=False)
                 else:
+                    _say_where(error, attempt)
                     self._end(task, FAILED, error, wake=False)
             free = attempt.number > 0 and not self.closed  # after cleanup() nothing is owed
         if free and self._worker_finished is not None:
@@ -236,8 +237,8 @@ class Lifecycle:
                     self.in_flight -= 1
                     self._move(task, QUEUED)
                     if task._journal is not None:
-                        self._journal_attempt(attempt, "lost", reason)
-                        self.journal.task_state(task._journal.row, QUEUED, None)  # type: ignore[union-attr]
+                        self.journal.ended(task._journal.row, attempt.id, "lost",  # type: ignore[union-attr]
+                                           reason, QUEUED, None, None)
                     self.scheduler.add(task, front=True)  # type: ignore[union-attr]
                     retried = started
                 else:
@@ -245,7 +246,7 @@ class Lifecycle:
             else:
                 failed = self._end(task, FAILED, WorkerLostError(
                     f"{task} lost its worker {task.attempts} times, the most allowed "
-                    f"(max_attempts={task.max_attempts}); last: {reason}"
+                    f"(max_attempts={task.max_attempts}); last: {reason} ({attempt.where})"
                 ))
             self.scheduler.poke(workers_changed=True)  # type: ignore[union-attr]
         if retried:
@@ -277,7 +278,7 @@ class Lifecycle:
             if task._attempt is not attempt or attempt.reported or task.state != RUNNING:
                 return
             failed = self._end(task, FAILED, TaskTimeoutError(
-                f"{task} ran longer than its timeout of {task.timeout} s"
+                f"{task} ran longer than its timeout of {task.timeout} s ({attempt.where})"
                 + ("" if self.can_stop else "; the interface cannot stop it, so it runs on")
             ))
         self._stop(attempt)
@@ -434,30 +435,29 @@ class Lifecycle:
     def _journal_end(self, task: Task, state: str, error: BaseException | None,
                      was_running: bool) -> None:
         """Lock held: record the end of ``task`` (and of its running attempt)."""
-        journal, entry = self.journal, task._journal
-        closed = isinstance(error, MasterClosedError)
-        if was_running and task._attempt is not None and task._attempt.number:
-            if state == FINISHED:
-                outcome = "ok"
-            elif isinstance(error, TaskTimeoutError):
-                outcome = "timeout"
-            elif state == CANCELLED or closed:
-                outcome = "cancelled"
-            elif isinstance(error, (WorkerLostError, InterfaceError)):
-                outcome = "lost"
-            else:
-                outcome = "error"
-            self._journal_attempt(task._attempt, outcome, _last_line(error))
+        attempt = task._attempt
+        ran = was_running and attempt is not None and attempt.number > 0
+        closed = error is not None and isinstance(error, MasterClosedError)
+        if not ran:
+            outcome = None
+        elif error is None:
+            outcome = "ok"
+        elif isinstance(error, TaskTimeoutError):
+            outcome = "timeout"
+        elif state == CANCELLED or closed:
+            outcome = "cancelled"
+        elif isinstance(error, (WorkerLostError, InterfaceError)):
+            outcome = "lost"
+        else:
+            outcome = "error"
         # A task the master abandoned at close() was not answered: it is "cancelled" in the
-        # journal, so that a later run runs it (a failure might be replayed).
-        journal.task_state(entry.row, CANCELLED if closed else state,  # type: ignore[union-attr]
-                           task.finish_time)
-        if state in (FINISHED, FAILED) and not closed:
-            journal.result(entry.row, error, task._result, task.stdout,  # type: ignore[union-attr]
-                           task.stderr)
-
-    def _journal_attempt(self, attempt: Attempt, outcome: str, detail: str | None) -> None:
-        self.journal.attempt_ended(attempt.id, outcome, detail, time.time())  # type: ignore[union-attr]
+        # journal (no result), so that a later run runs it rather than replay a failure.
+        result = ((error, task._result, task.stdout, task.stderr)
+                  if state != CANCELLED and not closed else None)
+        self.journal.ended(  # type: ignore[union-attr]
+            task._journal.row, attempt.id if ran else None, outcome,  # type: ignore[union-attr]
+            None if error is None else _last_line(error),
+            CANCELLED if closed else state, task.finish_time, result)
 
     def _claim(self, task: Task, in_done: bool = True) -> None:
         """``task`` (ended) is handed out: the master forgets it.
@@ -535,6 +535,26 @@ class Lifecycle:
     def _observe_failed(self, tasks: list[Task]) -> None:
         for task in tasks:
             self._observe("on_task_failed", task=task, error=task._error)
+
+
+def _say_where(error: BaseException, attempt: Attempt) -> None:
+    """A task's error names the host, worker and attempt it came from, as a note (the
+    exception keeps its own type and message; Python prints notes after the message)."""
+    if attempt.number <= 0:
+        return  # no interface ran it
+    note = f"(PyMW: the task raised this {attempt.where})"
+    notes = getattr(error, "__notes__", None)
+    if isinstance(notes, list) and note in notes:
+        return
+    try:
+        if hasattr(error, "add_note"):
+            error.add_note(note)
+        elif notes is None:
+            error.__notes__ = [note]  # type: ignore[attr-defined]  # Python 3.10
+        elif isinstance(notes, list):
+            notes.append(note)
+    except Exception:  # an exception that refuses attributes stays as it is
+        log.debug("could not add a note to %r", error, exc_info=True)
 
 
 def _last_line(error: BaseException | None) -> str | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
+import numbers
 import os
 import signal
 import threading
@@ -93,7 +95,7 @@ class Master:
         _check_count("max_attempts", max_attempts)
         if max_in_flight is not None:
             _check_count("max_in_flight", max_in_flight)
-        _check_timeout(timeout)
+        timeout = _check_timeout(timeout)
         self.resources = normalize_resources(resources, "the master's resources")
         if loglevel is not None:
             log.setLevel(loglevel)
@@ -125,7 +127,8 @@ class Master:
         if max_in_flight is None:  # the interface may know better (a batch system: thousands)
             hint = getattr(self.interface, "default_max_in_flight", None)
             max_in_flight = hint if isinstance(hint, int) and hint >= 1 else 256
-        self._packer = Packer()
+        staging = getattr(self.interface, "staging_dir", None)  # where data file snapshots go
+        self._packer = Packer(staging if isinstance(staging, str) and staging else None)
         self._scheduler = Scheduler(self._life, self.hooks, self.interface, scheduler_func,
                                     max_in_flight, self._call_quietly, self._observe)
         self._life.scheduler = self._scheduler
@@ -174,7 +177,8 @@ class Master:
         self._check_open()
         if max_attempts is not None:
             _check_count("max_attempts", max_attempts)
-        _check_timeout(timeout)
+        # An explicit inf means "no timeout" even where the master has one.
+        timeout = self.timeout if timeout is None else _check_timeout(timeout)
         wanted = merge_resources(self.resources, resources) if resources else self.resources
         payload = self._packer.pack(executable, input_data, modules, dep_funcs, data_files,
                                     kwargs)
@@ -194,7 +198,7 @@ class Master:
             dep_funcs=tuple(dep_funcs) if dep_funcs else (),
             data_files=tuple(data_files) if data_files else (),
             max_attempts=max_attempts or self.max_attempts,
-            timeout=timeout if timeout is not None else self.timeout,
+            timeout=timeout,
             resources=wanted,
         )
         if journal is not None:
@@ -275,6 +279,7 @@ class Master:
             self.hooks.cleanup()
         except Exception:
             log.warning("the %s interface's cleanup failed", self.interface_name, exc_info=True)
+        self._packer.close()  # after cleanup: a batch job may read its files to the end
         if self._journal is not None:
             self._journal.close()
         self._observe("on_master_closed", master=self)
@@ -444,13 +449,23 @@ def _check_count(name: str, value: Any) -> None:
         raise InvalidValueError(f"{name} must be a whole number of at least 1, not {value!r}")
 
 
-def _check_timeout(value: Any) -> None:
+def _check_timeout(value: Any) -> float | None:
+    """``value`` as a timeout: None or ``inf`` (no timeout), or a positive finite number.
+
+    NaN, zero, negatives, bools and non-numbers raise here, in the call that took them,
+    never later in the deadline thread.
+    """
     if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not value > 0):  # NaN fails this too
         raise InvalidValueError(
-            f"timeout must be a positive number of seconds or None, not {value!r}"
+            "timeout must be a positive number of seconds, or None or float('inf') for "
+            f"no timeout, not {value!r}"
         )
+    if math.isinf(value):
+        return None
+    return float(value)
 
 
 def _build_interface(interface: Any, options: dict[str, Any]) -> tuple[Any, str]:

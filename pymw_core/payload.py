@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.machinery
+import importlib.util
 import os
 import pickle
 import sys
@@ -25,8 +26,9 @@ from typing import Any
 
 import cloudpickle
 
-from pymw_core import wire
+from pymw_core import sources, wire
 from pymw_core.errors import TaskError
+from pymw_core.staging import Snapshots
 
 _FUNCTION_CACHE_SIZE = 1024
 # cloudpickle's by-value registry is process-wide: every master registers and removes
@@ -133,12 +135,17 @@ class UserCode:
 class Packer:
     """Packs tasks for one master. Thread-safe; caches functions and scripts."""
 
-    def __init__(self) -> None:
+    def __init__(self, staging_dir: str | None = None) -> None:
         self._lock = threading.Lock()
         self._functions: OrderedDict[Any, tuple] = OrderedDict()
         self._next_fn_id = 0
         self._scripts: dict[str, tuple[float, tuple, list]] = {}
         self.user_code = UserCode()
+        self.snapshots = Snapshots(staging_dir)
+
+    def close(self) -> None:
+        """The master closed: its data file snapshots go."""
+        self.snapshots.close()
 
     # -- pickling ------------------------------------------------------------
 
@@ -183,8 +190,9 @@ class Packer:
                 if hit is not None and hit[0] is fn:
                     self._functions.move_to_end(key)
                     return hit[1]
+        texts = self._sources_of(fn)
         try:
-            blob = self.dumps_by_value(fn)
+            blob = self.dumps_by_value(_WithSources(fn, *texts) if texts else fn)
         except Exception as exc:
             raise TaskError(
                 f"the function {getattr(fn, '__qualname__', fn)!r} cannot be pickled: "
@@ -199,6 +207,12 @@ class Packer:
                     self._functions.popitem(last=False)
         return code
 
+    def _sources_of(self, fn: Callable) -> tuple[dict, dict] | None:
+        """What :mod:`pymw_core.sources` ships with ``fn`` (None: nothing to ship)."""
+        user = self.user_code.names()
+        found = sources.collect(fn, lambda module: module is None or module in user)
+        return found if found[0] else None
+
     # -- scripts -------------------------------------------------------------
 
     def _script_code(self, path: str) -> tuple[tuple, list]:
@@ -208,8 +222,7 @@ class Packer:
             cached = self._scripts.get(real)
             if cached and cached[0] == mtime:
                 return cached[1], cached[2]
-            with open(real, encoding="utf-8") as fh:
-                source = fh.read()
+            source = read_source(real, f"the script {path!r}")
         except OSError as exc:
             raise TaskError(f"cannot read the script {path!r}: {exc}") from exc
         try:
@@ -283,10 +296,23 @@ class Packer:
                 if not callable(dep) or not hasattr(dep, "__name__"):
                     raise TaskError(f"dep_funcs must hold named functions, not {dep!r}")
             extras["deps"] = self.dumps_data(deps, "dep_funcs")
-        files = _data_files(_as_tuple(data_files, "data_files"))
+        files = _data_files(_as_tuple(data_files, "data_files"), self.snapshots)
         if files:
             extras["files"] = files
         return extras or None
+
+
+class _WithSources:
+    """Pickles as a call to :func:`pymw_core.sources.restore`: the worker gets the
+    function back, its source lines registered on the way."""
+
+    __slots__ = ("codes", "files", "fn")
+
+    def __init__(self, fn: Callable, files: dict, codes: dict) -> None:
+        self.fn, self.files, self.codes = fn, files, codes
+
+    def __reduce__(self) -> tuple:
+        return sources.restore, (self.fn, self.files, self.codes)
 
 
 def _arguments(input_data: Any) -> tuple:
@@ -312,7 +338,8 @@ def _as_tuple(value: Any, what: str) -> tuple:
         raise TaskError(f"{what} must be a sequence, not {type(value).__name__}") from None
 
 
-def _data_files(paths: tuple) -> list[tuple[str, str]]:
+def _data_files(paths: tuple, snapshots: Snapshots) -> list[tuple[str, str]]:
+    """``(name, snapshot path)`` of each data file: read now, at submit (see staging)."""
     files, names = [], set()
     for entry in paths:
         if not isinstance(entry, (str, os.PathLike)):
@@ -327,7 +354,7 @@ def _data_files(paths: tuple) -> list[tuple[str, str]]:
             raise TaskError(f"two data files are named {name!r}; they would overwrite each other")
         names.add(name)
         files.append((name, path))
-    return files
+    return [(name, snapshots.take(path, name)) for name, path in files]
 
 
 def _module_sources(module: Any) -> tuple[str, list[tuple[str, str, bool]]]:
@@ -374,8 +401,23 @@ def _module_sources(module: Any) -> tuple[str, list[tuple[str, str, bool]]]:
 
 
 def _read(path: str) -> str:
-    with open(path, encoding="utf-8") as fh:
-        return fh.read()
+    return read_source(path, f"the module {path!r}")
+
+
+def read_source(path: str, what: str) -> str:
+    """A Python source file's text, decoded as Python decodes it: its PEP 263 coding
+    line or UTF-8 byte order mark, else UTF-8. The text travels; the worker compiles a
+    str, for which the coding line means nothing, so a latin-1 script runs there as here.
+
+    Raises OSError when unreadable, TaskError when the bytes are not in the encoding the
+    file declares (or names an encoding Python does not know).
+    """
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        return importlib.util.decode_source(raw)
+    except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
+        raise TaskError(f"{what} cannot be decoded as Python source: {exc}") from exc
 
 
 def _sibling_modules(tree: ast.AST, folder: str) -> list[tuple[str, str, bool]]:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
+from pymw_core.connection import batched_writes
 from pymw_core.plugins import direct_call
 from pymw_core.task import QUEUED
 
@@ -114,9 +115,12 @@ class Scheduler:
         """Queue ``task``. True means: the caller matches it itself, with :meth:`match_here`.
 
         Only a caller that offers (``here``) is asked to, for an interface that never
-        blocks in ``execute_task``, when nothing else is queued and no thread is
-        matching: the task then leaves on the submitting thread without waking the
-        scheduler thread (one thread switch less on a lone task's round trip).
+        blocks in ``execute_task``, when nothing else is queued or running and no
+        thread is matching: the task then leaves on the submitting thread without
+        waking the scheduler thread (one thread switch less on a lone task's round
+        trip). With tasks running, a burst of submissions is left to the scheduler
+        thread, which matches what has gathered in one round: each round asks the
+        interface for its free workers, a list as long as the workers are many.
         Otherwise the scheduler thread is woken only if it can act: while no worker
         is free, a finishing task wakes it, not every submission.
         """
@@ -128,7 +132,8 @@ class Scheduler:
         starved = self._starved and self._matcher is None
         if starved or self._stopped or self._life.in_flight >= self.max_in_flight:
             return False
-        if here and self._inline and not self._matching and len(self.queue) == 1:
+        if (here and self._inline and not self._matching and len(self.queue) == 1
+                and self._life.in_flight == 0):
             self._matching = True
             return True
         if self._sleeping:
@@ -197,17 +202,18 @@ class Scheduler:
                 pairs = self._match(workers)
                 if not pairs and self.queue:
                     self._starved = True
-            for attempt, worker in pairs:
-                if self._reserve is not None:
-                    self._call_quietly(self._reserve, worker=worker)
-                self._observe("on_task_started", task=attempt.task, worker=worker)
-                if self._inline:
-                    try:
-                        self._execute(task=attempt, worker=worker)
-                    except BaseException as exc:  # the interface's failure is this task's answer
-                        attempt.task_finished(exc)
-                else:
-                    self._dispatcher.put(attempt, worker)
+            with batched_writes():  # the round's frames to one worker leave in one write
+                for attempt, worker in pairs:
+                    if self._reserve is not None:
+                        self._call_quietly(self._reserve, worker=worker)
+                    self._observe("on_task_started", task=attempt.task, worker=worker)
+                    if self._inline:
+                        try:
+                            self._execute(task=attempt, worker=worker)
+                        except BaseException as exc:  # the interface's failure: the answer
+                            attempt.task_finished(exc)
+                    else:
+                        self._dispatcher.put(attempt, worker)
         finally:
             with lock:
                 self._matching = False

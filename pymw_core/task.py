@@ -197,8 +197,8 @@ class Attempt:
     through; ``payload`` is released once the attempt was reported.
     """
 
-    __slots__ = ("_life", "_task", "id", "number", "payload", "progress", "reported",
-                 "started_at", "worker")
+    __slots__ = ("_life", "_task", "host", "id", "number", "payload", "progress", "reported",
+                 "started_at", "worker", "worker_name")
 
     def __init__(self, life: Lifecycle, attempt_id: int, task: Task, worker: Any,
                  number: int) -> None:
@@ -214,6 +214,10 @@ class Attempt:
         self.started_at = 0.0  # when it began to run on the worker (0.0: not yet known)
         self.reported = False  # the interface reported it (finished or lost)
         self.progress = 0.0  # what the run last reported with pymw_set_progress
+        # Where it ran, when the interface said so (ran_on: a batch job's node); else
+        # the worker's own description, asked only when an error needs it (see where).
+        self.host: str | None = None
+        self.worker_name: str | None = None
 
     @property
     def task(self) -> Task:
@@ -256,6 +260,28 @@ class Attempt:
         """
         self._life.attempt_lost(self, str(reason) if reason else "worker lost", started)
 
+    def ran_on(self, host: str | None = None, worker: str | None = None) -> None:
+        """The interface learnt where this run is (a batch job's execute node, its job
+        id): error messages about the attempt name it."""
+        if host:
+            self.host = str(host)
+        if worker:
+            self.worker_name = str(worker)
+
+    @property
+    def where(self) -> str:
+        """``on host node1, worker node1/w2, attempt 2 of 3``: what a task error names."""
+        host, name = describe_worker(self.worker)
+        host, name = self.host or host, self.worker_name or name
+        parts = []
+        if host:
+            parts.append(f"on host {host}")
+        if name:
+            parts.append(f"worker {name}" if parts else f"on worker {name}")
+        attempt = f"attempt {self.number} of {self.task.max_attempts}"
+        parts.append(attempt if parts else f"in {attempt}")
+        return ", ".join(parts)
+
     def set_progress(self, ratio: float) -> None:
         """The worker says how far this run got (0.0 to 1.0, clamped); a report, not a
         state change, so it needs no lock. ``Task.get_progress`` reads it."""
@@ -271,6 +297,28 @@ class Attempt:
         self.started_at = when or time.time()
         if self.task._attempt is self:
             self.task.execute_time = self.started_at
+
+
+def describe_worker(worker: Any) -> tuple[str | None, str | None]:
+    """``(host, name)`` of an interface's worker object, for error messages.
+
+    A worker describes itself with ``str(worker)`` (its name, unique in its interface)
+    and an optional ``host_name`` attribute (the machine it runs on). A worker whose
+    class keeps object's own ``__str__``/``__repr__`` is named by its class; None (an
+    interface without workers) names nothing.
+    """
+    if worker is None:
+        return None, None
+    host = getattr(worker, "host_name", None)
+    kind = type(worker)
+    if kind.__str__ is object.__str__ and kind.__repr__ is object.__repr__:
+        name = kind.__name__
+    else:
+        try:
+            name = str(worker)
+        except Exception:
+            name = kind.__name__
+    return (str(host) if host else None), name
 
 
 # What an attempt reads through once its task was dropped by everyone: nothing runs it.

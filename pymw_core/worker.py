@@ -40,9 +40,12 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 try:  # run from an uploaded zip, pymw_core's __init__ is a stub: import siblings by name
-    from pymw_core import wire
+    from pymw_core import capture as _capture
+    from pymw_core import guardian, wire
     from pymw_core.errors import TaskError
 except ImportError:  # pragma: no cover - only when run as a loose file
+    import capture as _capture  # type: ignore[no-redef]
+    import guardian  # type: ignore[no-redef]
     import wire  # type: ignore[no-redef]
     from errors import TaskError  # type: ignore[no-redef]
 
@@ -51,6 +54,7 @@ import cloudpickle
 # A PyMW 0.4 script names its input and output files as sys.argv[1] and sys.argv[2].
 _ARGV_FILES = re.compile(r"argv\s*\[\s*[12]\s*\]")
 _PROGRESS_INTERVAL = 0.1  # seconds between progress frames of one task, unless it moved a lot
+_guardian_pid: int | None = None  # set in a worker forked by its guardian (see main)
 
 def worker_info() -> dict:
     """What the master needs to know about this worker before sending it work."""
@@ -60,7 +64,8 @@ def worker_info() -> dict:
         cpus = os.cpu_count() or 1
     return {
         "python": tuple(sys.version_info[:3]),
-        "pid": os.getpid(),
+        "pid": os.getpid(),  # the process that runs the tasks
+        "guardian": _guardian_pid,  # the process the interface started, if not this one
         "cpus": cpus,
         "host": socket.gethostname(),
         "executable": sys.executable,
@@ -110,14 +115,33 @@ def _dumps(value: Any) -> bytes:
 class Runtime:
     """Runs tasks one after another, caching functions and scripts between them."""
 
-    def __init__(self, scratch: str | None = None, chdir: bool = True) -> None:
+    def __init__(self, scratch: str | None = None, chdir: bool = True,
+                 own_process: bool | None = None,
+                 capture: _capture.FdCapture | None = None) -> None:
         """``chdir=False`` is for runtimes inside another program (threads): the process's
-        working directory is left alone, so data files are not in the task's cwd."""
+        working directory is left alone, so data files are not in the task's cwd.
+
+        ``own_process`` (default: ``chdir``): this runtime owns the process, so a task's
+        output is captured at fds 1 and 2 (:mod:`pymw_core.capture`) and the processes a
+        task leaves running are ended when it ends (:func:`guardian.end_children`).
+        Otherwise output is captured from ``sys.stdout``/``sys.stderr`` only. ``capture``:
+        the files made before the guardian forked (see :func:`main`).
+        """
         self._own_scratch = scratch is None
         self._chdir = chdir
         self.scratch = scratch or tempfile.mkdtemp(prefix="pymw-worker-")
         if chdir:
             os.chdir(self.scratch)
+        if own_process is None:
+            own_process = chdir
+        if own_process:
+            if capture is None:
+                capture = _capture.FdCapture(self.scratch)
+            capture.install()
+        self._capture = capture if own_process else None
+        # A subreaper catches what a task's processes double-fork, so that ending this
+        # process's children after a task ends all of them.
+        self._sweep = own_process and guardian.supported() and guardian.become_subreaper()
         # Function blobs by id, in the master's least-recently-used order (see wire.py),
         # and the functions unpickled from them. A blob that fails to unpickle stays,
         # so each later task of that function reports the same real error.
@@ -133,6 +157,10 @@ class Runtime:
         self._current: int | None = None  # the attempt running now
         self._progress_sent = (0.0, 0.0)  # (when, ratio) of the last progress frame
         self.workdir: str | None = None  # the running task's data-file directory, if any
+
+    def own_stderr(self) -> Any:
+        """The worker's own stderr (not a task's), when output is captured at fds 1 and 2."""
+        return self._capture.own_stderr if self._capture is not None else None
 
     def close(self) -> None:
         """Remove the scratch directory this runtime made."""
@@ -171,13 +199,18 @@ class Runtime:
         if not accepted:
             message = self.accept(message)
         _, task_id, code, args_blob, extras = message
-        out, err = io.StringIO(), io.StringIO()
-        saved = sys.stdout, sys.stderr
+        capture = self._capture
+        if capture is None:
+            buffers = io.StringIO(), io.StringIO()
+            saved = sys.stdout, sys.stderr
         workdir = None
         start = time.perf_counter()
         self._current, self._progress_sent = task_id, (0.0, 0.0)
         try:
-            sys.stdout, sys.stderr = out, err
+            if capture is None:
+                sys.stdout, sys.stderr = buffers
+            else:
+                capture.begin()
             deps = ()
             # Names a task finds without importing them: PyMW 0.4's worker scripts began
             # with an import of each module in modules=, and offered pymw_set_progress.
@@ -199,32 +232,41 @@ class Runtime:
         except Exception as exc:  # the task's own failure is its answer
             ok = False
             result = exc
-            tb = traceback.format_exc()
+            tb = _format_traceback(exc)
         except BaseException as exc:  # SystemExit and friends must not end the master's program
             ok = False
-            result = TaskError(f"the task raised {type(exc).__name__}{exc.args!r}")
-            tb = traceback.format_exc()
+            result = TaskError(f"the task raised {_type_name(exc)}{_safe_text(repr, exc.args)}")
+            tb = _format_traceback(exc)
         finally:
             self._current = None
-            sys.stdout, sys.stderr = saved
+            seconds = time.perf_counter() - start
+            if capture is None:
+                sys.stdout, sys.stderr = saved
+                out_text, err_text = buffers[0].getvalue(), buffers[1].getvalue()
+            else:
+                if seconds > _SWEEP_AFTER:  # nothing quicker can have started a process
+                    if self._sweep:
+                        guardian.end_children()
+                    capture.repair()
+                out_text, err_text = capture.end()
             if workdir is not None:
                 if self._chdir:
                     os.chdir(self.scratch)
                 shutil.rmtree(workdir, ignore_errors=True)
                 self.workdir = None
-        seconds = time.perf_counter() - start
         if ok:
             try:
                 blob = _dumps(result)
-            except Exception as exc:
+            except BaseException as exc:
                 ok = False
                 result = TaskError(
-                    f"the task's result ({type(result).__qualname__}) could not be pickled: {exc}"
+                    f"the task's result ({_type_name(result)}) could not be pickled: "
+                    f"{_safe_text(str, exc)}"
                 )
-                tb = traceback.format_exc()
+                tb = _format_traceback(exc)
         if not ok:
             blob = _pack_error(result, tb)
-        return ("done", task_id, ok, blob, out.getvalue(), err.getvalue(), seconds)
+        return ("done", task_id, ok, blob, out_text, err_text, seconds)
 
     def set_progress(self, ratio: float) -> None:
         """``pymw_set_progress(ratio)`` in a task: tell the master how far it got (0 to 1).
@@ -391,15 +433,48 @@ def _inject(namespace: dict | None, deps: Any, given: dict[str, Any] | None = No
 
 
 def _pack_error(exc: BaseException, tb: str) -> bytes:
+    """The exception and its traceback text, as the master will unpickle them.
+
+    An exception that cannot be pickled, or whose pickle cannot be loaded again (a
+    ``__reduce__`` or ``__init__`` that raises), travels as a :class:`TaskError` holding
+    its type name and message instead: a task's exception never ends the worker.
+    """
     try:
-        return _dumps((exc, tb))
-    except Exception:
+        blob = _dumps((exc, tb))
+        pickle.loads(blob)  # only errors pay for the check: the master must load it too
+        return blob
+    except BaseException as why:
         stand_in = TaskError(
-            f"{type(exc).__qualname__}: {exc} (the exception could not be pickled)"
+            f"{_type_name(exc)}: {_safe_text(str, exc)} (the exception could not be pickled "
+            f"for the master: {_type_name(why)}: {_safe_text(str, why)})"
         )
         return pickle.dumps((stand_in, tb), wire.PROTOCOL)
 
 
+def _type_name(value: Any) -> str:
+    try:
+        return str(type(value).__qualname__)
+    except BaseException:
+        return "<unnamed type>"
+
+
+def _safe_text(render: Callable[[Any], str], value: Any) -> str:
+    """``str()``/``repr()`` of a task's object, which may itself raise."""
+    try:
+        return str(render(value))
+    except BaseException as why:
+        return f"<{render.__name__}() of the object failed: {_type_name(why)}>"
+
+
+def _format_traceback(exc: BaseException) -> str:
+    try:
+        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except BaseException as why:
+        return (f"{_type_name(exc)} (its traceback could not be formatted: "
+                f"{_type_name(why)})\n")
+
+
+_SWEEP_AFTER = 20e-6  # seconds: a task quicker than this cannot have started a process
 _REPLY_BATCH = 64  # replies that may wait for one flush
 _QUICK_SECONDS = 0.0005  # a function this fast may run before the replies ahead are flushed
 _DURATIONS_KEPT = 4 * wire.FUNCTION_CACHE
@@ -431,6 +506,7 @@ class _Server:
         self._started = threading.Event()  # a task began: the watcher looks at it
         self._running: int | None = None
         self._cancelled: dict[int, None] = {}  # ids to drop when they come up (bounded)
+        self.said_bye = False  # the master ended the stream with "bye" (not just EOF)
         self._durations: dict[int, float] = {}  # function id -> its last run, in seconds
         self._unflushed = 0  # replies written but not yet flushed
         runtime.report = self.send  # progress frames go out beside the replies
@@ -504,6 +580,7 @@ class _Server:
         """What a frame read from the stream means here: a task (accepted), None at the
         end, or _NOTHING for a cancel (acted on at once)."""
         if message is None or message[0] == "bye":
+            self.said_bye = message is not None
             return None
         if message[0] == "cancel":
             self._cancel(message[1])
@@ -598,12 +675,21 @@ _WATCH_POLL = 0.05  # how often the watcher looks for a quick task that turned o
 
 
 def serve(inp: Any, out: BinaryIO, scratch: str | None = None) -> None:
-    """Answer ``task`` frames from ``inp`` on ``out`` until EOF or ``bye``."""
+    """Answer ``task`` frames from ``inp`` on ``out`` until EOF or ``bye``.
+
+    A stream that ends without ``bye`` means the master is gone (a killed master closes
+    its pipes before this process is re-parented, so the orphan watch may not see it
+    first): the scratch directory it gave goes, as the orphan watch would remove it.
+    """
     runtime = Runtime(scratch)
+    server = _Server(inp, out, runtime)
     try:
-        _Server(inp, out, runtime).serve()
+        server.serve()
     finally:
         runtime.close()
+        if scratch and not server.said_bye:
+            os.chdir("/")
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def run_file(in_path: str, out_path: str, watch_parent: bool = False) -> None:
@@ -612,19 +698,31 @@ def run_file(in_path: str, out_path: str, watch_parent: bool = False) -> None:
     The task runs in the current directory (its data files in a ``task-*`` directory
     made there and removed after). ``watch_parent``: if the process that started this
     one ends first, stop at once, removing what this run made (the task's directory,
-    a half-written reply) and writing no reply: see :func:`_exit_when_orphaned`.
+    a half-written reply) and writing no reply. On Linux a guardian process does that
+    (:mod:`pymw_core.guardian`), whatever the task is doing; elsewhere a thread.
     """
     runtime: list[Runtime] = []
+    capture = None
     if watch_parent:
+        here = os.getcwd()
+        before = set(os.listdir(here))
+
         def tidy() -> None:
-            for made in [r.workdir for r in runtime if r.workdir]:
-                shutil.rmtree(made, ignore_errors=True)
+            made = [r.workdir for r in runtime if r.workdir]
+            made += [os.path.join(here, name) for name in os.listdir(here)
+                     if name.startswith("task-") and name not in before]
+            for path in made:
+                shutil.rmtree(path, ignore_errors=True)
             try:
                 os.remove(out_path + ".part")
             except OSError:
                 pass
 
-        _exit_when_orphaned(None, tidy=tidy)
+        if guardian.supported():
+            capture = _capture.FdCapture(os.getcwd())
+            guardian.start(tidy, watch_stdin=False, last_words=capture.tail)
+        else:
+            _exit_when_orphaned(None, tidy=tidy)
     with open(in_path, "rb") as inp:
         need = wire.read_message(inp)
         have = tuple(sys.version_info[:2])
@@ -632,7 +730,7 @@ def run_file(in_path: str, out_path: str, watch_parent: bool = False) -> None:
             reply = _version_refusal(need[1], have)
         else:
             message = wire.read_message(inp)
-            runtime.append(Runtime(scratch=os.getcwd()))
+            runtime.append(Runtime(scratch=os.getcwd(), capture=capture))
             reply = runtime[0].run(message)
     tmp = out_path + ".part"
     with open(tmp, "wb") as out:
@@ -648,7 +746,7 @@ def _version_refusal(need: tuple, have: tuple) -> tuple:
     return ("done", None, False, pickle.dumps((error, ""), 2), "", "", 0.0)
 
 
-ORPHAN_EXIT = 3  # exit status of a worker whose parent ended first
+ORPHAN_EXIT = guardian.ORPHAN_EXIT  # exit status of a worker whose parent ended first
 
 
 def _exit_when_orphaned(scratch: str | None, interval: float = 0.5,
@@ -684,12 +782,14 @@ PyMW's worker runtime. Interfaces start it; people rarely need to.
                    the task runs in the current directory (--scratch does not apply)
 
 Either way the worker exits (status 3, removing what it made) if the process that
-started it ends first.
+started it ends first (or, serving, when its stdin's writer closes), ending every
+process its tasks started.
 """
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point for ``python -m pymw_core.worker`` and the uploaded zip."""
+    global _guardian_pid
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--file"] and len(argv) == 3:
         run_file(argv[1], argv[2], watch_parent=True)
@@ -701,9 +801,27 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write(USAGE)  # a person typed it: frames on a terminal help nobody
         raise SystemExit(2)
     scratch = argv[1] if argv else None
-    faulthandler.enable()  # a crash leaves a Python traceback on stderr for the master
-    # The frames own the real stdin/stdout; stray writes to fd 1 (C code, child
-    # processes) go to stderr instead of corrupting them.
+    guarded = False
+    capture = None
+    made_scratch = None
+    if guardian.supported():
+        if scratch is None:  # made before the fork: the guardian removes it should the master die
+            scratch = made_scratch = tempfile.mkdtemp(prefix="pymw-worker-")
+        try:
+            os.setsid()  # one session per worker: its tasks' processes are its own
+        except OSError:  # already a session leader (the local interface made it one)
+            pass
+        made = scratch
+
+        def tidy() -> None:
+            os.chdir("/")
+            shutil.rmtree(made, ignore_errors=True)
+
+        capture = _capture.FdCapture(scratch)
+        guarded = guardian.start(tidy, watch_stdin=True, last_words=capture.tail)
+        _guardian_pid = os.getppid()
+    # The frames own the real stdin/stdout, on descriptors of their own; fds 0, 1 and 2
+    # are the task's (1 and 2 captured, see pymw_core.capture).
     inp = os.fdopen(os.dup(0), "rb", buffering=1 << 16)
     out = os.fdopen(os.dup(1), "wb", buffering=1 << 16)
     os.dup2(2, 1)
@@ -711,8 +829,18 @@ def main(argv: list[str] | None = None) -> None:
     os.dup2(devnull, 0)
     os.close(devnull)
     sys.stdin = open(os.devnull)  # noqa: SIM115 - lives as long as the process
-    _exit_when_orphaned(scratch)
-    serve(inp, out, scratch)
+    if not guarded:
+        _exit_when_orphaned(scratch)
+    runtime = Runtime(scratch, capture=capture)
+    # A crash leaves a Python traceback on the worker's own stderr, for the master.
+    faulthandler.enable(runtime.own_stderr() or sys.__stderr__)
+    try:
+        _Server(inp, out, runtime).serve()
+    finally:
+        runtime.close()
+        if made_scratch is not None:
+            os.chdir("/")
+            shutil.rmtree(made_scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,11 @@ Two session-wide guarantees are enforced here, so they stay true:
 - the suite tests what users install: ``pymw_core`` and the plugins must be imported
   from an installed wheel, never from the source tree;
 - the suite leaves nothing behind: every process it started has ended and no
-  ``pymw-*`` directory is left in its private temporary directory.
+  ``pymw-*`` directory is left in its private temporary directory; a session ended
+  abruptly (pytest-timeout, a signal) is cleaned up by a watch process;
+- no test waits for ever on the master: each blocking ``get_result``, ``map``,
+  ``as_completed`` and ``close(wait=True)`` of a test fails it after ``WAIT_LIMIT``
+  seconds (or its ``wait_limit`` marker's), naming the wait.
 
 And one per test: no PyMW setting from the environment that runs the suite
 (``PYMW_INTERFACE``, ``PYMW_CONFIG``) reaches a test, whatever ran before it.
@@ -19,7 +23,16 @@ import shutil
 import tempfile
 
 import pytest
-from pymw_testing import SESSION_MARK, processes_marked, require_installed, wait_until
+from pymw_testing import (
+    SESSION_MARK,
+    bounded_master_waits,
+    processes_marked,
+    release_watch,
+    require_installed,
+    set_wait_limit,
+    wait_until,
+    watch_session,
+)
 
 from pymw_core.master import _close_all
 
@@ -42,8 +55,10 @@ def suite_leaves_nothing_behind(tmp_path_factory):
     os.environ["TMPDIR"] = private
     os.environ[_MARK] = private
     tempfile.tempdir = None  # recomputed from TMPDIR
+    watch = watch_session(private)
     try:
-        yield private
+        with bounded_master_waits():
+            yield private
     finally:
         for key, value in saved.items():
             if value is None:
@@ -70,7 +85,17 @@ def suite_leaves_nothing_behind(tmp_path_factory):
                     pass
         if dirs:
             problems.append(f"directories left in the temp dir: {', '.join(dirs)}")
+        release_watch(watch)
         assert not problems, "the suite left things behind: " + " | ".join(problems)
+
+
+@pytest.fixture(autouse=True)
+def wait_limit(request):
+    """This test's limit on a blocking wait for the master (``@pytest.mark.wait_limit(s)``)."""
+    marker = request.node.get_closest_marker("wait_limit")
+    set_wait_limit(marker.args[0] if marker else None)
+    yield
+    set_wait_limit(None)
 
 
 @pytest.fixture(autouse=True)

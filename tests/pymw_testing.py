@@ -209,6 +209,145 @@ def require_installed() -> None:
                     "run the suite with scripts/run-tests (nox -s tests)")
 
 
+# -- deadlines on the master's blocking waits ------------------------------------------
+
+WAIT_LIMIT = 60.0  # seconds a blocking wait of the tests' own thread may take (default)
+_bounded = threading.local()  # .deadline, .what, .limit of the wait under way on this thread
+_limit = [WAIT_LIMIT]  # the running test's limit (its wait_limit marker, else WAIT_LIMIT)
+
+
+def set_wait_limit(seconds: float | None) -> None:
+    """The limit for the running test's waits (None: ``WAIT_LIMIT``)."""
+    _limit[0] = WAIT_LIMIT if seconds is None else float(seconds)
+
+
+@contextmanager
+def _bound(what: str) -> Iterator[None]:
+    """While it runs, each wait of the master's results on this thread fails the test
+    once ``what`` has waited past the limit. Only the main thread (the test's own): a
+    thread the product or a test started keeps its unbounded wait."""
+    if threading.current_thread() is not threading.main_thread() or \
+            getattr(_bounded, "deadline", None) is not None:
+        yield
+        return
+    _bounded.deadline = time.monotonic() + _limit[0]
+    _bounded.what, _bounded.limit = what, _limit[0]
+    try:
+        yield
+    finally:
+        _bounded.deadline = None
+
+
+def _bounded_wait(original: Callable[..., None]) -> Callable[..., None]:
+    def _wait_locked(self: Any, timeout: float | None) -> None:
+        deadline = getattr(_bounded, "deadline", None)
+        if deadline is None:
+            return original(self, timeout)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            pytest.fail(f"{_bounded.what} did not return within {_bounded.limit:g} s "
+                        "(tests/pymw_testing.py WAIT_LIMIT, or the test's wait_limit marker)")
+        # A wake-up before a result is a spurious one to every caller: they loop.
+        return original(self, remaining if timeout is None else min(timeout, remaining))
+    return _wait_locked
+
+
+@contextmanager
+def bounded_master_waits() -> Iterator[None]:
+    """Give the installed Master's blocking waits a deadline in this process, for the
+    session: ``get_result``, ``map``'s results, ``as_completed`` and ``close(wait=True)``.
+
+    A hang then fails its own test in seconds, naming the wait, instead of ending the
+    session. What the product does is unchanged: only a wait that would outlast the
+    limit is cut short, by failing the test.
+    """
+    from pymw_core.lifecycle import Lifecycle
+    from pymw_core.master import Master
+
+    get_result, close, as_completed = Master.get_result, Master.close, Master.as_completed
+
+    def bounded_get_result(self: Any, task: Any = None, blocking: bool = True) -> Any:
+        if not blocking:
+            return get_result(self, task, blocking)
+        what = "get_result() (any task)" if task is None else f"get_result({task!r})"
+        with _bound(what):
+            return get_result(self, task, blocking)
+
+    def bounded_close(self: Any, wait: bool = False) -> None:
+        if not wait:
+            return close(self, wait)
+        with _bound("close(wait=True) (the queued and running tasks to end)"):
+            return close(self, wait)
+
+    def bounded_as_completed(self: Any, tasks: Any = None, timeout: float | None = None) -> Any:
+        inner = as_completed(self, tasks, timeout)
+
+        def each() -> Iterator[Any]:
+            while True:
+                with _bound("as_completed(): the next task to end"):
+                    try:
+                        task = next(inner)
+                    except StopIteration:
+                        return
+                yield task
+        return each()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Lifecycle, "_wait_locked", _bounded_wait(Lifecycle._wait_locked))
+        patch.setattr(Master, "get_result", bounded_get_result)
+        patch.setattr(Master, "close", bounded_close)
+        patch.setattr(Master, "as_completed", bounded_as_completed)
+        yield
+
+
+# -- the session's end, however it comes ------------------------------------------------
+
+
+def watch_session(private: str) -> subprocess.Popen:
+    """A process that outlives this one: if the session ends without ``release_watch``
+    (pytest-timeout's thread method ends it with ``os._exit``; a SIGKILL), it stops every
+    process the suite started (the services' daemons too) and removes ``private``."""
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != SESSION_MARK}  # not one it kills
+    return subprocess.Popen([sys.executable, os.path.abspath(__file__), "--reap", private],
+                            stdin=subprocess.PIPE, env=env, start_new_session=True)
+
+
+def release_watch(watch: subprocess.Popen) -> None:
+    """The session ended normally (its own teardown cleaned up): the watch just ends."""
+    try:
+        watch.stdin.write(b"done\n")  # type: ignore[union-attr]
+        watch.stdin.close()  # type: ignore[union-attr]
+    except OSError:
+        pass
+    watch.wait(timeout=30)
+
+
+def _reap(private: str) -> None:
+    """The watch's side: wait for the session's end; after an abrupt one, clean up."""
+    import sys
+
+    if sys.stdin.buffer.read() == b"done\n":
+        return
+    marked = processes_marked(SESSION_MARK, private)
+    sys.stderr.write(f"pymw test session ended abruptly: stopping {len(marked)} of its "
+                     f"processes, removing {private}\n")
+    for signum, grace in ((15, 5.0), (9, 5.0)):
+        for pid, _ in processes_marked(SESSION_MARK, private):
+            try:
+                os.kill(pid, signum)
+            except OSError:
+                pass
+        deadline = time.monotonic() + grace
+        while processes_marked(SESSION_MARK, private) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    with open("/proc/mounts") as mounts:  # never remove through a mount left below it
+        if any(line.split()[1].startswith(private + os.sep) for line in mounts):
+            return
+    shutil.rmtree(private, ignore_errors=True)
+
+
 # -- in-process interfaces ---------------------------------------------------------------
 
 
@@ -340,3 +479,67 @@ def exit_abruptly(status):
     import os
 
     os._exit(status)
+
+
+# -- tasks for the process tree and output capture (issue 20), shared by every interface --
+
+
+def start_process_tree(path, then_seconds=0.0):
+    """Start a child (``sleep``) and a process that double-forks into a session of its
+    own (``setsid``, its parent gone), write both pids to ``path``, then sleep."""
+    import os
+    import subprocess
+    import time
+
+    child = subprocess.Popen(["sleep", "300"])
+    daemon = subprocess.run(
+        ["sh", "-c", "setsid sleep 301 </dev/null >/dev/null 2>&1 & echo $!"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    with open(f"{path}.part", "w") as fh:
+        fh.write(f"{child.pid} {daemon}")
+    os.replace(f"{path}.part", path)
+    time.sleep(then_seconds)
+    return [child.pid, int(daemon)]
+
+
+def tree_pids(path, timeout=60):
+    """The pids :func:`start_process_tree` wrote to ``path``, once it wrote them."""
+    return [int(p) for p in file_text(path, timeout, "the task to start its processes").split()]
+
+
+def hold_the_gil(path):
+    """Start a process tree, then hold the GIL in C code for minutes (``sum`` over a
+    range never returns to the interpreter loop, so no other thread of the worker runs)."""
+    start_process_tree(path)
+    return sum(range(10**11))
+
+
+def write_every_way():
+    """Write to fds 1 and 2 every way a program can, one line each, in order."""
+    import ctypes
+    import os
+    import subprocess
+    import sys
+
+    print("1 print")
+    sys.stdout.buffer.write(b"2 buffer\n")
+    os.write(sys.stdout.fileno(), b"3 fileno\n")
+    subprocess.run(["echo", "4 child"], check=True)
+    libc = ctypes.CDLL(None)
+    libc.printf(b"5 C printf\n")  # fully buffered by C: a terminal would still show it
+    sys.stdout.write("6 text\n")
+    sys.stderr.write("e1 stderr\n")
+    os.write(2, b"e2 fd 2\n")
+    subprocess.run(["sh", "-c", "echo e3 child >&2"], check=True)
+    return "written"
+
+
+WRITTEN_STDOUT = "1 print\n2 buffer\n3 fileno\n4 child\n5 C printf\n6 text\n"
+WRITTEN_STDERR = "e1 stderr\ne2 fd 2\ne3 child\n"
+
+
+if __name__ == "__main__":  # the session's watch (watch_session)
+    import sys
+
+    if sys.argv[1:2] == ["--reap"]:
+        _reap(sys.argv[2])

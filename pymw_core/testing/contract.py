@@ -8,6 +8,8 @@ reason.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,6 +122,26 @@ class InterfaceContract:
                                   data_files=[str(data)])
         assert contract.outcome(master, task) == "data file contents ✓\n"
 
+    def test_data_files_read_at_submit(self, contract: Run) -> None:
+        """A data file is read when submit_task returns: rewriting it at once (same size,
+        same clock tick) or deleting it changes nothing for a task already submitted."""
+        data = contract.files / "contract-versions.txt"
+        gone = contract.files / "contract-deleted.txt"
+        master = contract.master()
+        versions = []
+        for text in ("v1", "v2", "v3"):
+            data.write_text(text, encoding="utf-8")
+            versions.append(master.submit_task(contract.tasks.read_data,
+                                               ("contract-versions.txt",),
+                                               data_files=[str(data)]))
+        gone.write_text("deleted after submit", encoding="utf-8")
+        deleted = master.submit_task(contract.tasks.read_data, ("contract-deleted.txt",),
+                                     data_files=[str(gone)])
+        gone.unlink()
+        data.write_text("v4", encoding="utf-8")
+        assert [contract.outcome(master, t) for t in versions] == ["v1", "v2", "v3"]
+        assert contract.outcome(master, deleted) == "deleted after submit"
+
     def test_modules(self, contract: Run) -> None:
         """A module given in modules= is shipped by value: the worker has no copy of it."""
         name = f"pymw_contract_module_{os.getpid()}_{id(contract)}"
@@ -139,6 +161,24 @@ class InterfaceContract:
         assert contract.outcome(master, task) == 6
         assert "script ran" in task.stdout
 
+    def test_scripts_in_any_encoding(self, contract: Run) -> None:
+        """A script with a PEP 263 coding line (latin-1, as many 0.x scripts are) runs."""
+        script = contract.files / "contract_latin1.py"
+        script.write_bytes(contract.tasks.LATIN1_SCRIPT.encode("latin-1"))
+        master = contract.master()
+        task = master.submit_task(str(script), "caf")
+        assert contract.outcome(master, task) == "café"
+
+    def test_errors_say_where(self, contract: Run) -> None:
+        """A task's exception names the attempt it came from (and the host and worker,
+        where the interface's workers describe themselves), in a note."""
+        master = contract.master()
+        failing = master.submit_task(contract.tasks.fail, ("where?",))
+        error = contract.error(master, failing)
+        notes = getattr(error, "__notes__", None) or []
+        assert any(f"attempt 1 of {failing.max_attempts}" in n for n in notes), (
+            f"no note naming the attempt: {notes}")
+
     # -- lost workers, stopping ---------------------------------------------------------
 
     @slow
@@ -155,11 +195,15 @@ class InterfaceContract:
         said = [s for each in reports.values() for s in each]
         assert said == ["worker_lost", "worker_lost"], (
             f"a killed worker must be reported with worker_lost, not {said}")
+        assert "attempt 2 of 2" in str(error), f"the error does not name the attempt: {error}"
         assert contract.ends.retried.get(id(doomed)) == 1
         later = [master.submit_task(tasks.square, (n,)) for n in range(2)]
         assert [contract.outcome(master, t) for t in later] == [0, 1], (
             "tasks after a lost worker must run (a slot the interface keeps must come back)")
         contract.ended_once([doomed, *later])
+        with _alarms() as said:
+            master.close()
+        assert not said, f"a clean close() after a lost worker logged: {said}"
 
     def _stop(self, contract: Run, how: str) -> None:
         tasks = contract.tasks
@@ -185,6 +229,8 @@ class InterfaceContract:
             expected = TaskTimeoutError
         error = contract.error(master, stopped)
         assert isinstance(error, expected), f"got {type(error).__name__}: {error}"
+        if how == "timeout":
+            assert "attempt 1 of" in str(error), f"the error does not name the attempt: {error}"
         if contract.target.same_host:
             contract.wait(lambda: pid_gone(pid), f"the stopped task's process {pid} to end")
         assert contract.outcome(master, neighbour) == "neighbour", "stop_task touched another task"
@@ -299,3 +345,21 @@ def _import_file(name: str, path: Path) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@contextlib.contextmanager
+def _alarms() -> Iterator[list[str]]:
+    """What PyMW logs at warning level or above meanwhile."""
+    said: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            said.append(f"{record.name}: {record.getMessage()}")
+
+    handler = Catch(logging.WARNING)
+    logger = logging.getLogger("pymw")
+    logger.addHandler(handler)
+    try:
+        yield said
+    finally:
+        logger.removeHandler(handler)

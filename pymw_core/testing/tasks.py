@@ -124,3 +124,10 @@ MODULE = """\
 # Shipped by value with modules=: the worker has no file of this name.
 VALUE = {value!r}
 """
+
+LATIN1_SCRIPT = """\
+# -*- coding: latin-1 -*-
+# A PyMW 0.x-era script saved in latin-1 (written to disk in that encoding): \u00e9t\u00e9.
+word = pymw_get_input()
+pymw_return_output(word + "\u00e9")
+"""

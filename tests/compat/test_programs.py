@@ -130,9 +130,13 @@ def test_interfaces_that_do_not_exist_say_so(name):
 
 
 def test_get_interface_takes_installed_0_5_names_and_refuses_unknown_ones():
-    options, _ = interfaces.parse_options(None, ["-i", "local", "-n", "1"])
+    options, _ = interfaces.parse_options(None, ["-i", "local", "-n", "3"])
     interface_obj = interfaces.get_interface(options)
-    interface_obj.cleanup()
+    try:  # the installed "local", -n as its num_workers (seen failing when asked for 2)
+        assert type(interface_obj).__name__ == "LocalInterface"
+        assert interface_obj.get_status()["workers"] == 3
+    finally:
+        interface_obj.cleanup()
     options, _ = interfaces.parse_options(None, ["-i", "dead_parrot"])
     with pytest.raises(pymw.InterfaceException, match="no PyMW interface named 'dead_parrot'"):  # noqa: F405
         interfaces.get_interface(options)
@@ -375,6 +379,8 @@ def test_positional_arguments_in_0_4s_order():
     try:
         task = master.submit_task(null_worker, input_data=(1,))
         assert master.get_result(task)[1] == 1
-        assert chosen == [task]
+        assert chosen == [task]  # the 4th argument is the scheduler
+        # the 2nd is the log level (seen failing with logging.ERROR passed instead)
+        assert logging.getLogger("pymw").level == logging.CRITICAL
     finally:
         master.close()

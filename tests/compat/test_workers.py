@@ -122,6 +122,26 @@ def test_both_script_conventions_run(tmp_path, make):
         master.close()
 
 
+LATIN1_ARGV_STYLE = """\
+# -*- coding: latin-1 -*-
+import pickle, sys
+with open(sys.argv[1], "rb") as fh:
+    word = pickle.load(fh)
+with open(sys.argv[2], "wb") as fh:
+    pickle.dump([word + "\u00e9", "caf\u00e9\\n", ""], fh)
+"""
+
+
+def test_a_04_script_saved_in_latin1_runs(master, tmp_path):
+    # Seen failing on the old code: UnicodeDecodeError (compat: the task failed with a
+    # TaskError saying the script cannot be read).
+    script = tmp_path / "latin1_style.py"
+    script.write_bytes(LATIN1_ARGV_STYLE.encode("latin-1"))
+    task = master.submit_task(str(script), input_data="caf")
+    assert master.get_result(task)[1] == "caf\u00e9"
+    assert "caf\u00e9" in task.stdout
+
+
 def test_argv_script_that_writes_nothing_says_so(master, tmp_path):
     script = tmp_path / "silent.py"
     script.write_text("import sys\nprint(sys.argv[1])\n")
@@ -183,11 +203,20 @@ def test_python_that_dies_at_start_is_named(tmp_path):
 
 
 def test_python_option_runs_the_workers(tmp_path):
-    def interpreter():
-        return sys.executable
+    # Not sys.executable (the default anyway): a wrapper that marks the workers it starts.
+    # Seen failing with the option ignored (python=None): the mark was missing.
+    wrapper = tmp_path / "wrapped-python"
+    wrapper.write_text(f"#!/bin/sh\nPYMW_TEST_WRAPPED=yes exec {sys.executable} \"$@\"\n")
+    wrapper.chmod(0o755)
 
-    with Master("local", num_workers=1, python=sys.executable) as master:
-        assert master.get_result(master.submit_task(interpreter))[1] == sys.executable
+    def started_by():
+        import os
+        import sys
+
+        return os.environ.get("PYMW_TEST_WRAPPED"), sys.executable
+
+    with Master("local", num_workers=1, python=str(wrapper)) as master:
+        assert master.get_result(master.submit_task(started_by))[1] == ("yes", sys.executable)
 
 
 def test_python_option_must_be_a_path():

@@ -17,6 +17,7 @@ from importlib.metadata import version
 import pytest
 from pymw_testing import clean_env, require
 
+from pymw_core import ConfigurationError, InterfaceError, Master
 from pymw_core.cli import main
 
 FAKES = textwrap.dedent('''
@@ -197,6 +198,38 @@ def test_config_bad_toml_exits_2(capsys, tmp_path, monkeypatch):
     assert code == 2
     assert "config file:    unusable (see the error below)" in out
     assert "is not valid TOML" in out
+
+
+NOT_UTF8 = [
+    ("latin-1", "# r\u00e9glages\ninterface = 'local'\n".encode("latin-1"), "byte 3 (line 1)"),
+    ("utf-16", "interface = 'local'\n".encode("utf-16"), "is UTF-16"),
+]
+
+
+@pytest.mark.parametrize("encoding, raw, where", NOT_UTF8, ids=[e[0] for e in NOT_UTF8])
+@pytest.mark.parametrize("place", ["PYMW_CONFIG", "pymw.toml", "pyproject.toml"])
+def test_a_config_file_that_is_not_utf8_is_a_configuration_error(
+        capsys, tmp_path, monkeypatch, encoding, raw, where, place):
+    # Seen failing on the old code: UnicodeDecodeError from Master() and a traceback
+    # with exit 1 from `pymw config`.
+    path = tmp_path / ("settings.toml" if place == "PYMW_CONFIG" else place)
+    path.write_bytes(raw)
+    if place == "PYMW_CONFIG":
+        monkeypatch.setenv("PYMW_CONFIG", str(path))
+    code, out, _ = cli(capsys, "config")
+    assert code == 2
+    assert f"{path}" in out and "UTF-8" in out and where in out
+    with pytest.raises(ConfigurationError, match="UTF-8") as caught:
+        Master()
+    assert str(path) in str(caught.value) and isinstance(caught.value, InterfaceError)
+
+
+def test_a_config_file_with_a_utf8_byte_order_mark_is_read(capsys, tmp_path):
+    (tmp_path / "pymw.toml").write_bytes(b"\xef\xbb\xbfinterface = 'local'\n[local]\n"
+                                         b"num_workers = 1\n")
+    code, out, _ = cli(capsys, "config")
+    assert code == 0, out
+    assert "num_workers" in out
 
 
 def test_config_unknown_interface_exits_2_with_suggestion(capsys, monkeypatch):

@@ -9,7 +9,7 @@ import sys
 import threading
 
 import pytest
-from pymw_testing import find_other_python
+from pymw_testing import find_other_python, wait_until
 
 from pymw_core import InterfaceError, wire
 from pymw_core.connection import WorkerConnection
@@ -157,7 +157,9 @@ def test_connection_pipelines_over_a_real_worker_process():
     from pymw_core import Master
 
     interface = OneProcess()
-    assert interface.conn.wait_ready(10)["pid"] == interface.proc.pid
+    hello = interface.conn.wait_ready(10)
+    # The process started is the worker's guardian; the tasks run in its child.
+    assert hello["guardian"] == interface.proc.pid != hello["pid"]
     with Master(interface) as m:
         tasks = [m.submit_task(divmod, (i, 3)) for i in range(50)]
         assert [m.get_result(t)[1] for t in tasks] == [divmod(i, 3) for i in range(50)]
@@ -187,7 +189,7 @@ def test_the_runtime_zip_runs_tasks_on_a_python_with_nothing_installed(tmp_path)
 
     interface = ZipWorker()
     hello = interface.conn.wait_ready(30)
-    assert hello["pid"] == interface.proc.pid
+    assert hello["guardian"] == interface.proc.pid != hello["pid"]
     with Master(interface) as m:
         where = m.get_result(m.submit_task(_module_files))[1]
         assert all(f.startswith(str(path) + os.sep) for f in where), where
@@ -199,3 +201,41 @@ def _module_files():
     import sys
 
     return [sys.modules[n].__file__ for n in ("cloudpickle", "pymw_core.worker")]
+
+
+class _CountingFile(io.FileIO):
+    """A pipe's write end that counts the write system calls made on it."""
+
+    writes = 0
+
+    def write(self, data):
+        self.writes += 1
+        return super().write(data)
+
+
+def test_the_frames_of_one_matching_round_leave_in_one_write():
+    # Against the code before batched_writes: 10 writes, one per frame (seen failing so).
+    from pymw_core import Master
+
+    class Gated(OneProcess):
+        blocking_execute = False  # execute_task only queues: the scheduler calls it inline
+
+        def __init__(self):
+            super().__init__()
+            self.raw = _CountingFile(os.dup(self.proc.stdin.fileno()), "wb")
+            self.conn._writer = io.BufferedWriter(self.raw)
+            self.open = threading.Event()
+
+        def get_available_workers(self):
+            return ["w"] * 10 if self.open.is_set() else []
+
+    interface = Gated()
+    interface.conn.wait_ready(10)
+    with Master(interface) as m:
+        tasks = [m.submit_task(divmod, (i, 3)) for i in range(10)]  # queued: no worker yet
+        before = interface.raw.writes
+        interface.open.set()  # the scheduler's next poll matches all ten in one round
+        wait_until(lambda: m.get_status()["finished"] >= 10, 30, "the ten tasks finishing")
+        assert [m.get_result(t)[1] for t in tasks] == [divmod(i, 3) for i in range(10)]
+        assert interface.raw.writes - before == 1
+    assert interface.closed.wait(10) and interface.proc.wait(10) == 0

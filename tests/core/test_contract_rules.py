@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import subprocess
 import sys
 import threading
 
 import pytest
-from pymw_testing import Inline, clean_env, wait_until
+from pymw_testing import Inline, clean_env, read_line, wait_until
 
 import pymw_core
-from pymw_core import Master
+from pymw_core import Master, wire
 from pymw_core.master import MASTER_STATUS_KEYS
 from pymw_core.payload import Packer, request_file
 from pymw_core.testing.harness import pid_gone
@@ -134,12 +135,13 @@ def test_a_file_worker_whose_parent_dies_removes_what_it_made_and_writes_no_repl
     run.mkdir()
     data = tmp_path / "input.txt"
     data.write_text("x")
-    payload = Packer().pack(sleep_then, (120,), data_files=[str(data)])
+    packer = Packer()
+    payload = packer.pack(sleep_then, (120,), data_files=[str(data)])
     (run / "in").write_bytes(request_file(payload, 1))
     parent = subprocess.Popen([sys.executable, "-c", _PARENT, str(run)],
                               stdout=subprocess.PIPE, env=clean_env())
     try:
-        worker = int(parent.stdout.readline())
+        worker = int(read_line(parent.stdout, 30, "the parent to print its --file worker's pid"))
         made = wait_until(lambda: [n for n in os.listdir(run) if n.startswith("task-")], 30,
                           "the --file worker to make the task's directory")
         parent.kill()  # the master dies, cleaning up nothing
@@ -149,6 +151,7 @@ def test_a_file_worker_whose_parent_dies_removes_what_it_made_and_writes_no_repl
         parent.kill()
         parent.stdout.close()
         parent.wait(30)
+        packer.close()  # the data file's snapshot
     left = sorted(os.listdir(run))
     assert left == ["in"], f"the orphaned worker left {left} (it made {made})"
 
@@ -160,6 +163,12 @@ def test_a_file_worker_with_its_parent_alive_runs_to_its_reply(tmp_path):
                           cwd=tmp_path, timeout=60, env=clean_env())
     assert done.returncode == 0
     assert sorted(os.listdir(tmp_path)) == ["in", "out"]
+    # The reply itself: attempt 4 done, with sleep_then's return value. (Seen failing with
+    # the attempt number changed to 5 here: the reply names the attempt it answers.)
+    with open(tmp_path / "out", "rb") as fh:
+        reply = wire.read_message(fh)
+    assert reply[:3] == ("done", 4, True), reply[:3]
+    assert pickle.loads(reply[3]) == 0
 
 
 # -- public names ---------------------------------------------------------------------------

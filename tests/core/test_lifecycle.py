@@ -29,6 +29,7 @@ from pymw_core import (
     TaskCancelledError,
     TaskError,
     TaskTimeoutError,
+    WorkerLostError,
 )
 from pymw_core.task import Attempt
 
@@ -130,15 +131,39 @@ def test_a_handed_out_task_is_forgotten_by_the_master():
         assert m.get_status()["tasks"] == []
 
 
-def test_the_function_cache_is_bounded_and_an_evicted_function_ships_again():
+def worker_function_cache_size():
+    """How many functions the worker's runtime holds (run as a task, in the worker)."""
+    import gc
+
+    # by name: the worker runs as ``-m pymw_core.worker``, so its class is __main__'s
+    (runtime,) = [o for o in gc.get_objects() if type(o).__name__ == "Runtime"]
+    return len(runtime._functions)
+
+
+def test_the_function_cache_is_bounded_and_an_evicted_function_ships_again(monkeypatch):
+    # Seen failing: with FunctionMirror's and the Runtime's eviction removed (unbounded
+    # caches), the worker held 277 functions and functions[0] went without its blob.
     from pymw_core import wire
 
+    shipped: list[tuple[int, bool]] = []
+    needs_blob = wire.FunctionMirror.needs_blob
+
+    def recording(self, code):
+        fresh = needs_blob(self, code)
+        shipped.append((code[1], fresh))
+        return fresh
+
+    monkeypatch.setattr(wire.FunctionMirror, "needs_blob", recording)
     with Master("local", num_workers=1) as m:
         functions = [eval(f"lambda: {i}") for i in range(wire.FUNCTION_CACHE + 20)]
         assert [m.get_result(m.submit_task(f))[1] for f in functions] == \
             list(range(len(functions)))
+        assert m.get_result(m.submit_task(worker_function_cache_size))[1] == \
+            wire.FUNCTION_CACHE, "the worker keeps FUNCTION_CACHE functions, no more"
         # the first ones were evicted on both sides: they travel again and still run
+        del shipped[:]
         assert m.get_result(m.submit_task(functions[0]))[1] == 0
+        assert [fresh for _, fresh in shipped] == [True], shipped
 
 
 def test_executor_keywords_reuse_the_functions_pickle():
@@ -148,7 +173,7 @@ def test_executor_keywords_reuse_the_functions_pickle():
     with PyMWExecutor(Inline()) as pool:
         first = pool.submit(scale, 2, k=3)
         second = pool.submit(scale, 4, k=5)
-        assert (first.result(), second.result()) == (6, 20)
+        assert (first.result(timeout=30), second.result(timeout=30)) == (6, 20)
         assert pool.master._packer._functions[id(scale)][1][1] == 1  # one function, id 1
 
 
@@ -285,6 +310,79 @@ def test_bad_settings_are_task_errors_and_value_errors(setting, value):
     assert isinstance(caught.value, TaskError) and isinstance(caught.value, ValueError)
     with Master(Inline()) as m, pytest.raises(TaskError, match=setting):
         m.submit_task(inc, (1,), **{setting: value})
+
+
+BAD_TIMEOUTS = [float("nan"), -1, -0.5, 0, True, False, "5", [5], complex(1, 0), float("-inf")]
+
+
+@pytest.mark.parametrize("value", BAD_TIMEOUTS, ids=repr)
+def test_a_bad_timeout_is_refused_by_every_call_that_takes_one(value):
+    # Seen failing on the old code: NaN passed nowhere, but the message said nothing
+    # of inf; these pin every entry point to one InvalidValueError naming the value.
+    with pytest.raises(InvalidValueError, match="timeout must be a positive number"):
+        Master(Inline(), timeout=value)
+    with Master(Inline()) as m:
+        with pytest.raises(InvalidValueError, match="timeout"):
+            m.submit_task(inc, (1,), timeout=value)
+        with pytest.raises(InvalidValueError, match="timeout"):
+            list(m.map(inc, [1, 2], timeout=value))
+        assert m.get_status()["submitted"] == 0  # nothing was queued by the refused calls
+    with pytest.raises(InvalidValueError, match="timeout"):
+        PyMWExecutor(Inline(), timeout=value)
+
+
+@pytest.mark.parametrize("huge", [float("inf"), 1e10, 1e300, 2**70])
+def test_a_huge_or_infinite_timeout_leaves_later_timeouts_working(huge):
+    # Seen failing on the old code: inf and 1e10 killed the deadline thread with
+    # OverflowError (Condition.wait), and the 0.2 s timeout below never fired.
+    interface = Held()
+    with Master(interface) as m:
+        endless = m.submit_task(inc, (1,), timeout=huge)
+        running_attempt(m, endless)
+        assert endless.timeout is None or endless.timeout == huge
+        time.sleep(0.1)  # the deadline thread has taken the huge deadline into its wait
+        short = m.submit_task(inc, (2,), timeout=0.2)
+        wait_until(short.done, 10, "the 0.2 s timeout after a huge one to fire")
+        with pytest.raises(TaskTimeoutError):
+            m.get_result(short)
+        assert not endless.done()
+
+
+def test_inf_means_no_timeout_even_where_the_master_has_one():
+    interface = Held()
+    with Master(interface, timeout=0.2) as m:
+        endless = m.submit_task(inc, (1,), timeout=float("inf"))
+        limited = m.submit_task(inc, (2,))
+        assert endless.timeout is None and limited.timeout == 0.2
+    with Master(Inline(), timeout=float("inf")) as m:
+        assert m.timeout is None
+
+
+def test_an_expiry_that_raises_does_not_end_the_deadline_thread(caplog):
+    # Seen failing with the old loop: the first exception ended the thread and the
+    # second deadline never fired.
+    from pymw_core.deadlines import Deadlines
+
+    fired = []
+
+    def expire(attempt):
+        fired.append(attempt)
+        if len(fired) == 1:
+            raise RuntimeError("an observer broke")
+
+    class Running:
+        current = True
+        started_at = time.time()
+
+    deadlines = Deadlines(expire)
+    first, second = Running(), Running()
+    deadlines.add(first, 0.05)
+    deadlines.add(second, 0.1)
+    try:
+        wait_until(lambda: len(fired) == 2, 10, "the second deadline to fire after the first raised")
+    finally:
+        deadlines.stop()
+    assert "later timeouts still are" in caplog.text
 
 
 def test_a_failing_master_cleans_up_its_interface():
@@ -552,3 +650,60 @@ def test_a_worker_reported_down_after_workers_exhausted_does_not_revive_the_mast
         task = m.submit_task(inc, (1,))
         wait_until(task.done, 2, "the task submitted after workers_exhausted to fail")
         assert isinstance(task.exception(), InterfaceError)
+
+
+# -- where a task error came from ------------------------------------------------------------
+
+
+class Node:
+    """A worker that describes itself (str and host_name), as interfaces' workers may."""
+
+    host_name = "node7"
+
+    def __init__(self, name):
+        self.name = name
+
+    def __str__(self):
+        return f"node7/{self.name}"
+
+
+def test_every_task_error_names_host_worker_and_attempt():
+    # Seen failing before Attempt.where: the notes were absent and the messages named
+    # only the task.
+    interface = Held(names=(Node("w1"), Node("w2"), Node("w3")))  # lost ones never return
+    with Master(interface, max_attempts=2) as m:
+        raised = m.submit_task(inc, (1,))
+        running_attempt(m, raised).task_finished(KeyError("k"))
+        with pytest.raises(KeyError) as caught:
+            m.get_result(raised)
+        assert caught.value.__notes__ == [
+            "(PyMW: the task raised this on host node7, worker node7/w1, attempt 1 of 2)"]
+
+        lost = m.submit_task(inc, (2,))
+        running_attempt(m, lost).worker_lost("gone")
+        running_attempt(m, lost, 2).worker_lost("gone again")
+        with pytest.raises(WorkerLostError, match=r"gone again \(on host node7, worker "
+                                                  r"node7/w\d, attempt 2 of 2\)"):
+            m.get_result(lost)
+
+        slow = m.submit_task(inc, (3,), timeout=0.1)
+        attempt = running_attempt(m, slow)
+        attempt.ran_on(host="batchnode", worker="job 12.0")
+        wait_until(slow.done, 10, "the 0.1 s timeout")
+        with pytest.raises(TaskTimeoutError, match=r"on host batchnode, worker job 12.0, "
+                                                   r"attempt 1 of 2"):
+            m.get_result(slow)
+
+
+def test_a_worker_that_says_nothing_of_itself_is_named_by_its_class():
+    class Anonymous:
+        pass
+
+    interface = Held(names=(Anonymous(),))
+    with Master(interface) as m:
+        task = m.submit_task(inc, (1,))
+        running_attempt(m, task).task_finished(ValueError("v"))
+        with pytest.raises(ValueError) as caught:
+            m.get_result(task)
+        assert caught.value.__notes__ == [
+            "(PyMW: the task raised this on worker Anonymous, attempt 1 of 3)"]

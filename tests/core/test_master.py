@@ -214,7 +214,10 @@ def test_close_abandons_what_is_queued_or_running_and_wakes_waiters():
 
     waiter = threading.Thread(target=wait)
     waiter.start()
-    time.sleep(0.1)
+    # close() must wake a waiter that is waiting: see it wait first (Lifecycle counts them).
+    # Seen failing: with close() waking no waiter (its and _end's notify_all removed),
+    # the waiter stayed and the join timed out.
+    wait_until(lambda: m._life._waiters == 1, 10, "the waiter to wait in get_result")
     m.close()
     waiter.join(5)
     assert not waiter.is_alive() and len(errors) == 1
@@ -324,6 +327,7 @@ def test_submit_from_many_threads():
         for t in threads:
             t.start()
         for t in threads:
-            t.join()
+            t.join(30)
+            assert not t.is_alive(), "a submitting thread did not end within 30 s"
         results = sorted(m.get_result()[1] for _ in range(200))
     assert results == sorted((k * 100 + i) ** 2 for k in range(4) for i in range(50))

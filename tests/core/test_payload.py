@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 import threading
+import time
+from pathlib import Path
 
 import pytest
 from pymw_testing import Inline
@@ -160,3 +163,64 @@ def test_user_code_is_recognised():
     assert "pymw_testing" in names  # the tests' own helper module: nobody installed it
     for installed in ("pluggy", "cloudpickle", "pymw_core", "os", "pytest"):
         assert installed not in names
+
+
+# -- data files are read at submit, scripts as Python reads them ------------------------------
+
+
+def test_a_data_file_is_snapshotted_once_per_version(tmp_path, monkeypatch):
+    # Seen failing with a copy per submit (a counter of _copy calls at 1000) and, before
+    # snapshots, with the task reading the rewritten file.
+    from pymw_core.staging import Snapshots
+
+    data = tmp_path / "big.dat"
+    data.write_bytes(b"x" * 100_000)
+    old = time.time() - 60
+    os.utime(data, (old, old))  # written long ago: not "racy"
+    copies = []
+    real_copy = Snapshots._copy
+    monkeypatch.setattr(Snapshots, "_copy",
+                        lambda self, *a: copies.append(a) or real_copy(self, *a))
+    packer = Packer()
+    try:
+        paths = {packer.pack(len, ((),), data_files=[str(data)]).data_files[0][1]
+                 for _ in range(1000)}
+        assert len(paths) == 1 and len(copies) == 1
+        (snapshot,) = paths
+        assert snapshot != str(data) and os.path.basename(snapshot) == "big.dat"
+        data.write_bytes(b"y" * 100_000)  # same size; its mtime moves on
+        newer = packer.pack(len, ((),), data_files=[str(data)]).data_files[0][1]
+        assert newer != snapshot and Path(newer).read_bytes()[:1] == b"y"
+        assert Path(snapshot).read_bytes()[:1] == b"x"  # the first tasks keep what they had
+    finally:
+        packer.close()
+    assert not os.path.exists(snapshot), "close() must remove the snapshots"
+
+
+def test_a_file_rewritten_within_the_same_clock_tick_is_read_again(tmp_path):
+    # Same size, same mtime (set back by hand, as a coarse clock would leave it): only
+    # the "racy" rule sees the change. Seen failing with the rule removed.
+    data = tmp_path / "v.txt"
+    packer = Packer()
+    try:
+        data.write_text("v1")
+        stamp = os.stat(data).st_mtime_ns
+        first = packer.pack(len, ((),), data_files=[str(data)]).data_files[0][1]
+        data.write_text("v2")
+        os.utime(data, ns=(stamp, stamp))
+        second = packer.pack(len, ((),), data_files=[str(data)]).data_files[0][1]
+        assert Path(first).read_text() == "v1" and Path(second).read_text() == "v2"
+    finally:
+        packer.close()
+
+
+def test_a_script_with_a_coding_line_is_read_in_its_encoding(tmp_path):
+    # Seen failing on the old code: UnicodeDecodeError at submit.
+    script = tmp_path / "old.py"
+    script.write_bytes("# -*- coding: latin-1 -*-\nword = 'caf\u00e9'\n".encode("latin-1"))
+    code = Packer().pack(str(script), None).code
+    assert code[0] == "s" and "caf\u00e9" in code[2]
+    broken = tmp_path / "broken.py"
+    broken.write_bytes(b"x = '\xe9'\n")  # no coding line: must be UTF-8, and is not
+    with pytest.raises(TaskError, match="cannot be decoded as Python source"):
+        Packer().pack(str(broken), None)

@@ -108,8 +108,15 @@ def test_word_count_exact_on_a_generated_text(tmp_path):
 
 
 def test_examples_take_the_interface_from_the_environment_and_config(tmp_path):
-    (tmp_path / "pymw.toml").write_text('interface = "local"\n[local]\nnum_workers = 1\n')
-    out = run_example("monte_pi.py", "--samples", "20000", cwd=str(tmp_path))
+    # The config file is read: its (misspelt) interface is the one asked for. With
+    # pymw.toml ignored, the example ran on the default 'local' and exited 0 (seen by
+    # renaming the file to pymw.tom).
+    (tmp_path / "pymw.toml").write_text('interface = "lcaol"\n')
+    out = run_example("monte_pi.py", "--samples", "20000", expect=2, cwd=str(tmp_path))
+    assert "no PyMW interface named 'lcaol'" in out
+    # The environment comes before the config file.
+    out = run_example("monte_pi.py", "--samples", "20000", cwd=str(tmp_path),
+                      env={"PYMW_INTERFACE": "local"})
     assert "on the 'local' interface" in out
     out = run_example("monte_pi.py", "--samples", "20000", expect=2,
                       env={"PYMW_INTERFACE": "lcoal"})

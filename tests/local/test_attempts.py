@@ -96,7 +96,8 @@ def mark_then_wait(started, path, limit):
 
 
 def say_then_die(status):
-    os.write(2, b"the worker's own last words\n")  # the process's stderr, not the task's
+    # The task dies before its output is taken: its guardian passes its last stderr on.
+    os.write(2, b"the worker's own last words\n")
     os._exit(status)
 
 
@@ -171,3 +172,19 @@ def test_each_task_ends_once_for_observers_through_cancel_timeout_and_close(tmp_
     }
     time.sleep(0.5)  # a second report (the stopped processes' late words) would land by now
     assert sorted(ends.ends) == sorted(expected.items())
+
+
+def test_a_task_error_names_this_host_and_its_local_worker():
+    # Seen failing before workers described themselves: no note at all.
+    import socket
+
+    from pymw_testing import fail
+
+    with Master("local", num_workers=1) as m:
+        task = m.submit_task(fail, ("where from?",))
+        wait_until(task.done, 60, "the failing task to end")
+        with pytest.raises(Exception, match="where from") as caught:
+            m.get_result(task)
+        (note,) = caught.value.__notes__
+        assert f"on host {socket.gethostname()}, worker local/w0 (pid " in note, note
+        assert note.endswith("attempt 1 of 3)"), note

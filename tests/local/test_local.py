@@ -54,10 +54,17 @@ def test_local_is_the_default(monkeypatch, tmp_path):
         assert m.get_result(m.submit_task(square, (7,)))[1] == 49
 
 
+def parent_pid(pid):
+    with open(f"/proc/{pid}/stat") as fh:
+        return int(fh.read().rpartition(")")[2].split()[1])
+
+
 def test_workers_are_reused_not_started_per_task(master):
     tasks = [master.submit_task(pid) for _ in range(200)]
     pids = {master.get_result(t)[1] for t in tasks}
-    assert pids <= set(master.get_status()["pids"])
+    # A task runs in the child of the process the interface started (its guardian).
+    parents = {parent_pid(p) for p in pids}
+    assert parents <= set(master.get_status()["pids"])
     assert 1 <= len(pids) <= 2
     assert os.getpid() not in pids
 
@@ -362,3 +369,47 @@ def test_workers_that_cannot_start_fail_tasks_instead_of_hanging(monkeypatch):
         task = m.submit_task(square, (1,))
         with pytest.raises(InterfaceError, match="die as they start"):
             m.get_result(task)
+
+
+def _worker_children() -> list[int]:
+    """This process's live children running ``pymw_core.worker``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmd = fh.read()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != b"Z" and b"pymw_core.worker" in cmd:
+            found.append(int(entry))
+    return found
+
+
+def test_close_during_a_replacement_leaves_nothing_behind(tmp_path, monkeypatch):
+    # A worker dies; its replacement starts on a reader thread while close() runs. Before
+    # the fix, close() returned while that start was making its scratch directory and
+    # process (seen: a pymw-local-w1-* directory and a live worker after close(), in the
+    # first few rounds).
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(scratch_root))
+    for round_ in range(25):
+        m = Master("local", num_workers=1)
+        try:
+            m.get_result(m.submit_task(square, (2,)))
+            (worker,) = m.get_status()["pids"]
+            os.kill(worker, signal.SIGKILL)
+            # close() as soon as the replacement is on its way (restarts counts it first)
+            deadline = time.monotonic() + 10
+            while m.get_status()["restarts"] == 0:
+                assert time.monotonic() < deadline, "the killed worker was never replaced"
+        finally:
+            m.close()
+        left = os.listdir(scratch_root)
+        children = _worker_children()
+        assert not left and not children, (
+            f"round {round_}: close() returned, leaving scratch {left} and workers {children}")

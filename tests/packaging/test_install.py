@@ -75,6 +75,16 @@ def test_every_distribution_carries_the_version_of_its_package(wheels):
     assert len(set(versions.values())) == 1, f"the distributions disagree: {versions}"
 
 
+def test_every_distribution_states_its_license_as_an_spdx_expression(wheels):
+    # A license table (``license = { text = ... }``) makes setuptools warn that builds stop
+    # accepting it (2027-02-18); the SPDX string becomes License-Expression (PEP 639).
+    for package in DISTRIBUTIONS:
+        with zipfile.ZipFile(wheel_of(wheels, package)) as archive:
+            meta = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+            fields = Parser().parsestr(archive.read(meta).decode())
+        assert fields["License-Expression"] == "MIT", (package, fields["License"])
+
+
 @pytest.fixture(scope="module")
 def ssh_only(wheels, tmp_path_factory) -> Path:
     """A fresh venv holding pymw-core and pymw-ssh from the wheels, and no pymw-local."""

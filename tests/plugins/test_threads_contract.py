@@ -27,6 +27,8 @@ class TestThreadsExampleContract(InterfaceContract):
             skip={
                 "data_files": f"{IN_PROCESS}, so a task's cwd is the master's: data files "
                               "are not in it",
+                "data_files_read_at_submit": f"{IN_PROCESS}, so a task's cwd is the "
+                                             "master's: data files are not in it",
                 "lost_worker": f"{IN_PROCESS}: killing one would kill the master",
                 "cleanup": f"{IN_PROCESS}: cleanup() cannot stop a running task, which runs "
                            "on, abandoned, and keeps the one-at-a-time lock",

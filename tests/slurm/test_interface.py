@@ -85,6 +85,8 @@ def test_a_batch_larger_than_max_array_size_is_split_and_runs(make_master, slurm
     assert [t.stdout for t in tasks] == [f"hello {i}\n" for i in range(12)]
     sizes = [size for _, size in master.interface.arrays]
     assert max(sizes) <= slurm_cluster.max_array_size, sizes
+    # Split: more than one array (MaxArraySize 5 < 12 tasks), not one array of them all.
+    assert len(sizes) > 1, sizes
     assert sum(sizes) <= 12, sizes  # never more elements than tasks
     # Elements run many tasks each: far fewer jobs ran than tasks.
     ran_in = {master.interface.job_id(t) for t in tasks}

@@ -7,6 +7,7 @@ Python run isolated, so the worker runtime must come from the uploaded zip.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import stat
 import subprocess
@@ -14,7 +15,19 @@ import sys
 import time
 
 import pytest
-from pymw_testing import alive, find_other_python, find_python27, read_line, wait_until
+from pymw_testing import (
+    WRITTEN_STDERR,
+    WRITTEN_STDOUT,
+    alive,
+    find_other_python,
+    find_python27,
+    read_line,
+    start_process_tree,
+    tree_pids,
+    wait_dead,
+    wait_until,
+    write_every_way,
+)
 
 from pymw_core import (
     InterfaceError,
@@ -92,18 +105,21 @@ def exit_worker():
     os._exit(7)
 
 
-def remote_workers(marker: str) -> list[int]:
-    """Processes whose command line mentions ``marker`` (a test's remote_dir)."""
-    found = []
+def remote_workers(marker: str, every_process: bool = False) -> list[int]:
+    """Workers whose command line mentions ``marker`` (a test's remote_dir): the process
+    sshd started for each, its guardian. ``every_process``: the guardians' children
+    (which run the tasks) too."""
+    found = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit() and int(entry) != os.getpid():
             try:
                 with open(f"/proc/{entry}/cmdline", "rb") as fh:
                     if marker.encode() in fh.read() and alive(int(entry)):
-                        found.append(int(entry))
-            except OSError:
+                        with open(f"/proc/{entry}/stat", "rb") as stat_fh:
+                            found[int(entry)] = int(stat_fh.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
                 pass
-    return found
+    return sorted(pid for pid, parent in found.items() if every_process or parent not in found)
 
 
 # -- running tasks -------------------------------------------------------------------------
@@ -210,6 +226,27 @@ def test_exceptions_output_and_large_messages_come_back(make_master):
     payload = os.urandom(1 << 20) * 24  # 24 MiB each way, sent in slices
     assert master.get_result(master.submit_task(len, (payload,)))[1] == len(payload)
     assert master.get_result(master.submit_task(big, (len(payload),)))[1] == bytes(len(payload))
+
+
+def test_output_is_captured_at_fds_1_and_2_on_the_host(make_master):
+    """Seen failing before fd-level capture: sys.stdout.buffer raised AttributeError."""
+    master = make_master(hosts=["host1"], workers_per_host=1)
+    task = master.submit_task(write_every_way)
+    assert master.get_result(task)[1] == "written"
+    assert (task.stdout, task.stderr) == (WRITTEN_STDOUT, WRITTEN_STDERR)
+
+
+def test_a_tasks_process_tree_ends_with_it_on_the_host(make_master, tmp_path):
+    """Seen failing before the guardian: the `sleep` processes outlived the timeout and
+    the finished task (wait_dead timed out naming them)."""
+    master = make_master(hosts=["host1"], workers_per_host=1)
+    left = master.get_result(master.submit_task(start_process_tree, (str(tmp_path / "a"),)))[1]
+    wait_dead(left, 10, "the processes a finished remote task left running")
+    task = master.submit_task(start_process_tree, (str(tmp_path / "b"), 300), timeout=1)
+    pids = tree_pids(tmp_path / "b")
+    with pytest.raises(TaskTimeoutError):
+        master.get_result(task)
+    wait_dead(pids, 10, "the timed-out remote task's child and double-forked grandchild")
 
 
 def test_data_files_go_once_per_host(make_master, remote_dir, tmp_path):
@@ -523,6 +560,51 @@ m.get_result()  # the signal arrives while the program waits here
 """
 
 
+GIL_PROGRAM = """
+import json, sys
+from pymw_core import Master
+from pymw_testing import hold_the_gil
+with open(sys.argv[1]) as fh:
+    m = Master("ssh", **json.load(fh))
+m.submit_task(hold_the_gil, (sys.argv[2],))
+print("submitted", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_remote_workers_leave_when_the_master_is_killed_while_a_task_holds_the_gil(
+        lab, remote_python, remote_dir, tmp_path):
+    """The connection drops with the master; sshd closes the channel; the worker's
+    guardian (no task code, no GIL to wait for) ends the worker and its processes.
+    Seen failing before the guardian: the worker's orphan watchdog, a Python thread,
+    never ran while the task held the GIL (wait_dead timed out naming the worker)."""
+    import json
+    import signal
+
+    settings = {"hosts": ["host1"], "ssh_config": str(lab.ssh_config),
+                "python": remote_python, "remote_dir": str(remote_dir), "workers_per_host": 1,
+                "connect_timeout": 5.0}
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-c", GIL_PROGRAM, str(tmp_path / "settings.json"),
+                             str(tmp_path / "pids")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=tests))
+    try:
+        assert read_line(proc.stdout, 120, "the program to submit") == "submitted\n"
+        pids = tree_pids(tmp_path / "pids", 120)
+        workers = remote_workers(str(remote_dir), every_process=True)
+        assert len(workers) == 2  # the guardian and the worker holding the GIL
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stdin.close()
+    wait_dead(workers + pids, 30, "the remote worker (holding the GIL) and its processes")
+
+
 @pytest.mark.parametrize("how", ["exit", "sigint", "sigterm", "sigkill"])
 def test_no_remote_worker_outlives_the_master_program(lab, remote_python, remote_dir, tmp_path,
                                                       how):
@@ -589,3 +671,24 @@ def test_bad_options_fail_before_connecting(tmp_path, options, message):
     settings.update(options)
     with pytest.raises(InterfaceError, match=message):
         Master("ssh", **settings)
+
+
+@pytest.mark.parametrize("when", ["after the replacement", "during the replacement"])
+def test_a_clean_close_after_a_worker_was_replaced_says_nothing_alarming(make_master, caplog,
+                                                                         capfd, when):
+    # Seen failing on the old code: "host host1 dropped out: host host1: 3 workers in a
+    # row died as they started; last: host host1: closing" at close().
+    master = make_master(hosts=["host1"], max_attempts=1)
+    task = master.submit_task(exit_worker)
+    wait_until(task.done, 30, "the task whose worker exits to fail")
+    if when == "after the replacement":
+        wait_until(lambda: master.get_status()["hosts"]["host1"]["workers"] == 2, 30,
+                   "the lost worker to be replaced")
+    capfd.readouterr()
+    caplog.clear()
+    with caplog.at_level("DEBUG", logger="pymw"):
+        master.close()
+    alarming = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert alarming == [], alarming
+    err = capfd.readouterr().err
+    assert "dropped out" not in err and "died as they started" not in err, err

@@ -50,6 +50,24 @@ _SUBMIT_WAIT = 60.0  # seconds close() waits for a submit in progress
 _EVICTION_GRACE = 2.0
 
 
+def _ran_on(job: _Job) -> None:
+    """Task errors name the execute node and the job (see Attempt.ran_on)."""
+    ran_on = getattr(job.task, "ran_on", None)
+    if callable(ran_on):
+        ran_on(host=_node_name(job.host) or None, worker=f"HTCondor job {job.id}")
+
+
+def _node_name(sinful: str) -> str:
+    """``node1`` from an ExecuteHost address ``<10.0.0.5:9618?addrs=...&alias=node1>``
+    (its alias when it has one, else its IP address)."""
+    inner = sinful.strip().strip("<>")
+    address, _, params = inner.partition("?")
+    for param in params.split("&"):
+        if param.startswith("alias="):
+            return param[len("alias="):]
+    return address.rsplit(":", 1)[0] if ":" in address else address
+
+
 class _Job:
     """One HTCondor job of one task attempt, and what PyMW knows of it."""
 
@@ -125,6 +143,8 @@ class CondorInterface:
         # Root's jobs run as another user: the run directory is opened up.
         self.run = batch.RunDir(work_dir, "pymw-condor", shared=os.geteuid() == 0)
         self.run_id, self.run_dir = self.run.run_id, self.run.path
+        # The master snapshots data files here, where the schedd's shadow can read them.
+        self.staging_dir = self.run_dir
         try:
             self._prepare_run_dir()
             self._base = description.build(
@@ -401,6 +421,7 @@ class CondorInterface:
             elif kind == ET.EXECUTE:
                 job.host = str(event.get("ExecuteHost", ""))
                 self._set_state(job, RUNNING)
+                _ran_on(job)
                 return
             elif kind in (ET.SHADOW_EXCEPTION, ET.JOB_RELEASED):
                 self._set_state(job, IDLE)  # HTCondor runs it again by itself
@@ -458,6 +479,7 @@ class CondorInterface:
             job.task.worker_lost(f"HTCondor job {job.id} was evicted{where}")
 
     def _terminated(self, job: _Job, event: Any) -> None:
+        _ran_on(job)
         names = description.task_files(job.task.id, self.run.secret)
         reply = batch.read_reply(os.path.join(self.run_dir, names.reply))
         if reply is not None:

@@ -12,6 +12,7 @@ import collections
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,9 @@ from pymw_core.errors import InterfaceError
 from pymw_core.pacing import PacedWorker
 
 _START_FAILURES_ALLOWED = 3  # processes dying before they say hello, in a row, none ready
+_START_WAIT = 30.0  # seconds close() waits for a worker start under way (fork + exec)
 _STOP_GRACE = 5.0  # seconds a worker has to act on a cancel before it is killed
+_CLOSE_GRACE = 2.0  # seconds close() gives the guardians to end their process trees
 _STDERR_TAIL_LINES = 40
 _INLINE_SEND_LIMIT = 256 * 1024  # bytes; larger tasks go through the process's sender thread
 _PIPE_SIZE = 1 << 20  # room for many small tasks (or one big frame) without a blocking write
@@ -48,10 +51,16 @@ class _Process(PacedWorker):
 
     @property
     def pid(self) -> int:
+        """The process started: the guardian of the one that runs the tasks, its child."""
         return self.popen.pid
+
+    host_name = socket.gethostname()  # what task errors name (see pymw_core.task.describe_worker)
 
     def __repr__(self) -> str:
         return f"<local worker {self.index} pid={self.pid}>"
+
+    def __str__(self) -> str:
+        return f"local/w{self.index} (pid {self.pid})"
 
     def send_big(self, task: Any) -> None:
         """Write a big task from this process's sender thread, started on first use.
@@ -111,6 +120,10 @@ class LocalInterface:
         self.prefetch = prefetch
         self.python = sys.executable if python is None else os.fspath(python)
         self._lock = threading.Lock()
+        # Starts under way (between the first `_closed` check and registering the
+        # process): close() waits for them, so nothing a start makes outlives it.
+        self._starting = 0
+        self._start_done = threading.Condition(self._lock)
         self._processes: list[_Process] = []
         self._master: Any = None
         self._closed = False
@@ -181,24 +194,33 @@ class LocalInterface:
             }
 
     def cleanup(self) -> None:
-        """Stop every process at once (running tasks are abandoned) and remove scratch."""
+        """Stop every process at once (running tasks are abandoned) and remove scratch.
+
+        Each worker's guardian ends its whole process tree on SIGTERM; one that has not
+        gone within ``_CLOSE_GRACE`` seconds has its session killed. No stream a reader
+        thread reads is closed here (that close would wait for the read): each reader
+        sees the end of its pipe once the process tree is gone, and closes it.
+        """
         with self._lock:
             self._closed = True
+            # A start under way (a replacement on a reader thread) sees `_closed` when
+            # it is done and undoes itself; wait for that. Starts call no foreign code.
+            self._start_done.wait_for(lambda: self._starting == 0, timeout=_START_WAIT)
             processes = list(self._processes)
             self._processes.clear()
         for process in processes:
             _kill(process.popen)
             process.stop_sending()
+        deadline = time.monotonic() + _CLOSE_GRACE
         for process in processes:
             try:
-                process.popen.wait(timeout=5)
-            except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
+                process.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:  # pragma: no cover - a guardian that hangs
+                _kill_session(process.popen)
+            try:
+                process.popen.stdin.close()  # type: ignore[union-attr]
+            except OSError:
                 pass
-            for stream in (process.popen.stdin, process.popen.stdout):
-                try:
-                    stream.close()  # type: ignore[union-attr]
-                except OSError:
-                    pass
         for process in processes:
             shutil.rmtree(process.scratch, ignore_errors=True)
 
@@ -211,6 +233,29 @@ class LocalInterface:
                 return None
             index = self._started
             self._started += 1
+            self._starting += 1
+        try:
+            process, master, failure = self._start(index)
+        finally:
+            with self._lock:
+                self._starting -= 1
+                self._start_done.notify_all()
+        if failure is not None:
+            self._cannot_start(failure)
+        if process is None:
+            return None
+        # Announced before its reader starts: its end (and maybe the give-up that ends
+        # every start) can then never be followed by a late "up" that lifts the give-up.
+        if master is not None:
+            master.worker_up(process)
+        process.connection.start()  # type: ignore[union-attr]
+        return process
+
+    def _start(self, index: int) -> tuple[_Process | None, Any, str | None]:
+        """Make one process and register it: (process, master to tell, why none can start).
+
+        cleanup() waits while this runs; it calls no code outside this module.
+        """
         # One directory per process, no shared root: a worker whose master was killed
         # removes its own on the way out, and then nothing is left.
         scratch = tempfile.mkdtemp(prefix=f"pymw-local-w{index}-")
@@ -225,9 +270,8 @@ class LocalInterface:
             )
         except OSError as exc:  # no such interpreter, or not executable: every start would fail
             shutil.rmtree(scratch, ignore_errors=True)
-            self._cannot_start(f"the worker interpreter {self.python!r} cannot be started: "
-                               f"{exc.strerror or exc}")
-            return None
+            return None, None, (f"the worker interpreter {self.python!r} cannot be started: "
+                                f"{exc.strerror or exc}")
         _grow_pipe(popen.stdin)
         _grow_pipe(popen.stdout)  # a big result then crosses in a few reads, not one per 64 KiB
         process = _Process(index, self.prefetch, popen, scratch)
@@ -242,18 +286,18 @@ class LocalInterface:
             target=_drain_stderr, args=(process,), name=f"pymw-stderr-{index}", daemon=True
         ).start()
         with self._lock:
-            if self._closed:
-                _kill(popen)
-                shutil.rmtree(scratch, ignore_errors=True)
-                return None
-            self._processes.append(process)
+            closed = self._closed
+            if not closed:
+                self._processes.append(process)
             master = self._master
-        # Announced before its reader starts: its end (and maybe the give-up that ends
-        # every start) can then never be followed by a late "up" that lifts the give-up.
-        if master is not None:
-            master.worker_up(process)
-        process.connection.start()
-        return process
+        if closed:  # close() came meanwhile, and waits for this start to be undone
+            _kill(popen)
+            popen.wait()
+            for stream in (popen.stdin, popen.stdout):
+                stream.close()  # type: ignore[union-attr]
+            shutil.rmtree(scratch, ignore_errors=True)
+            return None, None, None
+        return process, master, None
 
     def _describe_exit(self, process: _Process) -> str:
         try:
@@ -362,8 +406,21 @@ def _grow_pipe(stream: Any) -> None:
 
 
 def _kill(popen: subprocess.Popen) -> None:
+    """End a worker and every process its tasks started, at once.
+
+    The process we started is the worker's guardian (see ``pymw_core.guardian``): on
+    SIGTERM it SIGKILLs the worker and all its descendants, then itself, so none of
+    them outlives it. A SIGKILL would end the guardian alone and orphan the rest.
+    """
     try:
-        popen.kill()
+        popen.send_signal(signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def _kill_session(popen: subprocess.Popen) -> None:
+    try:
+        os.killpg(popen.pid, signal.SIGKILL)
     except OSError:
         pass
 

@@ -174,6 +174,7 @@ class Hub:
         status = mpi.Status()
         pending: list[Any] = []
         backoff = protocol.Backoff()
+        protocol.precise_naps()
         item: tuple[int, tuple] | None = None
         running = True
         flush_until = 0.0

@@ -51,6 +51,13 @@ class _Rank(PacedWorker):
     def __repr__(self) -> str:
         return f"<mpi rank {self.number} pid={self.info.get('pid')} on {self.info.get('host')}>"
 
+    def __str__(self) -> str:  # what task errors name (see pymw_core.task.describe_worker)
+        return f"mpi rank {self.number} (pid {self.info.get('pid')})"
+
+    @property
+    def host_name(self) -> str | None:
+        return self.info.get("host")
+
 
 class MPIInterface:
     """Runs tasks on MPI worker ranks (see docs/interfaces/mpi.md for every option).

@@ -133,6 +133,7 @@ def serve(comm: Any, scratch: str | None = None) -> None:
     try:
         comm.send(("hello", worker_info()), dest=0, tag=protocol.REPLIES)
         backoff = protocol.Backoff()
+        protocol.precise_naps()
         status = MPI.Status()
         while True:
             found = comm.improbe(source=0, tag=protocol.TASKS, status=status)

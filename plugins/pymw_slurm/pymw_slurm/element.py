@@ -20,6 +20,8 @@ PyMW needs to be installed on the node. The interface imports this module too, f
     or ``job`` (the whole job was signalled: ask Slurm why).
 ``cancel/KEY``
     written by the master: kill the task's process.
+``hosts/JOB``
+    the node the element runs on, written as it starts: task errors name it.
 ``ended/JOB``
     the element ended: its reason, then ``ran=N limit=SECONDS`` (tasks it ran, its
     walltime as it saw it, empty if unlimited).
@@ -288,6 +290,10 @@ def main(argv: list[str]) -> int:
         from pymw_core.worker import run_file
 
         element = Element(run_dir, group, float(idle), float(limit), run_file)
+        try:
+            _write(element.path("hosts", element.job), element.host)
+        except OSError:
+            pass  # only error messages would miss it
         why = element.run()
     except _Terminated:
         why = "SIGTERM"

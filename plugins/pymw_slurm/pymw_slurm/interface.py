@@ -39,7 +39,8 @@ from pymw_slurm.commands import NEVER_REASONS, Refused, Slurm, Unreachable
 log = logging.getLogger("pymw.slurm")
 
 DEFAULT_WORK_DIR = os.path.join("~", ".pymw", "slurm")
-_DIRS = ("tasks", "claimed", "replies", "lost", "cancel", "ended", "logs", "data")
+_DIRS = ("tasks", "claimed", "replies", "lost", "cancel", "ended", "logs", "data", "hosts")
+_LOG_TAIL = 2000  # bytes of an element's own output quoted when a task dies in it
 _CLOSE_WAIT = 10.0  # seconds close() waits for cancelled jobs to leave the queue
 _SUBMIT_RETRY = 5.0  # seconds between sbatch attempts while the controller is away
 _END_WAIT = 10.0  # seconds a signalled job's final state is waited for (after COMPLETING)
@@ -136,6 +137,9 @@ class SlurmInterface:
         self.run = batch.RunDir(given, "pymw-slurm", absolute=True)
         self.run_id = self.run.run_id
         self.run_dir = self.run.path
+        # The master snapshots data files here: on the same file system as the per-task
+        # data folders, so placing one is a hard link, never a copy.
+        self.staging_dir = self.run_dir
         self.job_name = f"pymw-{self.run_id}"
         try:
             for name in _DIRS:
@@ -169,6 +173,7 @@ class SlurmInterface:
         self._next_key = 0
         self._attempts: dict[int, _Attempt] = {}
         self._recent = batch.RecentJobs()  # the element that ran each recent task
+        self._hosts: dict[str, str] = {}  # element (job) -> the node it runs on
         self._groups: dict[tuple, _Group] = {}
         self._states: dict[str, int] = {}  # from the last squeue: element state -> count
         self._pending: dict[str, str] = {}  # pending element -> its reason
@@ -351,6 +356,7 @@ class SlurmInterface:
                     self._recent.record(attempt.task, job)
                     if not attempt.over:
                         attempt.group.queued -= 1
+                self._ran_on(attempt)
             if attempt is not None:
                 busy[attempt.group.name] = busy.get(attempt.group.name, 0) + 1
         for name in _listdir(self.run.join("replies")):
@@ -361,6 +367,27 @@ class SlurmInterface:
         for name in _listdir(self.run.join("ended")):
             self._ended(name)
         return busy
+
+    def _with_log(self, job: str, text: str) -> str:
+        """``text`` and the end of the job's own output (its stderr: a crash's last words;
+        a task's own output is captured apart)."""
+        tail = batch.tail(self.run.join("logs", f"{job}.log"), _LOG_TAIL) if job else ""
+        return f"{text}; its output ends:\n{tail}" if tail else text
+
+    def _ran_on(self, attempt: _Attempt) -> None:
+        """Task errors name the element's node and job (see Attempt.ran_on); the node is
+        read once per element from ``hosts/JOB``."""
+        ran_on = getattr(attempt.task, "ran_on", None)
+        if not attempt.job or not callable(ran_on):
+            return
+        host = self._hosts.get(attempt.job)
+        if host is None:
+            try:
+                with open(self.run.join("hosts", attempt.job)) as fh:
+                    host = self._hosts[attempt.job] = fh.read().strip()
+            except OSError:
+                host = ""
+        ran_on(host=host or None, worker=f"Slurm job {attempt.job}")
 
     def _take(self, name: str) -> _Attempt | None:
         """The attempt a ``KEY@JOB`` file is about, marked over; None if it was already."""
@@ -377,7 +404,8 @@ class SlurmInterface:
             if attempt.over:
                 return None
             attempt.over = True
-            return attempt
+        self._ran_on(attempt)
+        return attempt
 
     def _replied(self, name: str) -> None:
         path = self.run.join("replies", name)
@@ -424,7 +452,7 @@ class SlurmInterface:
         self._tidy(attempt)
         with self._lock:
             self._totals["lost"] += 1
-        attempt.task.worker_lost(text.strip())
+        attempt.task.worker_lost(self._with_log(attempt.job, text.strip()))
 
     def _ended(self, job: str) -> None:
         path = self.run.join("ended", job)
@@ -610,8 +638,9 @@ class SlurmInterface:
             self._tidy(attempt)
             with self._lock:
                 self._totals["lost"] += 1
-            attempt.task.worker_lost(f"Slurm job {job} ended without the result of "
-                                     f"{attempt.task.name}" + (f" ({why})" if why else ""))
+            attempt.task.worker_lost(self._with_log(job, (
+                f"Slurm job {job} ended without the result of {attempt.task.name}"
+                + (f" ({why})" if why else ""))))
 
     def _never(self, group: _Group, reason: str) -> None:
         """Slurm says the group's jobs will never start: fail its tasks, cancel its jobs."""

@@ -129,6 +129,13 @@ class RemoteWorker(PacedWorker):
     def __repr__(self) -> str:
         return f"<ssh worker {self.name} pid={self.pid}>"
 
+    def __str__(self) -> str:  # what task errors name (see pymw_core.task.describe_worker)
+        return f"ssh-{self.name}" + (f" (pid {self.pid})" if self.pid else "")
+
+    @property
+    def host_name(self) -> str:
+        return self.host.name
+
 
 class Host:
     """A host's state and the thread that manages it. ``state`` is one of the constants above."""
@@ -301,7 +308,7 @@ class Host:
             self.first_attempt.set()
             self._owner._host_changed(self)
             reason = self._watch()
-            if reason is None:  # asked to stop
+            if reason is None or self._stop.is_set():  # asked to stop: a clean close
                 break
             self.error = reason
             log.warning("host %s dropped out: %s; its running tasks go back to the queue",
@@ -474,10 +481,14 @@ class Host:
         last = dead.connection.error or "its stream ended"
         log.warning("host %s: worker %s ended (%s); starting another", self.name, dead.name, last)
         while self._start_failures < _START_FAILURES_ALLOWED:
+            if self._stop.is_set():
+                return None  # closing: a worker not started is no failure of the host
             try:
                 worker = self._start_worker()
                 self._await_hello(worker)
             except HostError as exc:
+                if self._stop.is_set():
+                    return None
                 if not all(link.alive() for link in self.links):
                     return str(exc)
                 self._start_failures += 1
