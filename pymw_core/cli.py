@@ -256,6 +256,9 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
             report(True, f"probe task ran on host {info['host']} (pid {info['pid']}{worker}) "
                          f"in {time.monotonic() - sent:.2f} s")
             infos.append(info)
+        for name, why in _hosts_not_up(master.get_status()):
+            failed = True
+            report(False, f"host {name} is not used: {why}")
         mine = tuple(sys.version_info[:3])
         for info in infos:
             theirs = tuple(info["python"])
@@ -295,6 +298,17 @@ def _worker_count(master: Any) -> int:
     if isinstance(offered, list) and offered:
         return len({id(worker) for worker in offered})
     return 1
+
+
+def _hosts_not_up(status: dict[str, Any]) -> list[tuple[str, str]]:
+    """Hosts an interface reports (``status["hosts"]``, as ``ssh`` does) that are not up:
+    their workers take no probe, so the check names them instead of passing without them."""
+    hosts = status.get("hosts")
+    if not isinstance(hosts, dict):
+        return []
+    return [(str(name), f"{info.get('state')}: {info.get('error') or 'no reason given'}")
+            for name, info in hosts.items()
+            if isinstance(info, dict) and info.get("state") not in (None, "up")]
 
 
 _MASTER_COUNTERS = frozenset(

@@ -7,6 +7,7 @@ Python run isolated, so the worker runtime must come from the uploaded zip.
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import os
 import stat
@@ -19,6 +20,7 @@ from pymw_testing import (
     WRITTEN_STDERR,
     WRITTEN_STDOUT,
     alive,
+    clean_env,
     find_other_python,
     find_python27,
     read_line,
@@ -419,6 +421,31 @@ def test_each_host_runs_its_own_python(make_master, remote_python):
     hosts = master.get_status()["hosts"]
     assert hosts["host1"]["state"] == "up"  # one host's bad python leaves the other alone
     assert "/no/such/python3 was not found" in hosts["host2"]["error"]
+
+
+def test_pymw_check_probes_every_host_and_names_one_that_is_not_up(lab, remote_python,
+                                                                   remote_dir, tmp_path):
+    """Seen failing before: one probe on one worker passed, whatever the other host did."""
+    def check(python):
+        config = tmp_path / "pymw.toml"
+        config.write_text(
+            'interface = "ssh"\n[ssh]\nhosts = ["host1", "host2"]\nworkers_per_host = 2\n'
+            f"ssh_config = {json.dumps(str(lab.ssh_config))}\n"
+            f"remote_dir = {json.dumps(str(remote_dir))}\nconnect_timeout = 5.0\n"
+            f"[ssh.python]\nhost1 = {json.dumps(remote_python)}\n"
+            f"host2 = {json.dumps(python)}\n")
+        return subprocess.run([sys.executable, "-m", "pymw_core", "check"], capture_output=True,
+                              text=True, timeout=120, env=clean_env(PYMW_CONFIG=str(config)))
+
+    good = check(remote_python)
+    assert good.returncode == 0, good.stdout + good.stderr
+    for worker in ("host1/w1", "host1/w2", "host2/w1", "host2/w2"):
+        assert f"worker <ssh worker {worker} pid=" in good.stdout, good.stdout
+    bad = check("/no/such/python3")
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "[FAIL] host host2 is not used: failed: " in bad.stdout, bad.stdout
+    assert "/no/such/python3 was not found" in bad.stdout
+    assert "worker <ssh worker host1/w1 pid=" in bad.stdout  # the good host was probed
 
 
 def test_a_missing_interpreter_is_reported(make_master):
