@@ -494,6 +494,15 @@ def sleep_for(seconds):
     return seconds
 
 
+def last_words_then_exit(status):
+    """Write to the process's own stderr (fd 2, not the task's captured output), then die:
+    a crash's last words, which a batch job's error must quote."""
+    import os
+
+    os.write(2, b"the job's own last words\n")
+    os._exit(status)
+
+
 def exit_abruptly(status):
     import os
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -262,6 +263,16 @@ def test_check_local_passes(capsys, tmp_path):
     assert f"worker Python {mine} ({sys.executable}) matches the master's {mine}" in out
     assert "interface status: workers=1" in out
     assert out.rstrip().endswith("all checks passed")
+
+
+def test_check_probes_every_worker_not_one(capsys, tmp_path):
+    """Seen failing before `pymw check` probed each worker: one probe line for 3 workers."""
+    write_config(tmp_path, "[local]\nnum_workers = 3\n")
+    code, out, _ = cli(capsys, "check")
+    assert code == 0, out
+    probes = re.findall(r"probe task ran on host \S+ \(pid (\d+), worker <local worker (\d)", out)
+    assert sorted(worker for _, worker in probes) == ["0", "1", "2"], out
+    assert len({pid for pid, _ in probes}) == 3, out
 
 
 def test_check_unknown_interface_exits_2(capsys):

@@ -297,6 +297,22 @@ def test_executor_runs_concurrent_futures_code():
         assert len(done) == 5
 
 
+def test_executor_map_honours_chunksize_as_the_process_pool_does():
+    """Seen failing before map() had a chunksize of its own: 100 items made 100 tasks."""
+    with PyMWExecutor("local", num_workers=2) as pool:
+        assert list(pool.map(pow, range(100), [2] * 100, chunksize=25)) == [
+            n * n for n in range(100)]
+        assert pool.master.get_status()["submitted"] == 4  # 25 calls a task
+        assert list(pool.map(inc, range(10), chunksize=3)) == list(range(1, 11))  # 3+3+3+1
+        assert pool.master.get_status()["submitted"] == 8
+        assert list(pool.map(inc, range(3))) == [1, 2, 3]  # chunksize 1: a task per call
+        assert pool.master.get_status()["submitted"] == 11
+        with pytest.raises(ValueError, match="chunksize must be"):
+            pool.map(inc, range(3), chunksize=0)
+        with pytest.raises(KeyError):  # a call's exception, raised where its result would be
+            list(pool.map(fail_on, range(6), [4] * 6, chunksize=2))
+
+
 def test_executor_cancel_and_shutdown():
     pool = PyMWExecutor(master=Master(Never(), max_in_flight=1))
     first = pool.submit(inc, 1)

@@ -350,6 +350,16 @@ def test_unknown_option_lists_the_valid_ones():
         Master("local", num_worker=2)
 
 
+def test_a_python_that_cannot_be_started_fails_the_tasks_not_the_master():
+    """What failures.md says of local's python=: Master() starts, get_result names it
+    (if local ever checks the interpreter in Master(), this fails and the page changes)."""
+    with Master("local", num_workers=2, python="/usr/local/dead_parrot/python") as master:
+        task = master.submit_task(abs, (-1,))
+        with pytest.raises(InterfaceError, match="the worker interpreter "
+                           "'/usr/local/dead_parrot/python' cannot be started: No such file"):
+            master.get_result(task)
+
+
 def test_workers_that_cannot_start_fail_tasks_instead_of_hanging(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", "/nonexistent")
     import pymw_local.interface as li
