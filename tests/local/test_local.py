@@ -64,7 +64,8 @@ def test_workers_are_reused_not_started_per_task(master):
     pids = {master.get_result(t)[1] for t in tasks}
     # A task runs in the child of the process the interface started (its guardian).
     parents = {parent_pid(p) for p in pids}
-    assert parents <= set(master.get_status()["pids"])
+    status = master.get_status()
+    assert parents <= set(status["pids"]) and pids <= set(status["task_pids"])
     assert 1 <= len(pids) <= 2
     assert os.getpid() not in pids
 

@@ -189,6 +189,9 @@ class LocalInterface:
             return {
                 "workers": len(self._processes),
                 "pids": [p.pid for p in self._processes],
+                # What os.getpid() says in a task: each started process's child.
+                "task_pids": [p.connection.hello["pid"] for p in self._processes
+                              if p.connection is not None and p.connection.hello],
                 "busy": sum(1 for p in self._processes if p.in_flight),
                 "restarts": self._restarts,
             }
