@@ -56,7 +56,7 @@ class Snapshots:
             key = _version(path, before)
             with self._lock:
                 known = self._known.get(key)
-            if known is not None and known[1] and os.path.exists(known[0]):
+            if known is not None and known[1]:
                 return known[0]
             found = self._copy(path, name, before)
             if found is not None:
