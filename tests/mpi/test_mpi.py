@@ -10,11 +10,19 @@ import sys
 import textwrap
 
 import pytest
-from pymw_testing import wait_until
+from pymw_testing import (
+    WRITTEN_STDERR,
+    WRITTEN_STDOUT,
+    alive,
+    session_members,
+    start_process_tree,
+    tree_pids,
+    wait_dead,
+    wait_until,
+    write_every_way,
+)
 
 from pymw_core import InterfaceError, Master, TaskTimeoutError
-
-from .conftest import session_members
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -139,15 +147,7 @@ def test_a_killed_mpiexec_fails_waiting_calls_and_leaves_no_orphan(mpi, tmp_path
     finally:
         master.close()
     wait_until(lambda: not session_members(sid), 10, "the processes of the MPI job to end")
-    assert not [p for p in rank_pids if _alive(p)]
-
-
-def _alive(process_id):
-    try:
-        with open(f"/proc/{process_id}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
+    assert not [p for p in rank_pids if alive(p)]
 
 
 def test_close_leaves_no_rank_launcher_or_daemon(mpi):
@@ -167,6 +167,33 @@ def test_a_timed_out_task_is_stopped_and_its_rank_serves_on(mpi):
             master.get_result(master.submit_task(spin, (60,), timeout=1))
         assert master.get_result(master.submit_task(square, (4,)))[1] == 16
         assert master.get_status()["lost_ranks"] == 0
+
+
+def tree_then_spin(path):
+    """Start a process tree, then run Python code (a stop can interrupt it) for minutes."""
+    start_process_tree(path)
+    return spin(300)
+
+
+def test_a_tasks_process_tree_ends_with_it_on_a_rank(mpi, tmp_path):
+    """Seen failing before the runtime ended what a task left: the `sleep` processes of
+    the finished and of the timed-out task ran on (wait_dead timed out naming them)."""
+    with Master("mpi", num_workers=1) as master:
+        left = master.get_result(master.submit_task(start_process_tree, (str(tmp_path / "a"),)))
+        wait_dead(left[1], 10, "the processes a finished task left running on its rank")
+        task = master.submit_task(tree_then_spin, (str(tmp_path / "b"),), timeout=1)
+        pids = tree_pids(tmp_path / "b")
+        with pytest.raises(TaskTimeoutError):
+            master.get_result(task)
+        wait_dead(pids, 10, "the timed-out task's child and double-forked grandchild")
+
+
+def test_output_is_captured_at_fds_1_and_2_on_a_rank(mpi):
+    """Seen failing before fd-level capture: sys.stdout.buffer raised AttributeError."""
+    with Master("mpi", num_workers=1) as master:
+        task = master.submit_task(write_every_way)
+        assert master.get_result(task)[1] == "written"
+        assert (task.stdout, task.stderr) == (WRITTEN_STDOUT, WRITTEN_STDERR)
 
 
 def test_a_missing_launcher_is_a_one_line_error_naming_the_package(mpi):

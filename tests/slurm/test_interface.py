@@ -17,6 +17,8 @@ import time
 
 import pytest
 from pymw_testing import (
+    WRITTEN_STDERR,
+    WRITTEN_STDOUT,
     exit_abruptly,
     fail,
     last_words_then_exit,
@@ -24,7 +26,10 @@ from pymw_testing import (
     read_line,
     sleep_for,
     square_and_say,
+    start_process_tree,
+    wait_dead,
     wait_until,
+    write_every_way,
 )
 
 from pymw_core import (
@@ -96,6 +101,22 @@ def test_a_batch_larger_than_max_array_size_is_split_and_runs(make_master, slurm
     # Surplus pending elements are cancelled once nothing is queued.
     wait_until(lambda: "PENDING" not in run_jobs(slurm_cluster, master).values(), 40,
              "the surplus pending elements to be cancelled")
+
+
+def test_output_through_a_batch_job_is_what_fds_1_and_2_got(make_master):
+    """Seen failing before fd-level capture: sys.stdout.buffer raised AttributeError."""
+    master = make_master()
+    task = master.submit_task(write_every_way)
+    assert master.get_result(task)[1] == "written"
+    assert (task.stdout, task.stderr) == (WRITTEN_STDOUT, WRITTEN_STDERR)
+
+
+def test_processes_a_task_leaves_running_in_its_job_end_with_it(make_master):
+    """The child and the double-forked, setsid grandchild end when the task does, inside
+    the job, whatever the batch system tracks."""
+    master = make_master()
+    pids = master.get_result(master.submit_task(start_process_tree, ("pids",)))[1]  # in its cwd
+    wait_dead(pids, 10, "the processes the task left running in its slurm job")
 
 
 def test_a_task_that_raises_keeps_its_type_traceback_and_stderr(make_master):
