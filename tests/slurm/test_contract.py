@@ -12,7 +12,9 @@ import pytest
 
 from pymw_core.testing import InterfaceContract, Target
 
-pytestmark = pytest.mark.slurm
+# A batch system on a loaded machine may keep a job pending for minutes: a wait on the
+# master fails after 180 s here, not the default 60 s (tests/pymw_testing.py).
+pytestmark = [pytest.mark.slurm, pytest.mark.wait_limit(180)]
 
 
 class TestSlurmContract(InterfaceContract):

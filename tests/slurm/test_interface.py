@@ -42,7 +42,9 @@ from pymw_core import (
     WorkerLostError,
 )
 
-pytestmark = pytest.mark.slurm
+# A batch system on a loaded machine may keep a job pending for minutes: a wait on the
+# master fails after 180 s here, not the default 60 s (tests/pymw_testing.py).
+pytestmark = [pytest.mark.slurm, pytest.mark.wait_limit(180)]
 
 
 # -- tasks (shipped by value: this module is the user's code) ------------------------------

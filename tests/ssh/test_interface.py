@@ -723,3 +723,56 @@ def test_a_clean_close_after_a_worker_was_replaced_says_nothing_alarming(make_ma
     assert alarming == [], alarming
     err = capfd.readouterr().err
     assert "dropped out" not in err and "died as they started" not in err, err
+
+
+# -- documented options and output (docs/interfaces/ssh.md) ----------------------------
+
+
+def crash():
+    import ctypes
+
+    ctypes.string_at(0)  # SIGSEGV: faulthandler writes the worker's crash report
+
+
+def test_hosts_may_be_one_string_split_at_commas_and_spaces(make_master):
+    # ssh.md: "a string is split at commas and spaces". (Taken as one host name, the
+    # string names no host and the master has no worker.)
+    master = make_master(hosts="host1, host2", workers_per_host=1)
+    assert set(master.get_status()["hosts"]) == {"host1", "host2"}
+    assert master.get_result(master.submit_task(square, (4,)))[1] == 16
+
+
+def test_workers_per_host_may_be_a_dict_the_others_get_their_cpu_count(make_master):
+    # ssh.md: "{host: number} for some hosts (the others get their CPU count)".
+    master = make_master(workers_per_host={"host1": 3})
+    rows = master.get_status()["hosts"]
+    assert rows["host1"]["workers"] == 3
+    assert rows["host2"]["workers"] == len(os.sched_getaffinity(0))  # the lab's hosts: here
+
+
+def test_an_ipv6_address_in_brackets_with_its_port(lab, make_master):
+    # ssh.md: "IPv6: [user@][addr]:port": an sshd listening on ::1 only. (Split at the
+    # last colon without the brackets, the address is wrong and the host stays down.)
+    v6 = lab.add_server(address="::1")
+    lab.write_config(extra=(
+        "\nHost ::1\n"
+        f"    IdentityFile {lab.client_key}\n"
+        "    IdentitiesOnly yes\n"
+        f"    UserKnownHostsFile {lab.known_hosts}\n"))
+    spec = f"root@[::1]:{v6.port}"
+    master = make_master(hosts=[spec], workers_per_host=1)
+    assert master.get_result(master.submit_task(square, (5,)))[1] == 25
+    assert master.get_status()["hosts"][spec]["state"] == "up"
+
+
+def test_a_remote_workers_crash_report_reaches_the_masters_stderr_prefixed(make_master,
+                                                                           capsys):
+    # ssh.md: "What a worker process itself writes to its stderr (a crash report) is
+    # shown on the master's stderr, prefixed with [host/wN]."
+    master = make_master(hosts=["host1"], workers_per_host=1, max_attempts=1)
+    with pytest.raises(WorkerLostError):
+        master.get_result(master.submit_task(crash))
+    seen: list[str] = []
+    wait_until(lambda: seen.append(capsys.readouterr().err) or re.search(
+        r"^\[host1/w\d+\] .*Fatal Python error", "".join(seen), re.MULTILINE), 15,
+        "the remote worker's crash report, prefixed [host1/wN], on the master's stderr")
