@@ -70,7 +70,7 @@ class TestLeaky(InterfaceContract):
 
 
 class TestTooMany(InterfaceContract):
-    target = Target("local", {{"num_workers": 2, "prefetch": 0}}, concurrency=1)
+    target = Target(TooMany, {{"num_workers": 2, "prefetch": 0}}, concurrency=1)
 
 
 class TestTruncating(InterfaceContract):
