@@ -49,6 +49,7 @@ class TestProcs(InterfaceContract):
 IN_PROCESS = {{
     "lost_worker": "its worker is the master's own process",
     "data_files": "in-process, the task's cwd is the master's",
+    "data_files_read_at_submit": "in-process, the task's cwd is the master's",
     "cleanup": "in-process, a running task cannot be stopped",
 }}
 
