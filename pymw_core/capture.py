@@ -89,10 +89,12 @@ class FdCapture:
 
 
 def _temporary(directory: str) -> int:
-    import fcntl
-
     with tempfile.TemporaryFile(dir=directory) as handle:  # unlinked: it goes with us
         fd = os.dup(handle.fileno())
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no O_APPEND to add
+        return fd
 
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
     return fd

@@ -7,6 +7,7 @@ under the pool's shared directory (the ``job_dir`` fixture).
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -15,14 +16,20 @@ import time
 
 import pytest
 from pymw_testing import (
+    WRITTEN_STDERR,
+    WRITTEN_STDOUT,
     exit_abruptly,
     fail,
+    last_words_then_exit,
     read_data,
     read_line,
     require,
     sleep_for,
     square_and_say,
+    start_process_tree,
+    wait_dead,
     wait_until,
+    write_every_way,
 )
 
 from pymw_core import (
@@ -99,6 +106,22 @@ def test_a_batch_is_one_cluster_with_results_and_stdout(make_master):
     assert kept[2].startswith("pymw-runtime-") and len(kept) == 3, kept
 
 
+def test_output_through_a_batch_job_is_what_fds_1_and_2_got(make_master):
+    """Seen failing before fd-level capture: sys.stdout.buffer raised AttributeError."""
+    master = make_master()
+    task = master.submit_task(write_every_way)
+    assert master.get_result(task)[1] == "written"
+    assert (task.stdout, task.stderr) == (WRITTEN_STDOUT, WRITTEN_STDERR)
+
+
+def test_processes_a_task_leaves_running_in_its_job_end_with_it(make_master):
+    """The child and the double-forked, setsid grandchild end when the task does, inside
+    the job, whatever the batch system tracks."""
+    master = make_master()
+    pids = master.get_result(master.submit_task(start_process_tree, ("pids",)))[1]  # in its cwd
+    wait_dead(pids, 10, "the processes the task left running in its condor job")
+
+
 def test_a_task_that_raises_keeps_its_type_traceback_and_stderr(make_master):
     master = make_master()
     task = master.submit_task(fail, ("no such thing",))
@@ -170,6 +193,22 @@ def test_a_job_that_ends_without_a_result_is_a_lost_worker(make_master):
     with pytest.raises(WorkerLostError, match="exited with status 3 without a result"):
         master.get_result(task)
     assert jobs(master)["without_result"] == 1
+
+
+def test_task_errors_name_node_job_and_attempt_and_quote_a_dead_jobs_stderr(make_master):
+    # Seen failing before Attempt.ran_on: no note, and no "(on host ...)" in the message.
+    master = make_master(max_attempts=1)
+    raised = master.submit_task(fail, ("from the pool",))
+    died = master.submit_task(last_words_then_exit, (3,))
+    with pytest.raises(LookupError) as caught:
+        master.get_result(raised)
+    assert re.fullmatch(r"\(PyMW: the task raised this on host \S+, worker HTCondor job "
+                        r"\d+\.\d+, attempt 1 of 1\)", caught.value.__notes__[-1]), \
+        caught.value.__notes__
+    with pytest.raises(WorkerLostError, match=r"(?s)exited with status 3 without a result.*"
+                       r"the job's own last words.*\(on host \S+, worker HTCondor job "
+                       r"\d+\.\d+, attempt 1 of 1\)"):
+        master.get_result(died)
 
 
 def test_a_submit_the_schedd_refuses_fails_the_batch(make_master):

@@ -77,14 +77,15 @@ def test_close_ends_the_tasks_process_tree(tmp_path):
 
 
 def start_fork_pool_then_sleep(path):
-    """A multiprocessing fork pool: its processes inherit the worker's pipes."""
+    """A multiprocessing fork pool, busy: its processes inherit the worker's pipes."""
     import multiprocessing
     import time
 
     pool = multiprocessing.get_context("fork").Pool(2)
-    with open(path, "w") as fh:
+    with open(f"{path}.part", "w") as fh:
         fh.write(" ".join(str(p.pid) for p in pool._pool))
-    time.sleep(300)
+    os.replace(f"{path}.part", path)
+    pool.map(time.sleep, [60, 60], chunksize=1)
 
 
 def test_a_fork_pool_left_by_a_timed_out_task_does_not_hold_up_its_worker(tmp_path):

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
 
 import pytest
-from pymw_testing import wait_until
+from pymw_testing import (
+    WRITTEN_STDERR,
+    WRITTEN_STDOUT,
+    alive,
+    session_members,
+    start_process_tree,
+    tree_pids,
+    wait_dead,
+    wait_until,
+    write_every_way,
+)
 
 from pymw_core import InterfaceError, Master, TaskTimeoutError
-
-from .conftest import session_members
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -90,6 +99,10 @@ def test_a_raising_task_keeps_its_type_and_the_ranks_traceback(mpi):
         with pytest.raises(KeyError, match="boom") as caught:
             master.get_result(master.submit_task(fail, ("boom",)))
         assert "in fail" in str(caught.value.__cause__)
+        # Seen failing before ranks described themselves: no note at all.
+        (note,) = caught.value.__notes__
+        assert re.fullmatch(r"\(PyMW: the task raised this on host \S+, worker mpi rank \d+ "
+                            r"\(pid \d+\), attempt 1 of 3\)", note), note
         assert master.get_result(master.submit_task(square, (3,)))[1] == 9  # the rank serves on
 
 
@@ -134,15 +147,7 @@ def test_a_killed_mpiexec_fails_waiting_calls_and_leaves_no_orphan(mpi, tmp_path
     finally:
         master.close()
     wait_until(lambda: not session_members(sid), 10, "the processes of the MPI job to end")
-    assert not [p for p in rank_pids if _alive(p)]
-
-
-def _alive(process_id):
-    try:
-        with open(f"/proc/{process_id}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
+    assert not [p for p in rank_pids if alive(p)]
 
 
 def test_close_leaves_no_rank_launcher_or_daemon(mpi):
@@ -162,6 +167,33 @@ def test_a_timed_out_task_is_stopped_and_its_rank_serves_on(mpi):
             master.get_result(master.submit_task(spin, (60,), timeout=1))
         assert master.get_result(master.submit_task(square, (4,)))[1] == 16
         assert master.get_status()["lost_ranks"] == 0
+
+
+def tree_then_spin(path):
+    """Start a process tree, then run Python code (a stop can interrupt it) for minutes."""
+    start_process_tree(path)
+    return spin(300)
+
+
+def test_a_tasks_process_tree_ends_with_it_on_a_rank(mpi, tmp_path):
+    """Seen failing before the runtime ended what a task left: the `sleep` processes of
+    the finished and of the timed-out task ran on (wait_dead timed out naming them)."""
+    with Master("mpi", num_workers=1) as master:
+        left = master.get_result(master.submit_task(start_process_tree, (str(tmp_path / "a"),)))
+        wait_dead(left[1], 10, "the processes a finished task left running on its rank")
+        task = master.submit_task(tree_then_spin, (str(tmp_path / "b"),), timeout=1)
+        pids = tree_pids(tmp_path / "b")
+        with pytest.raises(TaskTimeoutError):
+            master.get_result(task)
+        wait_dead(pids, 10, "the timed-out task's child and double-forked grandchild")
+
+
+def test_output_is_captured_at_fds_1_and_2_on_a_rank(mpi):
+    """Seen failing before fd-level capture: sys.stdout.buffer raised AttributeError."""
+    with Master("mpi", num_workers=1) as master:
+        task = master.submit_task(write_every_way)
+        assert master.get_result(task)[1] == "written"
+        assert (task.stdout, task.stderr) == (WRITTEN_STDOUT, WRITTEN_STDERR)
 
 
 def test_a_missing_launcher_is_a_one_line_error_naming_the_package(mpi):

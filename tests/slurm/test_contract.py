@@ -23,7 +23,8 @@ class TestSlurmContract(InterfaceContract):
             {"work_dir": work_dir},
             shared_dir=work_dir,
             watch_dirs=[work_dir],
-            deadline=120,
+            startup=60,  # an array element costs seconds to start
+            per_task=20,
             timeout=5,  # seconds of running: more than an element needs to start a task
             tasks=2,
         )

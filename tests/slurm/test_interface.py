@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -16,13 +17,19 @@ import time
 
 import pytest
 from pymw_testing import (
+    WRITTEN_STDERR,
+    WRITTEN_STDOUT,
     exit_abruptly,
     fail,
+    last_words_then_exit,
     read_data,
     read_line,
     sleep_for,
     square_and_say,
+    start_process_tree,
+    wait_dead,
     wait_until,
+    write_every_way,
 )
 
 from pymw_core import (
@@ -96,6 +103,22 @@ def test_a_batch_larger_than_max_array_size_is_split_and_runs(make_master, slurm
              "the surplus pending elements to be cancelled")
 
 
+def test_output_through_a_batch_job_is_what_fds_1_and_2_got(make_master):
+    """Seen failing before fd-level capture: sys.stdout.buffer raised AttributeError."""
+    master = make_master()
+    task = master.submit_task(write_every_way)
+    assert master.get_result(task)[1] == "written"
+    assert (task.stdout, task.stderr) == (WRITTEN_STDOUT, WRITTEN_STDERR)
+
+
+def test_processes_a_task_leaves_running_in_its_job_end_with_it(make_master):
+    """The child and the double-forked, setsid grandchild end when the task does, inside
+    the job, whatever the batch system tracks."""
+    master = make_master()
+    pids = master.get_result(master.submit_task(start_process_tree, ("pids",)))[1]  # in its cwd
+    wait_dead(pids, 10, "the processes the task left running in its slurm job")
+
+
 def test_a_task_that_raises_keeps_its_type_traceback_and_stderr(make_master):
     master = make_master()
     task = master.submit_task(fail, ("no such thing",))
@@ -124,6 +147,25 @@ def test_a_task_process_that_dies_is_a_lost_worker_and_its_element_goes_on(make_
     after = master.submit_task(square_and_say, (5,))
     assert master.get_result(after)[1] == 25
     assert master.interface.job_id(after) == master.interface.job_id(dead)
+
+
+def test_task_errors_name_node_job_and_attempt_and_quote_a_dead_tasks_output(make_master):
+    # Seen failing before hosts/JOB and _with_log: no note, no node, no last words.
+    import socket
+
+    master = make_master(max_attempts=1, max_jobs=1)
+    raised = master.submit_task(fail, ("from the cluster",))
+    died = master.submit_task(last_words_then_exit, (3,))
+    with pytest.raises(LookupError) as caught:
+        master.get_result(raised)
+    host = re.escape(socket.gethostname())  # the test cluster's one node is this host
+    assert re.fullmatch(rf"\(PyMW: the task raised this on host {host}, worker Slurm job "
+                        r"\d+_\d+, attempt 1 of 1\)", caught.value.__notes__[-1]), \
+        caught.value.__notes__
+    with pytest.raises(WorkerLostError, match=r"(?s)exited with status 3 without a result.*"
+                       r"its output ends:.*the job's own last words.*"
+                       rf"\(on host {host}, worker Slurm job \d+_\d+, attempt 1 of 1\)"):
+        master.get_result(died)
 
 
 # -- walltime --------------------------------------------------------------------------------

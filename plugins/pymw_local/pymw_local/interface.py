@@ -291,7 +291,7 @@ class LocalInterface:
                 self._processes.append(process)
             master = self._master
         if closed:  # close() came meanwhile, and waits for this start to be undone
-            _kill(popen)
+            _kill_session(popen)  # guardian and worker alike, whether or not it forked yet
             popen.wait()
             for stream in (popen.stdin, popen.stdout):
                 stream.close()  # type: ignore[union-attr]
