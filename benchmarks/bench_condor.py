@@ -22,20 +22,11 @@ import sys
 import time
 from typing import Any
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TESTS = os.path.join(os.path.dirname(HERE), "tests")
+from services import on_service, wait
 
 
 def square(x):
     return x * x
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)
 
 
 def _pymw_submit(python: str, work_dir: str, n: int) -> dict[str, float]:
@@ -52,7 +43,7 @@ def _pymw_submit(python: str, work_dir: str, n: int) -> dict[str, float]:
             jobs = master.interface.get_status()["jobs"]
             return jobs["unsubmitted"] == 0 and jobs["idle"] == n
 
-        _wait(queued, 120, f"{n} jobs in the queue")
+        wait(queued, 120, f"{n} jobs in the queue")
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         clusters = master.interface.get_status()["clusters"]
         t1 = time.perf_counter()
@@ -144,23 +135,11 @@ def _median(samples: list[dict[str, float]], key: str) -> float:
 
 def run(repeats: int = 1) -> dict:
     """Start a private pool, measure, stop it; medians over ``repeats`` (and every sample)."""
-    if TESTS not in sys.path:
-        sys.path.insert(0, TESTS)
-    from condor.pool import CondorPool, missing_requirements
-
-    reason = missing_requirements()
-    if reason:
-        return {"skipped": reason}
     # PYMW_BENCH_CONDOR_BASE: where the pool's shared dir goes (default: pool.py's choice).
     # The master writes one request file per task there, so that filesystem's cost of
     # creating a file is part of the submit time.
-    pool = CondorPool(base_dir=os.environ.get("PYMW_BENCH_CONDOR_BASE") or None)
-    pool.start()
-    try:
-        with pool.as_client():
-            return _measure(pool, repeats)
-    finally:
-        pool.stop()
+    return on_service("condor.pool", "CondorPool", _measure, repeats,
+                      base_dir=os.environ.get("PYMW_BENCH_CONDOR_BASE") or None)
 
 
 def _measure(pool: Any, repeats: int) -> dict:

@@ -15,8 +15,9 @@ workloads on both backends with 2 workers each, taking turns inside each repeat:
   here), in one ``Parallel`` call; seconds, beside the ideal (serial time / workers).
 
 Both backends are warm when measured: loky's reusable executor has its processes,
-and the pymw backend's master (made at its first ``Parallel`` call) its workers; the
-pymw backend's start-up is reported on its own. Each figure is the best of
+and the pymw backend's masters (made at their first ``Parallel`` call: one for the
+backend object, one shared by the calls by name) their workers; the pymw backend's
+start-up is reported on its own. Each figure is the best of
 ``repeats`` with its spread ((worst - best) / best); the comparisons are ratios of
 figures from the same run.
 """
@@ -86,6 +87,8 @@ def run(repeats: int = 3, calls: int = 50_000, long_calls: int = 8,
     try:
         for options in (pymw, {"backend": "loky"}):  # warm up: loky starts its processes
             short(**options)
+        for name in (joblib_backend.NAME, "loky"):  # and the master shared by name its own
+            by_name(name)
         for repeat in range(repeats):
             order = [("pymw", pymw), ("loky", {"backend": "loky"})]
             if repeat % 2:

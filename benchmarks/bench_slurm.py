@@ -28,8 +28,8 @@ import tempfile
 import time
 from typing import Any
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TESTS = os.path.join(os.path.dirname(HERE), "tests")
+from services import on_service, wait
+
 RAW_SCRIPT = """#!/bin/sh
 exec {python} -c 'import os, sys; i = int(os.environ["SLURM_ARRAY_TASK_ID"]); \
 open(sys.argv[1] + "/" + str(i), "w").write(str(i * i))' {out}
@@ -38,14 +38,6 @@ open(sys.argv[1] + "/" + str(i), "w").write(str(i * i))' {out}
 
 def square(x):
     return x * x
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def _read(path: str) -> str:
@@ -82,7 +74,7 @@ def _raw_end_to_end(cluster: Any, work_dir: str, n: int) -> dict[str, float]:
     if r.returncode:
         raise RuntimeError(f"sbatch failed: {r.stderr}")
     job = r.stdout.strip().split(";")[0]
-    _wait(lambda: len(os.listdir(out)) == n and not _in_queue(cluster, job), 600,
+    wait(lambda: len(os.listdir(out)) == n and not _in_queue(cluster, job), 600,
           f"{n} raw array elements")
     wall = time.perf_counter() - t0
     assert sorted(int(_read(os.path.join(out, f))) for f in os.listdir(out)) == sorted(
@@ -98,7 +90,7 @@ def _pymw_submit(work_dir: str, n: int) -> dict[str, float]:
         for i in range(n):
             master.submit_task(square, (i,))
         calls = time.perf_counter() - t0
-        _wait(lambda: sum(size for _, size in master.interface.arrays) >= n, 120,
+        wait(lambda: sum(size for _, size in master.interface.arrays) >= n, 120,
               f"elements for {n} tasks")
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         arrays = len(master.interface.arrays)
@@ -122,7 +114,7 @@ def _calls_per_minute(work_dir: str, n: int, seconds: float) -> dict[str, float]
     with Master("slurm", work_dir=work_dir, sbatch={"begin": "now+3600"}) as master:
         for i in range(n):
             master.submit_task(square, (i,))
-        _wait(lambda: master.interface.arrays, 60, "the first array")
+        wait(lambda: master.interface.arrays, 60, "the first array")
         time.sleep(5)  # the first squeue rounds after the submit
         before = master.interface.slurm.calls
         time.sleep(seconds)
@@ -132,20 +124,7 @@ def _calls_per_minute(work_dir: str, n: int, seconds: float) -> dict[str, float]
 
 def run(repeats: int = 1) -> dict:
     """Start a private cluster, measure, stop it; medians over ``repeats``."""
-    if TESTS not in sys.path:
-        sys.path.insert(0, TESTS)
-    from slurm.cluster import SlurmCluster, missing_requirements
-
-    reason = missing_requirements()
-    if reason:
-        return {"skipped": reason}
-    cluster = SlurmCluster(max_array_size=1001)
-    cluster.start()
-    try:
-        with cluster.as_client():
-            return _measure(cluster, repeats)
-    finally:
-        cluster.stop()
+    return on_service("slurm.cluster", "SlurmCluster", _measure, repeats, max_array_size=1001)
 
 
 def _measure(cluster: Any, repeats: int) -> dict:

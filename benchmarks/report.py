@@ -77,7 +77,7 @@ def build(meta: dict[str, Any], profile: dict[str, Any], raw: dict[str, Any]) ->
         sections["master-workers"] = _workers(raw["master-workers"], ratios)
     if "long-stream" in raw:
         sections["long-stream"] = _stream(raw["long-stream"], ratios)
-    for name in ("ssh", "mpi", "condor", "slurm", "joblib"):
+    for name in ("ssh", "mpi", "condor", "slurm", "joblib", "journal"):
         if name in raw:
             sections[name] = raw[name]
             _collect_ratios(name, raw[name].get("result"), ratios)
@@ -265,6 +265,8 @@ def _targets(sections: dict, ratios: dict) -> list[dict]:
                  "mpi: round trip mpi / MPIPoolExecutor", lambda v: v <= 1)
     ratio_target("ssh null-task throughput ≥ execnet's (aim)",
                  "ssh: throughput ssh / execnet", lambda v: v >= 1)
+    ratio_target("local throughput with a journal ≥ 0.85x without (aim)",
+                 "journal: throughput_ratio", lambda v: v >= 0.85)
     ratio_target("joblib short calls: pymw backend ≥ loky's throughput (aim)",
                  "joblib: short calls/s pymw / loky", lambda v: v >= 1)
     ratio_target("joblib by name, a new Parallel per call: pymw ≥ loky's throughput (aim)",
@@ -454,7 +456,9 @@ def markdown(results: dict) -> str:
                         ("mpi", "`mpi` against mpi4py's `MPIPoolExecutor` and `local`"),
                         ("condor", "`condor` against raw `htcondor2`"),
                         ("slurm", "`slurm` against raw `sbatch --array`"),
-                        ("joblib", "joblib: the `pymw` backend on `local` against `loky`")):
+                        ("joblib", "joblib: the `pymw` backend on `local` against `loky`"),
+                        ("journal", "The journal: `local` with and without one, its size, "
+                                    "resuming")):
         if name in sections:
             out += [f"## {title}", "", *_peer(sections[name])]
     if results["ratios"]:

@@ -100,7 +100,7 @@ TINY = Profile(
 
 LOCAL = ("local-throughput", "local-latency", "local-payload", "local-cpu")
 SECTIONS = (*LOCAL, "local-memory", "master-scaling", "master-workers", "long-stream", "ssh",
-            "mpi", "condor", "slurm", "joblib")
+            "mpi", "condor", "slurm", "joblib", "journal")
 
 
 def log(text: str) -> None:
@@ -377,6 +377,10 @@ def main(argv: list[str] | None = None) -> int:
             "bench_joblib", max(1, profile.joblib_repeats), profile.peer_timeout,
             "" if profile.joblib_repeats or explicit("joblib") else
             f"not run by the {profile.name} profile; ask for it with --only joblib")),
+        ("journal", lambda: run_peer_bench(
+            "bench_journal", max(1, profile.repeats), profile.peer_timeout,
+            "" if profile.name == "full" or explicit("journal") else
+            f"not run by the {profile.name} profile; ask for it with --only journal")),
         # bench_slurm skips itself (not measured) where Slurm and munge are not installed.
         ("slurm", lambda: run_peer_bench(
             "bench_slurm", max(1, profile.slurm_repeats), profile.peer_timeout,

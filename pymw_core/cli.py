@@ -208,8 +208,18 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         print(f"[{'ok' if ok else 'FAIL'}]{'  ' if ok else ''} {text}", file=out)
 
     started = time.monotonic()
+    probed: set[int] = set()
+
+    def each_worker_once(tasks: list[Any], workers: list[Any]) -> tuple[Any, Any]:
+        # One probe per worker: a broken host among good ones must not pass unseen.
+        for worker in workers:
+            if id(worker) not in probed:
+                probed.add(id(worker))
+                return tasks[0], worker
+        return None, None
+
     try:
-        master = Master(eff.interface)
+        master = Master(eff.interface, scheduler_func=each_worker_once)
     except ConfigurationError as exc:
         report(False, str(exc))
         return USAGE
@@ -226,31 +236,43 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     try:
         report(True, f"interface {eff.interface!r} started in {time.monotonic() - started:.2f} s")
         sent = time.monotonic()
-        task = master.submit_task(_make_probe())
+        probe = _make_probe()
+        tasks = [master.submit_task(probe) for _ in range(_worker_count(master))]
         deadline = sent + args.timeout
-        while not task.done() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if not task.done():
-            report(False, f"the probe task did not finish within {args.timeout:g} s "
-                          "(no worker reached? raise --timeout for a busy batch system)")
-            return FAILED
-        try:
-            _, info = master.get_result(task)
-        except Exception as exc:
-            report(False, f"the probe task failed: {type(exc).__name__}: {exc}")
-            return FAILED
-        report(True, f"probe task ran on host {info['host']} (pid {info['pid']}) "
-                     f"in {time.monotonic() - sent:.2f} s")
-        theirs = tuple(info["python"])
-        mine = tuple(sys.version_info[:3])
-        shown = ".".join(map(str, theirs))
-        if theirs[:2] == mine[:2]:
-            report(True, f"worker Python {shown} ({info['executable']}) matches the master's "
-                         f"{'.'.join(map(str, mine))}")
-        else:
+        infos = []
+        for task in tasks:
+            while not task.done() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if not task.done():
+                report(False, f"the probe task did not finish within {args.timeout:g} s "
+                              "(no worker reached? raise --timeout for a busy batch system)")
+                return FAILED
+            try:
+                _, info = master.get_result(task)
+            except Exception as exc:
+                report(False, f"the probe task failed: {type(exc).__name__}: {exc}")
+                return FAILED
+            worker = "" if task.worker is None else f", worker {task.worker!r}"
+            report(True, f"probe task ran on host {info['host']} (pid {info['pid']}{worker}) "
+                         f"in {time.monotonic() - sent:.2f} s")
+            infos.append(info)
+        for name, why in _hosts_not_up(master.get_status()):
             failed = True
-            report(False, f"worker Python {shown} ({info['executable']}) differs from the "
-                          f"master's {'.'.join(map(str, mine))}: the minor versions must match")
+            report(False, f"host {name} is not used: {why}")
+        mine = tuple(sys.version_info[:3])
+        for info in infos:
+            theirs = tuple(info["python"])
+            shown = ".".join(map(str, theirs))
+            if theirs[:2] != mine[:2]:
+                failed = True
+                report(False, f"worker Python {shown} ({info['executable']}) differs from the "
+                              f"master's {'.'.join(map(str, mine))}: the minor versions must "
+                              "match")
+        if not failed:
+            info = infos[0]
+            report(True, f"worker Python {'.'.join(map(str, info['python']))} "
+                         f"({info['executable']}) matches the master's "
+                         f"{'.'.join(map(str, mine))}")
         status = master.get_status()
         extra = {k: v for k, v in status.items() if k not in _MASTER_COUNTERS}
         if extra:
@@ -260,6 +282,33 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         master.close()
     print("check failed" if failed else "all checks passed", file=out)
     return FAILED if failed else OK
+
+
+def _worker_count(master: Any) -> int:
+    """How many workers to probe: the interface's ``workers`` status, else those it offers
+    now (distinct), else 1 (an interface without workers of its own, a batch system)."""
+    reported = master.get_status().get("workers")
+    if isinstance(reported, int) and not isinstance(reported, bool) and reported > 0:
+        return reported
+    get = getattr(master.interface, "get_available_workers", None)
+    try:
+        offered = get() if get is not None else None
+    except Exception:
+        offered = None
+    if isinstance(offered, list) and offered:
+        return len({id(worker) for worker in offered})
+    return 1
+
+
+def _hosts_not_up(status: dict[str, Any]) -> list[tuple[str, str]]:
+    """Hosts an interface reports (``status["hosts"]``, as ``ssh`` does) that are not up:
+    their workers take no probe, so the check names them instead of passing without them."""
+    hosts = status.get("hosts")
+    if not isinstance(hosts, dict):
+        return []
+    return [(str(name), f"{info.get('state')}: {info.get('error') or 'no reason given'}")
+            for name, info in hosts.items()
+            if isinstance(info, dict) and info.get("state") not in (None, "up")]
 
 
 _MASTER_COUNTERS = frozenset(
@@ -340,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(run=cmd_config)
 
     check = commands.add_parser(
-        "check", help="start the configured interface and run one probe task on it"
+        "check", help="start the configured interface and run a probe task on each of its workers"
     )
     check.add_argument("--interface", metavar="NAME", help="check this interface instead")
     check.add_argument("--timeout", metavar="S", type=float, default=120.0,

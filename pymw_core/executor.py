@@ -8,8 +8,9 @@ Code written for ``ProcessPoolExecutor`` runs unchanged::
 
 from __future__ import annotations
 
+import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from typing import Any
 
@@ -67,6 +68,18 @@ class PyMWExecutor(Executor):
             self._settle(task)
         return future
 
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
+            chunksize: int = 1) -> Iterator[Any]:
+        """As ``ProcessPoolExecutor.map``: results in order; with ``chunksize`` N each task
+        runs N calls, so many short calls cost few tasks."""
+        if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+            raise ValueError(f"chunksize must be a whole number >= 1, not {chunksize!r}")
+        if chunksize == 1:
+            return super().map(fn, *iterables, timeout=timeout)
+        calls = zip(*iterables, strict=False)  # shortest wins, as for the builtin map
+        chunks = super().map(_chunk_runner(fn), _chunks(calls, chunksize), timeout=timeout)
+        return (result for chunk in chunks for result in chunk)
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """As ``concurrent.futures``: ``cancel_futures`` cancels the calls not yet started
         (running ones finish); ``wait`` waits for them."""
@@ -114,3 +127,17 @@ class PyMWExecutor(Executor):
             future.set_exception(exc)
         else:
             future.set_result(result)
+
+
+def _chunks(calls: Iterator[tuple[Any, ...]], size: int) -> Iterator[tuple[tuple[Any, ...], ...]]:
+    """The argument tuples of ``calls``, ``size`` at a time (the last chunk may be short)."""
+    while chunk := tuple(itertools.islice(calls, size)):
+        yield chunk
+
+
+def _chunk_runner(fn: Callable[..., Any]) -> Callable[[tuple[tuple[Any, ...], ...]], list[Any]]:
+    # Nested, so it travels by value: a worker with only the runtime zip can run it.
+    def run_chunk(chunk: tuple[tuple[Any, ...], ...]) -> list[Any]:
+        return [fn(*args) for args in chunk]
+
+    return run_chunk

@@ -76,6 +76,20 @@ def attach_master(master: Master) -> None:
     """
 
 
+@hookspec(firstresult=True)
+def reattach_task(task: Task, handle: dict) -> bool | None:
+    """Take over ``task`` (an attempt), which a dead master of this journal started here.
+
+    Called at ``submit_task`` when the journal (``Master(journal=...)``) holds the same
+    task unfinished with a ``handle``: the JSON object this interface recorded with
+    ``task.record_handle(data)`` while the earlier master ran it (a batch job's id, its
+    run directory ...). Return True if the interface found that run still going (or
+    already ended with a reply) and will report on ``task`` as on any other attempt
+    (``task_finished`` / ``worker_lost``); False (or None) and the task is queued and
+    runs as usual. Only interfaces whose work outlives the master implement it.
+    """
+
+
 # -- observers: any plugin may watch tasks without touching the core ------------------
 
 
@@ -128,6 +142,7 @@ INTERFACE_HOOKS = (
     "cleanup",
     "stop_task",
     "attach_master",
+    "reattach_task",
 )
 OBSERVER_HOOKS = (
     "on_task_submitted",

@@ -211,6 +211,14 @@ class PyMWBackend(AutoBatchingMixin, ParallelBackendBase):
         self._get_executor()
         return n_jobs
 
+    def compute_batch_size(self) -> int:
+        """joblib's auto batching follows timings, so a program started again would batch
+        its calls differently and find none of its tasks in the journal: with a journal,
+        "auto" is one call per task (``Parallel(batch_size=N)`` fixes a larger size)."""
+        if self._master is not None and self._master.journal is not None:
+            return 1
+        return super().compute_batch_size()
+
     def submit(self, func: Callable[[], Any], callback: Callable[[Any], None] | None = None
                ) -> Future:
         """Submit one batch as a task; ``callback(future)`` runs when it ends."""

@@ -219,6 +219,7 @@ class Journal:
                                f"not {resume!r}")
         self.path = os.path.abspath(os.fspath(path))
         self.resume = resume
+        self.interface = interface
         self.program = program
         self._lock_fd = -1
         self._conn: sqlite3.Connection | None = None
@@ -290,12 +291,8 @@ class Journal:
                 (time.time(), time.time(), os.getpid(), socket.gethostname(), program,
                  interface, json.dumps(settings, default=repr, sort_keys=True)),
             ).lastrowid
-            # Any run still "live" died (we hold the lock): its running attempts ended then.
-            conn.execute("UPDATE runs SET ended = heartbeat WHERE ended IS NULL AND id != ?",
-                         (self.run_id,))
-            conn.execute("UPDATE attempts SET ended = (SELECT heartbeat FROM runs WHERE "
-                         "runs.id = attempts.run), outcome = 'lost', detail = 'the master died'"
-                         " WHERE ended IS NULL")
+            # A run that died keeps ended NULL, and so do its attempts that were running
+            # (the agreed schema): readers tell it by its stale heartbeat.
             self._task_base = conn.execute("SELECT coalesce(max(id), 0) FROM tasks").fetchone()[0]
             self._attempt_base = conn.execute(
                 "SELECT coalesce(max(id), 0) FROM attempts").fetchone()[0]
@@ -304,6 +301,7 @@ class Journal:
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # the header names a journal now
             self._reader = sqlite3.connect(path, timeout=10, check_same_thread=False)
             self._read_lock = threading.Lock()
+            self._ahead: dict[int, tuple] = {}  # results read ahead by outcome()
         except sqlite3.Error as exc:
             raise JournalError(f"cannot write the journal {path}: {exc}") from exc
 
@@ -401,11 +399,18 @@ class Journal:
         return self.resume == "all" and recorded.state == "failed"
 
     def outcome(self, row: int) -> Outcome | None:
-        """The recorded result of task ``row``; None if it cannot be restored."""
+        """The recorded result of task ``row``; None if it cannot be restored.
+
+        Read ahead in row order (a program started again submits in the same order), so
+        resuming a run of 100,000 tasks costs a few hundred queries, not 100,000."""
         with self._read_lock:  # the writer has its own connection
-            got = self._reader.execute(
-                "SELECT ok, value, stdout, stderr, error, traceback FROM results WHERE task = ?",
-                (row,)).fetchone()
+            got = self._ahead.pop(row, None)
+            if got is None:
+                fetched = self._reader.execute(
+                    "SELECT task, ok, value, stdout, stderr, error, traceback FROM results "
+                    "WHERE task >= ? ORDER BY task LIMIT ?", (row, _READ_AHEAD)).fetchall()
+                self._ahead = {r[0]: r[1:] for r in fetched}
+                got = self._ahead.pop(row, None)
         if got is None or got[1] is None:
             return None
         try:
@@ -419,6 +424,15 @@ class Journal:
     def handles(self, row: int) -> list[dict]:
         """What interfaces recorded to re-attach to task ``row`` (``interface`` key added)."""
         return self._handles.get(row, [])
+
+    def last_handle(self, row: int) -> dict | None:
+        """The latest handle this run's interface (by name) recorded for task ``row``."""
+        mine = [h for h in self._handles.get(row, ()) if h.get("interface") == self.interface]
+        if not mine:
+            return None
+        handle = dict(mine[-1])
+        handle.pop("interface", None)
+        return handle
 
     def entry(self, task_id: int, key: str, name: str,
               recorded: Recorded | None) -> Entry:
@@ -463,8 +477,9 @@ class Journal:
         self.put((_END, row, None if attempt_id is None else self._attempt_base + attempt_id,
                   outcome, detail, state, when, result))
 
-    def handle(self, row: int, interface: str, data: dict) -> None:
-        self.put((_HANDLE, row, interface, json.dumps(data, sort_keys=True)))
+    def handle(self, row: int, data: dict) -> None:
+        """Record what this run's interface needs to re-attach to task ``row``."""
+        self.put((_HANDLE, row, self.interface, json.dumps(data, sort_keys=True, default=str)))
 
     def drop_handles(self, row: int) -> None:
         self.put((_DROP, row))
@@ -579,6 +594,8 @@ class Journal:
 
 
 
+_READ_AHEAD = 512  # results outcome() reads at once
+
 _ENDED = frozenset(("finished", "failed", "cancelled"))
 _HOLD = 0.5  # seconds a new task that has not ended may wait to be written in its end state
 
@@ -648,8 +665,10 @@ def _fold(ops: list[tuple], run: int, carry: _Carry | None = None,
             else:
                 new_tasks[row] = [row, key, run, name, when, "queued", None, 0]
                 carry.since[row] = time.monotonic()
-        elif code == _HANDLE:
+        elif code == _HANDLE:  # what re-attaching needs is written now, with its task
             handles.append((_INSERT_HANDLE, op[1:]))
+            if op[1] in carry.since:
+                carry.since[op[1]] = 0.0
         elif code == _DROP:
             handles.append((_DROP_HANDLES, op[1:]))
     if flush:
@@ -704,21 +723,14 @@ def _dumps(value: Any) -> bytes | None:
 
 
 def worker_label(worker: Any) -> tuple[str | None, str | None]:
-    """A worker's label and host for the journal: its ``label``/``name`` and ``host``
-    attributes when it has them, else its repr and this host."""
+    """A worker's label and host for the journal, as error messages name them
+    (:func:`pymw_core.task.describe_worker`); the host defaults to this machine's."""
     if worker is None:
         return None, None
-    label = worker if isinstance(worker, str) else (
-        getattr(worker, "label", None) or getattr(worker, "name", None))
-    if not isinstance(label, str):
-        label = repr(worker).strip("<>")
-    host = getattr(worker, "host", None)
-    if host is not None and not isinstance(host, str):
-        host = getattr(host, "name", None)
-    if not isinstance(host, str):
-        info = getattr(worker, "info", None)
-        host = info.get("host") if isinstance(info, dict) else None
-    return label, host if isinstance(host, str) else _HOST
+    from pymw_core.task import describe_worker
+
+    host, name = describe_worker(worker)
+    return name, host or _HOST
 
 
 _HOST = socket.gethostname()
@@ -802,6 +814,11 @@ def _file_part(entry: Any) -> bytes:
         if isinstance(where, (bytes, bytearray, memoryview)):
             return f"{name}\0".encode() + hashlib.sha256(where).hexdigest().encode()
         if isinstance(where, str) and os.path.isfile(where):
+            # The master's snapshot of the file at submit (pymw_core.staging) lives in a
+            # folder named by its contents' SHA-256: no need to read it again.
+            folder = os.path.basename(os.path.dirname(where))
+            if len(folder) == 40 and all(c in "0123456789abcdef" for c in folder):
+                return f"{name}\0{folder}".encode()
             return f"{name}\0{file_digest(where)}".encode()
         return f"{name}\0".encode() + _canonical(where)
     return _canonical(entry)

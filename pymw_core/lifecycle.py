@@ -144,6 +144,45 @@ class Lifecycle:
             self._observe("on_task_failed", task=task, error=error)
         return task
 
+    def reattach(self, task: Task, take: Callable[[Attempt], bool]) -> bool:
+        """A task of an earlier run that an interface may still be running: ``take(attempt)``
+        asks the interface to take it over (``reattach_task``). True: it did, and will
+        report on the attempt. False: the task is queued as any other (nothing ran twice:
+        the interface found nothing of it running)."""
+        with self.lock:
+            self._admit(task)
+            attempt = self.start(task, None)
+        self._observe("on_task_submitted", task=task)
+        try:
+            took = bool(take(attempt))
+        except Exception:
+            log.warning("re-attaching %s failed; it is submitted anew", task, exc_info=True)
+            took = False
+        if took:
+            return True
+        with self.lock:
+            if attempt.reported or task._attempt is not attempt or task.state != RUNNING:
+                return True  # reported already after all
+            attempt.reported = True
+            attempt.payload = None
+            task.attempts -= 1
+            self.in_flight -= 1
+            if task._journal is not None:
+                self.journal.ended(task._journal.row, attempt.id, "cancelled",  # type: ignore[union-attr]
+                                   "not re-attached: submitted anew", QUEUED, None, None)
+            self._move(task, QUEUED)
+            self.scheduler.add(task)  # type: ignore[union-attr]
+            self.scheduler.poke(workers_changed=True)  # type: ignore[union-attr]
+        return False
+
+    def record_handle(self, attempt: Attempt, data: dict) -> None:
+        """What the interface needs to re-attach to ``attempt`` after the master's death."""
+        task = attempt.task
+        if self.journal is None or task._journal is None:
+            return
+        with self.lock:
+            self.journal.handle(task._journal.row, data)
+
     def sync_journal(self) -> None:
         """Return once every end so far is committed to the journal (before a handout)."""
         if self.journal is not None:

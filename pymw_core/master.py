@@ -205,6 +205,13 @@ class Master:
             if outcome is not None:
                 return self._life.resumed(task, outcome)
             task._journal = journal.entry(task.id, key, _task_name(executable), recorded)
+            handle = (journal.last_handle(recorded.row)
+                      if recorded is not None and recorded.state in (QUEUED, RUNNING)
+                      and self.hooks.reattach_task.get_hookimpls() else None)
+            if handle is not None:
+                self._life.reattach(task, lambda attempt: self.hooks.reattach_task(
+                    task=attempt, handle=handle))
+                return task
         match_here = self._life.submit(task)
         if match_here:
             self._scheduler.match_here()
@@ -283,6 +290,11 @@ class Master:
         if self._journal is not None:
             self._journal.close()
         self._observe("on_master_closed", master=self)
+
+    @property
+    def journal(self) -> str | None:
+        """The journal's absolute path (``Master(journal=...)``), or None without one."""
+        return self._journal.path if self._journal is not None else None
 
     @property
     def closed(self) -> bool:

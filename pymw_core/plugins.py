@@ -95,6 +95,10 @@ def how_to_choose(names: list[str]) -> str:
     )
 
 
+# PyMW's own interfaces and the distributions they come in: a missing one is one pip away.
+OUR_DISTRIBUTIONS = {name: f"pymw-{name}" for name in ("local", "ssh", "condor", "slurm", "mpi")}
+
+
 def load_factory(name: str, chosen: bool = True) -> Callable[..., Any]:
     """The class (or factory) an interface's entry point names.
 
@@ -110,6 +114,12 @@ def load_factory(name: str, chosen: bool = True) -> Callable[..., Any]:
             raise ConfigurationError(
                 f"no interface was chosen and the default, {name!r}, is not installed "
                 f"(installed: {listed}){install}; {how_to_choose(names)}"
+            )
+        if name in OUR_DISTRIBUTIONS:
+            dist = OUR_DISTRIBUTIONS[name]
+            raise ConfigurationError(
+                f"no PyMW interface named {name!r} is installed (installed: {listed}); "
+                f"it is PyMW's own, in the {dist} distribution: pip install {dist}"
             )
         raise ConfigurationError(
             f"no PyMW interface named {name!r} is installed (installed: {listed})."

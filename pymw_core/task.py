@@ -134,6 +134,12 @@ class Task:
         else:
             self._life.finish_unattempted(self, task_err, result)
 
+    def record_handle(self, data: dict) -> None:
+        """Attempt.record_handle for the task's current attempt."""
+        attempt = self._attempt
+        if attempt is not None:
+            attempt.record_handle(data)
+
     def worker_lost(self, reason: str | BaseException | None = None, started: bool = True) -> None:
         """The worker running the task's current attempt vanished (see Attempt.worker_lost)."""
         attempt = self._attempt
@@ -259,6 +265,12 @@ class Attempt:
         worker), so it is not charged to the task.
         """
         self._life.attempt_lost(self, str(reason) if reason else "worker lost", started)
+
+    def record_handle(self, data: dict) -> None:
+        """Record in the master's journal (if it has one) what this interface needs to
+        re-attach to this run after the master died: a JSON object of its own (a batch
+        job's id, its run directory ...). See ``reattach_task`` in pymw_core.hookspecs."""
+        self._life.record_handle(self, data)
 
     def ran_on(self, host: str | None = None, worker: str | None = None) -> None:
         """The interface learnt where this run is (a batch job's execute node, its job

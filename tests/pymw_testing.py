@@ -83,12 +83,31 @@ def read_line(stream: IO, timeout: float, what: str) -> Any:
 
 
 def alive(pid: int) -> bool:
-    """True while process ``pid`` runs (a zombie has ended: it is not alive)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return False
+    """True while process ``pid`` runs (a zombie has ended: it is not alive): the
+    contract kit's ``pid_gone``, the one reading of /proc the suite uses."""
+    from pymw_core.testing.harness import pid_gone
+
+    return not pid_gone(pid)
+
+
+def session_members(sid: int) -> list[int]:
+    """Live processes of session ``sid``, from /proc (zombies do not count).
+
+    pymw_mpi.launcher has its own: the tests keep theirs, so a launcher that misreads
+    /proc cannot make its own check pass.
+    """
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 3 and int(fields[3]) == sid and fields[0] != b"Z":
+            found.append(int(entry))
+    return found
 
 
 def wait_dead(pids: Iterable[int], timeout: float, what: str) -> None:
@@ -473,6 +492,15 @@ def sleep_for(seconds):
 
     time.sleep(seconds)
     return seconds
+
+
+def last_words_then_exit(status):
+    """Write to the process's own stderr (fd 2, not the task's captured output), then die:
+    a crash's last words, which a batch job's error must quote."""
+    import os
+
+    os.write(2, b"the job's own last words\n")
+    os._exit(status)
 
 
 def exit_abruptly(status):

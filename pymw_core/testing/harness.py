@@ -1,8 +1,9 @@
 """One check's world: masters on the interface under test, its files, waits with deadlines.
 
-The interface is wrapped (:class:`Watched`) so the kit sees what the master never
-shows: every report the interface makes on each attempt. The wrapper offers the
-master exactly the hooks the interface has, so a missing hook stays missing.
+The interface is wrapped (:func:`pymw_core.testing.calls.watched`) so the kit sees what
+the master never shows: every hook call and every report the interface makes. Every
+wait and every call into the master that reaches a hook has a deadline from the
+:class:`Target`; a failure says what did not happen and what the interface was doing.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ from typing import Any
 import pytest
 
 from pymw_core import Master
-from pymw_core.hookspecs import INTERFACE_HOOKS
 from pymw_core.plugins import installed_interfaces
-from pymw_core.task import Attempt
+from pymw_core.testing.calls import HookLog, watched
 from pymw_core.testing.target import Target
 
 _tasks: ModuleType | None = None
@@ -43,120 +43,21 @@ def load_tasks() -> ModuleType:
     return _tasks
 
 
-class Reports:
-    """Each attempt's reports (``task_finished`` / ``worker_lost``), as the interface made them."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.by_attempt: dict[int, list[str]] = {}
-        self.attempts: dict[int, Attempt] = {}
-
-    def add(self, attempt: Attempt, what: str) -> None:
-        with self.lock:
-            self.by_attempt.setdefault(attempt.id, []).append(what)
-
-    def of_task(self, task: Any) -> dict[int, list[str]]:
-        with self.lock:
-            return {aid: list(self.by_attempt.get(aid, ()))
-                    for aid, attempt in self.attempts.items() if attempt.task is task}
-
-
-class _Handle:
-    """The attempt as the interface sees it: every attribute is the attempt's own, and
-    its two reports are recorded on the way."""
-
-    __slots__ = ("_attempt", "_reports")
-
-    def __init__(self, attempt: Attempt, reports: Reports) -> None:
-        object.__setattr__(self, "_attempt", attempt)
-        object.__setattr__(self, "_reports", reports)
-
-    @property  # type: ignore[misc]
-    def __class__(self) -> type:  # isinstance(handle, Attempt), as deliver() asks
-        return Attempt
-
-    def task_finished(self, *args: Any, **kwargs: Any) -> None:
-        self._reports.add(self._attempt, "task_finished")
-        self._attempt.task_finished(*args, **kwargs)
-
-    def worker_lost(self, *args: Any, **kwargs: Any) -> None:
-        self._reports.add(self._attempt, "worker_lost")
-        self._attempt.worker_lost(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._attempt, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._attempt, name, value)
-
-    def __repr__(self) -> str:
-        return repr(self._attempt)
-
-
-class HookFailure(RuntimeError):
-    """Raised on purpose by a hook the ``failing_hooks`` check makes fail."""
-
-
-def watched(interface: Any, reports: Reports, failing: str | None = None) -> Any:
-    """``interface`` behind a wrapper with the same hooks; ``failing`` raises after each call
-    (``get_available_workers`` raises instead of answering, once)."""
-    present = [h for h in INTERFACE_HOOKS if callable(getattr(interface, h, None))]
-    handles: dict[int, _Handle] = {}
-    state = {"failed_once": False}
-
-    def handle(attempt: Attempt) -> _Handle:
-        with reports.lock:
-            found = handles.get(attempt.id)
-            if found is None:
-                found = handles[attempt.id] = _Handle(attempt, reports)
-                reports.attempts[attempt.id] = attempt
-            return found
-
-    def forward(hook: str) -> Callable[..., Any]:
-        real = getattr(interface, hook)
-
-        def call(self: Any, **kwargs: Any) -> Any:
-            if "task" in kwargs:
-                kwargs["task"] = handle(kwargs["task"])
-            if hook == failing == "get_available_workers" and not state["failed_once"]:
-                state["failed_once"] = True
-                raise HookFailure("get_available_workers failed on purpose (contract kit)")
-            answer = real(**kwargs)
-            if hook == failing and hook != "get_available_workers":
-                raise HookFailure(f"{hook} failed on purpose (contract kit)")
-            return answer
-
-        # pluggy passes hook arguments by name: the wrapper must take the same names.
-        names = {"execute_task": "task, worker", "stop_task": "task, worker",
-                 "reserve_worker": "worker", "worker_finished": "worker",
-                 "attach_master": "master"}.get(hook, "")
-        args = ", ".join(f"{n}={n}" for n in names.split(", ") if n)
-        scope = {"call": call}
-        exec(f"def {hook}(self{', ' if names else ''}{names}):\n"
-             f"    return call(self{', ' if args else ''}{args})\n", scope)
-        return scope[hook]
-
-    def getattr_(self: Any, name: str) -> Any:
-        return getattr(interface, name)
-
-    namespace: dict[str, Any] = {h: forward(h) for h in present}
-    namespace["__getattr__"] = getattr_
-    namespace["__repr__"] = lambda self: f"<watched {interface!r}>"
-    cls = type(f"Watched{type(interface).__name__}", (), namespace)
-    return cls()
-
-
 class Ends:
-    """Observer: how many times the master ended each task (done or failed)."""
+    """Observer: how many times the master ended each task (done or failed), and when the
+    first task of the check ended (the interface's measured start-up)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.count: dict[int, int] = {}
         self.retried: dict[int, int] = {}
+        self.first_end: float | None = None
 
     def on_task_done(self, task: Any) -> None:
         with self.lock:
             self.count[id(task)] = self.count.get(id(task), 0) + 1
+            if self.first_end is None:
+                self.first_end = time.monotonic()
 
     def on_task_failed(self, task: Any, error: BaseException) -> None:
         self.on_task_done(task)
@@ -187,9 +88,10 @@ class Run:
     def __init__(self, target: Target, tmp_path: Path) -> None:
         self.target = target
         self.tasks = load_tasks()
-        self.reports = Reports()
+        self.log = HookLog()
         self.ends = Ends()
         self.masters: list[Master] = []
+        self.created: float | None = None
         base = target.shared_dir or str(tmp_path)
         self.shared = os.path.join(base, f"contract-markers-{uuid.uuid4().hex[:12]}")
         os.makedirs(self.shared)
@@ -222,47 +124,93 @@ class Run:
 
     def master(self, failing: str | None = None, **settings: Any) -> Master:
         """A master on a fresh instance of the interface, watched; closed by :meth:`close`."""
-        interface = watched(self.build_interface(), self.reports, failing)
-        master = Master(interface, observers=[self.ends], **settings)
-        self.masters.append(master)
-        return master
+        if self.created is None:
+            self.created = time.monotonic()
+
+        def make() -> Master:
+            interface = watched(self.build_interface(), self.log, failing)
+            master = Master(interface, observers=[self.ends], **settings)
+            self.masters.append(master)
+            return master
+
+        return self.call(make, "the interface to start and the master to adopt it")
 
     # -- waiting -------------------------------------------------------------------
 
-    def wait(self, condition: Callable[[], Any], what: str, seconds: float | None = None) -> Any:
-        """Poll until ``condition()`` is true; fail saying ``what`` did not happen in time."""
-        seconds = self.target.deadline if seconds is None else seconds
+    def fail(self, what: str, seconds: float, tasks: int) -> None:
+        """Fail saying ``what`` did not happen in ``seconds``, and where that budget came from."""
+        measured = ""
+        if self.created is not None and self.ends.first_end is not None:
+            measured = (f"; this check's first task ended {self.ends.first_end - self.created:.1f}"
+                        " s after its master was made")
+        elif self.created is not None:
+            measured = "; no task of this check has ended yet"
+        pytest.fail(f"{self.target.label}: {what} did not happen within {seconds:g} s "
+                    f"({self.target.budget(tasks)}{measured})")
+
+    def wait(self, condition: Callable[[], Any], what: str, tasks: int = 1) -> Any:
+        """Poll until ``condition()`` is true; fail saying ``what`` did not happen in time.
+
+        The deadline is ``Target.seconds(tasks)``: start-up plus ``tasks`` tasks' worth.
+        """
+        seconds = self.target.seconds(tasks)
         deadline = time.monotonic() + seconds
         while True:
             value = condition()
             if value:
                 return value
             if time.monotonic() >= deadline:
-                pytest.fail(f"{self.target.label}: {what} did not happen within {seconds} s")
-            time.sleep(0.05)
+                self.fail(what, seconds, tasks)
+            time.sleep(0.02)
 
-    def outcome(self, master: Master, task: Any) -> Any:
+    def call(self, function: Callable[[], Any], what: str, tasks: int = 1) -> Any:
+        """``function()`` (a call into the master that reaches a hook), with a deadline: a
+        hook that hangs fails the check instead of hanging it."""
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["value"] = function()
+            except BaseException as exc:  # re-raised on the check's thread
+                box["error"] = exc
+
+        thread = threading.Thread(target=run, name="pymw-contract-call", daemon=True)
+        thread.start()
+        seconds = self.target.seconds(tasks)
+        thread.join(seconds)
+        if thread.is_alive():
+            self.fail(f"{what} (the call returning)", seconds, tasks)
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    def outcome(self, master: Master, task: Any, tasks: int = 1) -> Any:
         """``get_result(task)``'s value, waiting at most the deadline for the task to end."""
-        self.wait(task.done, f"{task.name} to end")
-        return master.get_result(task)[1]
+        self.wait(task.done, f"{task.name} to end", tasks)
+        try:
+            return master.get_result(task)[1]
+        except Exception as exc:
+            pytest.fail(f"{self.target.label}: {task.name} failed with "
+                        f"{type(exc).__name__}: {exc}", pytrace=False)
 
-    def error(self, master: Master, task: Any) -> BaseException:
+    def error(self, master: Master, task: Any, tasks: int = 1) -> BaseException:
         """The exception ``get_result(task)`` raises (failing if it returns instead)."""
-        self.wait(task.done, f"{task.name} to end")
+        self.wait(task.done, f"{task.name} to end", tasks)
         try:
             value = master.get_result(task)[1]
         except Exception as exc:
             return exc
-        pytest.fail(f"{self.target.label}: {task.name} returned {value!r} instead of raising")
+        pytest.fail(f"{self.target.label}: {task.name} returned {value!r:.200} instead of "
+                    "raising")
 
     def marker(self, name: str) -> str:
         return os.path.join(self.shared, name)
 
-    def pid_of(self, label: str) -> int:
+    def pid_of(self, label: str, tasks: int = 1) -> int:
         """The pid a ``hold`` task wrote, waiting for the task to start."""
         path = self.marker(f"{label}.pid")
         self.wait(lambda: os.path.exists(path),
-                  f"task {label!r} to start (its marker {path} to appear)")
+                  f"task {label!r} to start (its marker {path} to appear)", tasks)
         with open(path, encoding="utf-8") as fh:
             return int(fh.read())
 
@@ -274,17 +222,31 @@ class Run:
         for task in tasks:
             ends = self.ends.count.get(id(task))
             assert ends == 1, f"{task.name} ended {ends} times"
-            for attempt_id, said in self.reports.of_task(task).items():
+            for attempt_id, said in self.log.of_task(task).items():
                 assert len(said) <= 1, (
                     f"{self.target.label} reported attempt {attempt_id} of {task.name} "
                     f"{len(said)} times: {said}")
+
+    def explain(self, key: str, text: str) -> str:
+        """A failure of check ``key``: the rule, what went wrong, what the interface did."""
+        from pymw_core.testing.rules import RULES
+
+        rule = RULES[key.split("[", 1)[0]]
+        return (f"{self.target.label} breaks the contract rule `{key}`: {rule.text}\n"
+                f"{text.strip()}\n{self.log.describe()}")
 
     # -- the end ----------------------------------------------------------------------
 
     def close(self) -> None:
         try:
-            for master in self.masters:
-                master.close()
+            hung = []
+            for master in list(self.masters):  # every one, even after one that hangs
+                try:
+                    self.call(master.close, "close() of the master (the interface's cleanup)")
+                except pytest.fail.Exception as exc:
+                    hung.append(exc)
+            if hung:
+                raise hung[0]
         finally:
             if self._saved_tmpdir is None:
                 os.environ.pop("TMPDIR", None)

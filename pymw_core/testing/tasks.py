@@ -21,6 +21,36 @@ def echo(*args, **kwargs):
     return args, kwargs
 
 
+def blob(seed, size):
+    """``size`` bytes that only this seed gives: a big result the kit can rebuild to compare."""
+    import random
+
+    return random.Random(seed).randbytes(size)
+
+
+def digest(data):
+    """What a big argument looked like on arrival: its length and its SHA-256."""
+    import hashlib
+
+    return len(data), hashlib.sha256(data).hexdigest()
+
+
+def nested(seed, size):
+    """About ``size`` bytes as nested objects: dicts, lists, tuples, text, bytes, numbers."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(max(1, size // 4096)):
+        rows.append({
+            "i": i,
+            "text": f"row {i} \u00e9\u2713 " * 40,
+            "raw": rng.randbytes(3000),
+            "deep": [[i, (i * 0.5, str(i))], {"none": None, "flag": i % 2 == 0}],
+        })
+    return {"seed": seed, "rows": rows}
+
+
 def fail(message):
     raise ContractError(message)
 

@@ -339,6 +339,13 @@ def timeline(d: Data) -> str:
                     parts.append(f'<rect class="badslice" x="{x:.2f}" y="{i * row_h + 1}"'
                                  f' width="{max(w, 1.5):.2f}" height="{max(row_h / 3, 1):.1f}">'
                                  f'<title>{d.bad[i][b]} attempts ended badly</title></rect>')
+    if len(d.runs) > 1:  # where each master took over the journal
+        for r in d.runs:
+            x = LEFT + (r.started - d.t0) * scale
+            parts.append(f'<line class="runline" x1="{x:.1f}" x2="{x:.1f}" y1="0"'
+                         f' y2="{n * row_h}"><title>run {r.id} started {_when(r.started)}'
+                         f'</title></line><text class="runlabel" x="{x + 3:.1f}"'
+                         f' y="{n * row_h - 3}">run {r.id}</text>')
     parts.append(_axis(d, n * row_h + 4))
     parts.append("</svg>")
     return "".join(parts)
@@ -437,9 +444,10 @@ details summary{cursor:pointer;color:#2a5d8f}
  max-width:100%;height:auto}
 .chart text{font:11px system-ui,sans-serif;fill:#555}.chart .rl{text-anchor:end}
 .chart .tl{text-anchor:middle}.axis,.tick{stroke:#999}.grid{stroke:#eee}
-.band{fill:#f4f5f7}.slice{fill:#4e79a7}.badslice{fill:#e15759}
+.band{fill:#f4f5f7}.slice{fill:#4e79a7;shape-rendering:crispEdges}.badslice{fill:#e15759}
 .attempt.open{stroke:#222;stroke-dasharray:2 2}
 .series{fill:none;stroke-width:1.6}
+.runline{stroke:#333;stroke-dasharray:4 3}.chart .runlabel{fill:#333;font-weight:600}
 .legend{margin:4px 0;font-size:12px;color:#444}
 .key{margin-right:14px;white-space:nowrap}
 .key i{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:4px;

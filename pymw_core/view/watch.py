@@ -27,6 +27,7 @@ RECENT = 60.0        # a worker seen this recently is listed even when idle
 FAILURE_WINDOW = 600.0  # lost/timed-out attempts this recent are listed among failures
 MAX_FAILURES = 5
 FULL_COUNT = 30.0    # seconds between full counts of the tasks by state
+ID_MARGIN = 50_000   # task ids a late write may lag the highest one by (see counts)
 
 # Exit codes: the run ended (or the user quit), the master is gone, bad usage.
 ENDED, GONE, USAGE = 0, 1, 2
@@ -66,7 +67,8 @@ class Follower:
         self.samples: collections.deque[tuple[float, int]] = collections.deque()
         self.base: tuple[int, int] | None = None  # (run id, done before this view)
         self.last: dict[str, int] | None = None   # the previous frame's counts
-        self.max_id = 0                            # the highest task id counted
+        self.base_id = 0                           # tasks up to this id: ``below``
+        self.below = 0
         self.recount = 0.0                         # when the counts were last taken in full
         self.cost = 0.0                            # seconds the last take() spent reading
 
@@ -75,28 +77,32 @@ class Follower:
 
         The count of every state is a scan of its range of the ``tasks_state`` index, so
         the state that was biggest in the previous frame (most often ``finished``) is
-        derived instead: the total grows by the tasks past the highest id seen (a range
-        of the primary key), minus the other states. Tasks are never deleted from a
+        derived instead, from the total minus the other states. The total is the tasks
+        up to an id ``base``, counted at the last full count, plus those past it (a
+        range of the primary key). ``base`` stays ``ID_MARGIN`` below the highest id
+        then seen, because the master writes a task late (up to half a second) when it
+        has not ended, after tasks with higher ids. Tasks are never deleted from a
         journal; still, a full count every ``FULL_COUNT`` seconds keeps it honest.
         """
         conn = self.conn
-        if self.last is None or now - self.recount > FULL_COUNT:
-            got = reading.counts(conn)
-            self.max_id = conn.execute("SELECT coalesce(max(id), 0) FROM tasks").fetchone()[0]
-            self.recount = now
-        else:
-            new, top = conn.execute("SELECT count(*), max(id) FROM tasks WHERE id > ?",
-                                    (self.max_id,)).fetchone()
-            self.max_id = top or self.max_id
-            total = self.last["total"] + new
+        got: dict[str, int] | None = None
+        if self.last is not None and now - self.recount <= FULL_COUNT:
+            total = self.below + conn.execute("SELECT count(*) FROM tasks WHERE id > ?",
+                                              (self.base_id,)).fetchone()[0]
             big = max(STATES, key=lambda s: self.last[s])  # type: ignore[index]
             got = {s: conn.execute("SELECT count(*) FROM tasks WHERE state = ?", (s,)
                                    ).fetchone()[0] for s in STATES if s != big}
             got[big] = total - sum(got.values())
             got["total"] = total
             if got[big] < 0:  # cannot happen unless tasks were deleted: count in full
-                got = reading.counts(conn)
-                self.recount = now
+                got = None
+        if got is None:
+            got = reading.counts(conn)
+            top = conn.execute("SELECT coalesce(max(id), 0) FROM tasks").fetchone()[0]
+            self.base_id = max(top - ID_MARGIN, 0)
+            self.below = conn.execute("SELECT count(*) FROM tasks WHERE id <= ?",
+                                      (self.base_id,)).fetchone()[0]
+            self.recount = now
         self.last = got
         return {s: got[s] for s in (*STATES, "total")}
 

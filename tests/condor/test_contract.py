@@ -12,7 +12,9 @@ import pytest
 
 from pymw_core.testing import InterfaceContract, Target
 
-pytestmark = pytest.mark.condor
+# A batch system on a loaded machine may keep a job idle for minutes: a wait on the
+# master fails after 180 s here, not the default 60 s (tests/pymw_testing.py).
+pytestmark = [pytest.mark.condor, pytest.mark.wait_limit(180)]
 
 
 class TestCondorContract(InterfaceContract):
@@ -23,7 +25,8 @@ class TestCondorContract(InterfaceContract):
             {"python": condor_pool.python_for_jobs(), "work_dir": job_dir},
             shared_dir=job_dir,
             watch_dirs=[job_dir],
-            deadline=120,
+            startup=40,  # a job costs seconds to be matched and to start its Python
+            per_task=10,
             timeout=10,  # seconds of running: more than a job needs to start its Python
             tasks=2,
         )

@@ -7,6 +7,7 @@ under the pool's shared directory (the ``job_dir`` fixture).
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pymw_testing import (
     WRITTEN_STDOUT,
     exit_abruptly,
     fail,
+    last_words_then_exit,
     read_data,
     read_line,
     require,
@@ -39,7 +41,9 @@ from pymw_core import (
     WorkerLostError,
 )
 
-pytestmark = pytest.mark.condor
+# A batch system on a loaded machine may keep a job idle for minutes: a wait on the
+# master fails after 180 s here, not the default 60 s (tests/pymw_testing.py).
+pytestmark = [pytest.mark.condor, pytest.mark.wait_limit(180)]
 
 
 # -- tasks (shipped by value: this module is the user's code) ------------------------------
@@ -191,6 +195,22 @@ def test_a_job_that_ends_without_a_result_is_a_lost_worker(make_master):
     with pytest.raises(WorkerLostError, match="exited with status 3 without a result"):
         master.get_result(task)
     assert jobs(master)["without_result"] == 1
+
+
+def test_task_errors_name_node_job_and_attempt_and_quote_a_dead_jobs_stderr(make_master):
+    # Seen failing before Attempt.ran_on: no note, and no "(on host ...)" in the message.
+    master = make_master(max_attempts=1)
+    raised = master.submit_task(fail, ("from the pool",))
+    died = master.submit_task(last_words_then_exit, (3,))
+    with pytest.raises(LookupError) as caught:
+        master.get_result(raised)
+    assert re.fullmatch(r"\(PyMW: the task raised this on host \S+, worker HTCondor job "
+                        r"\d+\.\d+, attempt 1 of 1\)", caught.value.__notes__[-1]), \
+        caught.value.__notes__
+    with pytest.raises(WorkerLostError, match=r"(?s)exited with status 3 without a result.*"
+                       r"the job's own last words.*\(on host \S+, worker HTCondor job "
+                       r"\d+\.\d+, attempt 1 of 1\)"):
+        master.get_result(died)
 
 
 def test_a_submit_the_schedd_refuses_fails_the_batch(make_master):

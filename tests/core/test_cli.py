@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
 from importlib.metadata import version
 
 import pytest
-from pymw_testing import clean_env, require
+from pymw_testing import clean_env, find_other_python, require
 
+import pymw_core
 from pymw_core import ConfigurationError, InterfaceError, Master
 from pymw_core.cli import main
 
@@ -263,6 +265,16 @@ def test_check_local_passes(capsys, tmp_path):
     assert out.rstrip().endswith("all checks passed")
 
 
+def test_check_probes_every_worker_not_one(capsys, tmp_path):
+    """Seen failing before `pymw check` probed each worker: one probe line for 3 workers."""
+    write_config(tmp_path, "[local]\nnum_workers = 3\n")
+    code, out, _ = cli(capsys, "check")
+    assert code == 0, out
+    probes = re.findall(r"probe task ran on host \S+ \(pid (\d+), worker <local worker (\d)", out)
+    assert sorted(worker for _, worker in probes) == ["0", "1", "2"], out
+    assert len({pid for pid, _ in probes}) == 3, out
+
+
 def test_check_unknown_interface_exits_2(capsys):
     code, out, _ = cli(capsys, "check", "--interface", "lcoal")
     assert code == 2
@@ -314,12 +326,30 @@ def test_check_failed_probe_exits_1(capsys, installed):
 
 
 def test_check_python_mismatch_exits_1(capsys, installed):
+    # The check's own comparison of the probe's answer: only an interface that lets a
+    # worker of another minor version run a task reaches it, hence this stand-in. The
+    # real case is the next test.
     code, out, _ = cli(capsys, "check", "--interface", "old-python")
     assert code == 1
     mine = ".".join(map(str, sys.version_info[:3]))
     assert (f"[FAIL] worker Python 2.7.18 (/usr/bin/python2) differs from the master's {mine}: "
             "the minor versions must match") in out
     assert out.rstrip().endswith("check failed")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "local sends tasks before the worker's hello is checked: a worker of another minor "
+    "version runs the probe (a 3.11 code object on 3.12 crashes with SIGSEGV) instead of "
+    "being refused in words"))
+def test_check_with_local_workers_on_another_minor_version_exits_1_in_words(tmp_path):
+    other = find_other_python()
+    require(other is not None, "no Python of another minor version here (pyenv install 3.12)")
+    write_config(tmp_path, f'[local]\nnum_workers = 1\npython = "{other}"\n')
+    # pymw-core as a user would have installed it for that Python: the same pure wheels
+    site = os.path.dirname(os.path.dirname(pymw_core.__file__))
+    done = run("check", "--timeout", "60", env={"PYTHONPATH": site}, cwd=str(tmp_path))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "the minor versions must match" in done.stdout, done.stdout
 
 
 # -- usage -------------------------------------------------------------------------------

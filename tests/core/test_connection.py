@@ -9,7 +9,7 @@ import sys
 import threading
 
 import pytest
-from pymw_testing import find_other_python, wait_until
+from pymw_testing import find_other_python, require, wait_until
 
 from pymw_core import InterfaceError, wire
 from pymw_core.connection import WorkerConnection
@@ -60,8 +60,7 @@ def test_a_real_worker_of_another_python_minor_version_is_refused_naming_both(tm
     from pymw_core import bundle
 
     other = find_other_python()
-    if other is None:
-        pytest.skip("no Python of another minor version here (pyenv install 3.12 gives one)")
+    require(other is not None, "no Python of another minor version here (pyenv install 3.12)")
     name, data = bundle.runtime_zip()
     (tmp_path / name).write_bytes(data)
     proc = subprocess.Popen([other, "-I", str(tmp_path / name)], cwd=tmp_path,

@@ -29,6 +29,16 @@ def test_unknown_name_lists_installed_and_suggests():
     assert "Did you mean 'local'?" in text
 
 
+def test_one_of_our_interfaces_missing_says_which_distribution_to_install(monkeypatch):
+    """Seen failing before: the message listed the installed names and stopped there."""
+    from pymw_core import plugins
+
+    without_ssh = {k: v for k, v in installed_interfaces().items() if k != "ssh"}
+    monkeypatch.setattr(plugins, "installed_interfaces", lambda: without_ssh)
+    with pytest.raises(InterfaceError, match=r"named 'ssh' is installed .*pip install pymw-ssh"):
+        Master("ssh", hosts=["node1"])
+
+
 def test_environment_variable_chooses(monkeypatch):
     monkeypatch.setenv("PYMW_INTERFACE", "nosuch")
     with pytest.raises(InterfaceError, match="'nosuch'"):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import sys
+import textwrap
 import threading
 
 import pytest
@@ -197,6 +199,61 @@ def test_unknown_observer_name():
         Master(Inline(), observers=["nope"])
 
 
+TALLY = textwrap.dedent("""
+    class Tally:
+        made = []
+
+        def __init__(self):
+            self.done = []
+            Tally.made.append(self)
+
+        def on_task_done(self, task):
+            self.done.append(task.id)
+""")
+
+
+def test_an_observer_published_under_the_entry_point_group_is_found_by_name(
+        tmp_path, monkeypatch):
+    # observers.md, "Publishing an observer": a class registered in the pymw.observers
+    # entry-point group is built with no arguments, once per master. Seen failing with
+    # the group renamed in the dist-info: "no PyMW observer named 'tally'".
+    (tmp_path / "pymw_tally.py").write_text(TALLY)
+    info = tmp_path / "pymw_tally-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pymw-tally\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text('[pymw.observers]\ntally = pymw_tally:Tally\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "pymw_tally", raising=False)
+    with Master(Inline(), observers=["tally"]) as first, \
+            Master(Inline(), observers=["tally"]) as second:
+        task = first.submit_task(inc, (1,))
+        first.get_result(task)
+        second.get_result(second.submit_task(inc, (2,)))
+    made = sys.modules["pymw_tally"].Tally.made
+    assert len(made) == 2, "one observer per master"
+    assert made[0].done == [task.id]
+
+
+def test_adaptive_prefetch_follows_the_pace_of_the_tasks():
+    # local.md: "enough queued to cover about 2 ms of work, so 1 behind tasks of a few
+    # milliseconds or more and up to 8 behind tiny ones"; a fixed prefetch stays fixed.
+    from pymw_core.pacing import MAX_PREFETCH, PacedWorker
+
+    def run(worker, gap, n=50):
+        now = 0.0
+        worker.in_flight = worker.depth
+        for _ in range(n):  # back to back: each completion leaves work queued
+            now += gap
+            worker.finished(now)
+            worker.in_flight += 1
+        return worker.depth - 1  # tasks behind the running one
+
+    assert run(PacedWorker(None), 0.010) == 1
+    assert run(PacedWorker(None), 0.00001) == MAX_PREFETCH == 8
+    assert run(PacedWorker(None), 0.0005) == 4  # 2 ms of 0.5 ms tasks
+    assert run(PacedWorker(3), 0.00001) == 3
+
+
 def test_log_observer_writes_structured_records(caplog):
     caplog.set_level(logging.DEBUG, logger="pymw.tasks")
     with Master(Inline(), observers=["log"]) as m:
@@ -238,6 +295,22 @@ def test_executor_runs_concurrent_futures_code():
         assert isinstance(failing.exception(timeout=10), KeyError)
         done, _ = concurrent.futures.wait(futures, timeout=10)
         assert len(done) == 5
+
+
+def test_executor_map_honours_chunksize_as_the_process_pool_does():
+    """Seen failing before map() had a chunksize of its own: 100 items made 100 tasks."""
+    with PyMWExecutor("local", num_workers=2) as pool:
+        assert list(pool.map(pow, range(100), [2] * 100, chunksize=25)) == [
+            n * n for n in range(100)]
+        assert pool.master.get_status()["submitted"] == 4  # 25 calls a task
+        assert list(pool.map(inc, range(10), chunksize=3)) == list(range(1, 11))  # 3+3+3+1
+        assert pool.master.get_status()["submitted"] == 8
+        assert list(pool.map(inc, range(3))) == [1, 2, 3]  # chunksize 1: a task per call
+        assert pool.master.get_status()["submitted"] == 11
+        with pytest.raises(ValueError, match="chunksize must be"):
+            pool.map(inc, range(3), chunksize=0)
+        with pytest.raises(KeyError):  # a call's exception, raised where its result would be
+            list(pool.map(fail_on, range(6), [4] * 6, chunksize=2))
 
 
 def test_executor_cancel_and_shutdown():

@@ -330,3 +330,127 @@ def test_readers_see_a_consistent_journal_while_a_master_writes(tmp_path):
         stop.set()
         reader.join(30)
     assert seen and set(seen) == {0}  # a finished task always has its result row
+
+
+# -- re-attaching: the hook's plumbing, with a toy batch interface ------------------------------
+
+# A "batch system" of files: execute_task leaves a request file (a job) and records its
+# name as the handle; whoever runs jobs writes a reply beside it. The first master is a
+# real program, SIGKILLed with its jobs still queued; the jobs then "run" (here, in the
+# test) and a second master on the same journal collects their replies.
+JOBS_PROGRAM = '''
+import os, pickle, sys, time, uuid
+from pymw_core import Master
+from pymw_core.unpack import deliver
+
+def marked(name, x):
+    open(os.path.join(os.environ["MARKS"], f"{x}-{uuid.uuid4().hex}"), "w").close()
+    return x * 10
+
+class FileJobs:
+    """Requests as files in ``folder``; replies are read back when present."""
+    def __init__(self, folder, run=None):
+        self.folder, self.run = folder, run
+
+    def execute_task(self, task, worker):
+        job = uuid.uuid4().hex
+        with open(os.path.join(self.folder, job + ".job"), "wb") as fh:
+            pickle.dump(task.payload.message(task.id), fh)
+        task.record_handle({"job": job})
+        if self.run is not None:
+            self.run(self.folder, job)
+            self.reattach_task(task, {"job": job})
+
+    def reattach_task(self, task, handle):
+        reply = os.path.join(self.folder, handle["job"] + ".reply")
+        if not os.path.exists(reply):
+            return False
+        with open(reply, "rb") as fh:
+            deliver(task, pickle.load(fh))
+        return True
+
+def run_job(folder, job):
+    """What the batch system does: run one request file, write its reply."""
+    from pymw_core.worker import Runtime
+
+    runtime = Runtime(chdir=False)
+    try:
+        with open(os.path.join(folder, job + ".job"), "rb") as fh:
+            reply = runtime.run(pickle.load(fh))
+    finally:
+        runtime.close()
+    with open(os.path.join(folder, job + ".reply"), "wb") as fh:
+        pickle.dump(reply, fh)
+
+if __name__ == "__main__":
+    folder, journal, step = sys.argv[1:4]
+    if step == "run-jobs":  # the batch system, after the master died
+        for job in sys.argv[4:]:
+            run_job(folder, job)
+        sys.exit(0)
+    interface = FileJobs(folder, run=run_job if step == "second" else None)
+    with Master(interface, journal=journal, journal_program="jobs") as m:
+        tasks = [m.submit_task(marked, ("n", x)) for x in range(6)]
+        print("submitted", flush=True)
+        if step == "first":
+            time.sleep(3600)
+        print("results", *[m.get_result(t)[1] for t in tasks], flush=True)
+'''
+
+
+def test_a_new_master_collects_work_a_killed_one_left_running(tmp_path):
+    import signal
+
+    from pymw_testing import read_line
+
+    program = tmp_path / "jobs_program.py"
+    program.write_text(JOBS_PROGRAM)
+    folder, marks = tmp_path / "jobs", tmp_path / "marks"
+    folder.mkdir()
+    marks.mkdir()
+    path = tmp_path / "run.db"
+    env = clean_env(MARKS=str(marks))
+    child = subprocess.Popen([sys.executable, str(program), str(folder), str(path), "first"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env, cwd=tmp_path)
+    try:
+        assert read_line(child.stdout, 60, "the first master to submit") == "submitted\n"
+        jobs = wait_until_jobs(folder, 6)
+        wait_for_handles(path, 6)
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    # The batch system runs four of the six jobs after the master died; two never ran.
+    def step(*args):
+        done = subprocess.run([sys.executable, str(program), str(folder), str(path), *args],
+                              capture_output=True, text=True, env=env, cwd=tmp_path,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    step("run-jobs", *jobs[:4])
+    out = step("second").splitlines()
+    assert out[-1] == "results " + " ".join(str(x * 10) for x in range(6))
+    runs = sorted(int(name.split("-")[0]) for name in os.listdir(marks))
+    assert runs == list(range(6))  # each task ran once in all
+    # Two found nothing to collect (their jobs never ran): submitted anew, said so.
+    assert rows(path, "SELECT count(*) FROM attempts WHERE run = 2 AND detail = "
+                      "'not re-attached: submitted anew'")[0][0] == 2
+    assert rows(path, "SELECT count(*) FROM tasks WHERE state = 'finished'")[0][0] == 6
+
+
+def wait_until_jobs(folder, count):
+    from pymw_testing import wait_until
+
+    found = wait_until(lambda: len(os.listdir(folder)) >= count and os.listdir(folder), 30,
+                       f"{count} job files")
+    return sorted(name[:-4] for name in found if name.endswith(".job"))
+
+
+def wait_for_handles(path, count):
+    from pymw_testing import wait_until
+
+    wait_until(lambda: path.exists() and rows(path, "SELECT count(*) FROM handles")[0][0]
+               >= count, 30, f"{count} handles in the journal")

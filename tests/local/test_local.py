@@ -351,6 +351,17 @@ def test_unknown_option_lists_the_valid_ones():
         Master("local", num_worker=2)
 
 
+def test_a_python_that_cannot_be_started_fails_at_master_not_at_get_result(tmp_path):
+    """What failures.md says: a missing or non-executable python= is refused by Master().
+    Seen failing before local checked it: Master() started, get_result raised later."""
+    plain = tmp_path / "python"
+    plain.write_text("#!/bin/sh\n")  # there, but not executable
+    for python in ("/usr/local/dead_parrot/python", str(plain), "no-such-python-on-path"):
+        with pytest.raises(InterfaceError, match=f"the worker interpreter '{python}' cannot be "
+                           "started: no such file, or not executable"):
+            Master("local", num_workers=2, python=python)
+
+
 def test_workers_that_cannot_start_fail_tasks_instead_of_hanging(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", "/nonexistent")
     import pymw_local.interface as li
@@ -362,21 +373,21 @@ def test_workers_that_cannot_start_fail_tasks_instead_of_hanging(monkeypatch):
             m.get_result(task)
 
 
-def _worker_children() -> list[int]:
-    """This process's live children running ``pymw_core.worker``."""
+def _processes_naming(text: str) -> list[int]:
+    """Live processes whose command line holds ``text`` (a worker names its scratch dir;
+    its guardian and the worker it forks alike)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[1].split()
             with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                cmd = fh.read()
+                if text.encode() not in fh.read():
+                    continue
+            if alive(int(entry)):
+                found.append(int(entry))
         except OSError:
             continue
-        if int(fields[1]) == os.getpid() and fields[0] != b"Z" and b"pymw_core.worker" in cmd:
-            found.append(int(entry))
     return found
 
 
@@ -401,6 +412,6 @@ def test_close_during_a_replacement_leaves_nothing_behind(tmp_path, monkeypatch)
         finally:
             m.close()
         left = os.listdir(scratch_root)
-        children = _worker_children()
+        children = _processes_naming(str(scratch_root))
         assert not left and not children, (
             f"round {round_}: close() returned, leaving scratch {left} and workers {children}")

@@ -15,4 +15,7 @@ from pymw_core.testing import InterfaceContract, Target
 class TestMPIContract(InterfaceContract):
     @pytest.fixture
     def pymw_target(self, mpi):
-        return Target("mpi", {"num_workers": 3}, concurrency=3)
+        fixed = ("an MPI job's ranks are fixed: a rank that is killed (or stopped, for a "
+                 "timeout or a cancel) is not replaced, so stopping one task per rank leaves none")
+        return Target("mpi", {"num_workers": 3}, concurrency=3, skip={
+            "slots[lost_worker]": fixed, "slots[timeout]": fixed, "slots[cancel]": fixed})

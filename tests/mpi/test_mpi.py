@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import pytest
 from pymw_testing import (
     WRITTEN_STDERR,
     WRITTEN_STDOUT,
+    alive,
+    session_members,
     start_process_tree,
     tree_pids,
     wait_dead,
@@ -20,8 +23,6 @@ from pymw_testing import (
 )
 
 from pymw_core import InterfaceError, Master, TaskTimeoutError
-
-from .conftest import session_members
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -98,6 +99,10 @@ def test_a_raising_task_keeps_its_type_and_the_ranks_traceback(mpi):
         with pytest.raises(KeyError, match="boom") as caught:
             master.get_result(master.submit_task(fail, ("boom",)))
         assert "in fail" in str(caught.value.__cause__)
+        # Seen failing before ranks described themselves: no note at all.
+        (note,) = caught.value.__notes__
+        assert re.fullmatch(r"\(PyMW: the task raised this on host \S+, worker mpi rank \d+ "
+                            r"\(pid \d+\), attempt 1 of 3\)", note), note
         assert master.get_result(master.submit_task(square, (3,)))[1] == 9  # the rank serves on
 
 
@@ -142,15 +147,7 @@ def test_a_killed_mpiexec_fails_waiting_calls_and_leaves_no_orphan(mpi, tmp_path
     finally:
         master.close()
     wait_until(lambda: not session_members(sid), 10, "the processes of the MPI job to end")
-    assert not [p for p in rank_pids if _alive(p)]
-
-
-def _alive(process_id):
-    try:
-        with open(f"/proc/{process_id}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
+    assert not [p for p in rank_pids if alive(p)]
 
 
 def test_close_leaves_no_rank_launcher_or_daemon(mpi):

@@ -12,7 +12,9 @@ import pytest
 
 from pymw_core.testing import InterfaceContract, Target
 
-pytestmark = pytest.mark.slurm
+# A batch system on a loaded machine may keep a job pending for minutes: a wait on the
+# master fails after 180 s here, not the default 60 s (tests/pymw_testing.py).
+pytestmark = [pytest.mark.slurm, pytest.mark.wait_limit(180)]
 
 
 class TestSlurmContract(InterfaceContract):
@@ -23,7 +25,8 @@ class TestSlurmContract(InterfaceContract):
             {"work_dir": work_dir},
             shared_dir=work_dir,
             watch_dirs=[work_dir],
-            deadline=120,
+            startup=40,  # an array element costs seconds to start
+            per_task=10,
             timeout=5,  # seconds of running: more than an element needs to start a task
             tasks=2,
         )

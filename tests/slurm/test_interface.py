@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -20,6 +21,7 @@ from pymw_testing import (
     WRITTEN_STDOUT,
     exit_abruptly,
     fail,
+    last_words_then_exit,
     read_data,
     read_line,
     sleep_for,
@@ -40,7 +42,9 @@ from pymw_core import (
     WorkerLostError,
 )
 
-pytestmark = pytest.mark.slurm
+# A batch system on a loaded machine may keep a job pending for minutes: a wait on the
+# master fails after 180 s here, not the default 60 s (tests/pymw_testing.py).
+pytestmark = [pytest.mark.slurm, pytest.mark.wait_limit(180)]
 
 
 # -- tasks (shipped by value: this module is the user's code) ------------------------------
@@ -145,6 +149,25 @@ def test_a_task_process_that_dies_is_a_lost_worker_and_its_element_goes_on(make_
     after = master.submit_task(square_and_say, (5,))
     assert master.get_result(after)[1] == 25
     assert master.interface.job_id(after) == master.interface.job_id(dead)
+
+
+def test_task_errors_name_node_job_and_attempt_and_quote_a_dead_tasks_output(make_master):
+    # Seen failing before hosts/JOB and _with_log: no note, no node, no last words.
+    import socket
+
+    master = make_master(max_attempts=1, max_jobs=1)
+    raised = master.submit_task(fail, ("from the cluster",))
+    died = master.submit_task(last_words_then_exit, (3,))
+    with pytest.raises(LookupError) as caught:
+        master.get_result(raised)
+    host = re.escape(socket.gethostname())  # the test cluster's one node is this host
+    assert re.fullmatch(rf"\(PyMW: the task raised this on host {host}, worker Slurm job "
+                        r"\d+_\d+, attempt 1 of 1\)", caught.value.__notes__[-1]), \
+        caught.value.__notes__
+    with pytest.raises(WorkerLostError, match=r"(?s)exited with status 3 without a result.*"
+                       r"its output ends:.*the job's own last words.*"
+                       rf"\(on host {host}, worker Slurm job \d+_\d+, attempt 1 of 1\)"):
+        master.get_result(died)
 
 
 # -- walltime --------------------------------------------------------------------------------

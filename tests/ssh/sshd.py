@@ -129,7 +129,7 @@ class SSHServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"sshd {self.name} exited: {self.log()}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                with socket.create_connection((self.address, self.port), timeout=1) as sock:
                     if sock.recv(4).startswith(b"SSH-"):
                         return self
             except OSError:

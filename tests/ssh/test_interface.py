@@ -7,8 +7,10 @@ Python run isolated, so the worker runtime must come from the uploaded zip.
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -19,9 +21,11 @@ from pymw_testing import (
     WRITTEN_STDERR,
     WRITTEN_STDOUT,
     alive,
+    clean_env,
     find_other_python,
     find_python27,
     read_line,
+    require,
     start_process_tree,
     tree_pids,
     wait_dead,
@@ -192,8 +196,7 @@ def test_the_default_interpreter_is_the_hosts_python3(make_master, remote_dir):
                             "'import sys; print(\"%d.%d.%d\" % sys.version_info[:3])'"],
                            capture_output=True, text=True,
                            env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
-    if probe.returncode != 0:
-        pytest.skip("no python3 on the default PATH of an ssh login here")
+    require(probe.returncode == 0, "no python3 on the default PATH of an ssh login here")
     version = probe.stdout.split()[-1]
     if version.rsplit(".", 1)[0] != ".".join(map(str, sys.version_info[:2])):
         with pytest.raises(InterfaceError, match=f"is Python {version} but the master runs"):
@@ -217,6 +220,10 @@ def test_exceptions_output_and_large_messages_come_back(make_master):
         master.get_result(task)
     assert isinstance(caught.value.__cause__, RemoteTraceback)
     assert "in fail" in caught.value.__cause__.tb
+    # Seen failing before remote workers described themselves: no note at all.
+    assert re.fullmatch(r"\(PyMW: the task raised this on host host1, worker ssh-host1/w\d+ "
+                        r"\(pid \d+\), attempt 1 of 3\)", caught.value.__notes__[-1]), \
+        caught.value.__notes__
     assert task.attempts == 1  # a task that raised is never run again
     tasks = [master.submit_task(noisy, (i,)) for i in range(5)]
     for i, task in enumerate(tasks):
@@ -377,8 +384,7 @@ def test_no_usable_host_fails_naming_each_reason(lab, make_master):
 
 def test_a_different_python_minor_version_is_refused_naming_both(make_master):
     other = find_other_python()
-    if other is None:
-        pytest.skip("no Python of another minor version here (pyenv install 3.12 gives one)")
+    require(other is not None, "no Python of another minor version here (pyenv install 3.12)")
     with pytest.raises(InterfaceError) as caught:
         make_master(hosts=["host1"], python=[other, "-I"])
     message = str(caught.value)
@@ -390,10 +396,60 @@ def test_a_different_python_minor_version_is_refused_naming_both(make_master):
 
 def test_python_2_gets_the_same_refusal_in_words(make_master):
     old = find_python27()  # PATH, /usr/bin, /usr/local/bin, pyenv, /opt
-    if old is None:  # no distribution ships one any more: nothing CI could install
-        pytest.skip("no Python 2.7 on this machine; see README.md, 'Running the tests'")
+    # No distribution ships one any more; CI's machines have pyenv's 2.7.18.
+    require(old is not None, "no Python 2.7 on this machine (pyenv install 2.7.18)")
     with pytest.raises(InterfaceError, match=r"is Python 2\.7\.\d+ but the master runs"):
         make_master(hosts=["host1"], python=old)
+
+
+def interpreter(seconds):
+    time.sleep(seconds)  # long enough that every worker gets some of the tasks
+    return sys.executable
+
+
+def test_each_host_runs_its_own_python(make_master, remote_python):
+    """python= per host, in both forms (a hosts entry, a {host: command} table); seen
+    failing before they existed: one interpreter for every host, or an option error."""
+    venv = [sys.executable]
+    for options in ({"hosts": ["host1", {"host": "host2", "python": venv, "workers": 1}]},
+                    {"hosts": ["host1", "host2"], "python": {"host2": venv, "host1": remote_python}}):
+        master = make_master(**options)
+        status = master.get_status()["hosts"]
+        runs = set(master.map(interpreter, [0.3] * 8))
+        assert runs == {remote_python[0], sys.executable}, (options, runs)
+        if "workers" in str(options):
+            assert status["host2"]["workers"] == 1
+        master.close()
+    master = make_master(hosts=["host1", "host2"],
+                         python={"host1": remote_python, "host2": "/no/such/python3"})
+    hosts = master.get_status()["hosts"]
+    assert hosts["host1"]["state"] == "up"  # one host's bad python leaves the other alone
+    assert "/no/such/python3 was not found" in hosts["host2"]["error"]
+
+
+def test_pymw_check_probes_every_host_and_names_one_that_is_not_up(lab, remote_python,
+                                                                   remote_dir, tmp_path):
+    """Seen failing before: one probe on one worker passed, whatever the other host did."""
+    def check(python):
+        config = tmp_path / "pymw.toml"
+        config.write_text(
+            'interface = "ssh"\n[ssh]\nhosts = ["host1", "host2"]\nworkers_per_host = 2\n'
+            f"ssh_config = {json.dumps(str(lab.ssh_config))}\n"
+            f"remote_dir = {json.dumps(str(remote_dir))}\nconnect_timeout = 5.0\n"
+            f"[ssh.python]\nhost1 = {json.dumps(remote_python)}\n"
+            f"host2 = {json.dumps(python)}\n")
+        return subprocess.run([sys.executable, "-m", "pymw_core", "check"], capture_output=True,
+                              text=True, timeout=120, env=clean_env(PYMW_CONFIG=str(config)))
+
+    good = check(remote_python)
+    assert good.returncode == 0, good.stdout + good.stderr
+    for worker in ("host1/w1", "host1/w2", "host2/w1", "host2/w2"):
+        assert f"worker <ssh worker {worker} pid=" in good.stdout, good.stdout
+    bad = check("/no/such/python3")
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "[FAIL] host host2 is not used: failed: " in bad.stdout, bad.stdout
+    assert "/no/such/python3 was not found" in bad.stdout
+    assert "worker <ssh worker host1/w1 pid=" in bad.stdout  # the good host was probed
 
 
 def test_a_missing_interpreter_is_reported(make_master):
@@ -630,6 +686,11 @@ def test_no_remote_worker_outlives_the_master_program(lab, remote_python, remote
         ({"workers_per_host": {"elsewhere": 2}}, "names hosts not in hosts"),
         ({"prefetch": -1}, "prefetch must be"),
         ({"python": ""}, "python must name an interpreter"),
+        ({"python": {"elsewhere": "python3"}}, "python names hosts not in hosts"),
+        ({"python": {"host1": ""}}, r"python\['host1'\] must name an interpreter"),
+        ({"hosts": [{"host": "host1", "pyhton": "x"}]}, "may have 'python' and 'workers' only"),
+        ({"hosts": [{"host": "host1", "python": 3}]}, "the python of host 'host1' must name"),
+        ({"hosts": [{"host": "host1", "workers": 0}]}, "the workers of host 'host1' must be"),
         ({"connect_timeout": 0}, "connect_timeout must be"),
         ({"ssh_config": "/no/such/config"}, "cannot read the ssh_config"),
     ],
@@ -663,3 +724,56 @@ def test_a_clean_close_after_a_worker_was_replaced_says_nothing_alarming(make_ma
     assert alarming == [], alarming
     err = capfd.readouterr().err
     assert "dropped out" not in err and "died as they started" not in err, err
+
+
+# -- documented options and output (docs/interfaces/ssh.md) ----------------------------
+
+
+def crash():
+    import ctypes
+
+    ctypes.string_at(0)  # SIGSEGV: faulthandler writes the worker's crash report
+
+
+def test_hosts_may_be_one_string_split_at_commas_and_spaces(make_master):
+    # ssh.md: "a string is split at commas and spaces". (Taken as one host name, the
+    # string names no host and the master has no worker.)
+    master = make_master(hosts="host1, host2", workers_per_host=1)
+    assert set(master.get_status()["hosts"]) == {"host1", "host2"}
+    assert master.get_result(master.submit_task(square, (4,)))[1] == 16
+
+
+def test_workers_per_host_may_be_a_dict_the_others_get_their_cpu_count(make_master):
+    # ssh.md: "{host: number} for some hosts (the others get their CPU count)".
+    master = make_master(workers_per_host={"host1": 3})
+    rows = master.get_status()["hosts"]
+    assert rows["host1"]["workers"] == 3
+    assert rows["host2"]["workers"] == len(os.sched_getaffinity(0))  # the lab's hosts: here
+
+
+def test_an_ipv6_address_in_brackets_with_its_port(lab, make_master):
+    # ssh.md: "IPv6: [user@][addr]:port": an sshd listening on ::1 only. (Split at the
+    # last colon without the brackets, the address is wrong and the host stays down.)
+    v6 = lab.add_server(address="::1")
+    lab.write_config(extra=(
+        "\nHost ::1\n"
+        f"    IdentityFile {lab.client_key}\n"
+        "    IdentitiesOnly yes\n"
+        f"    UserKnownHostsFile {lab.known_hosts}\n"))
+    spec = f"root@[::1]:{v6.port}"
+    master = make_master(hosts=[spec], workers_per_host=1)
+    assert master.get_result(master.submit_task(square, (5,)))[1] == 25
+    assert master.get_status()["hosts"][spec]["state"] == "up"
+
+
+def test_a_remote_workers_crash_report_reaches_the_masters_stderr_prefixed(make_master,
+                                                                           capsys):
+    # ssh.md: "What a worker process itself writes to its stderr (a crash report) is
+    # shown on the master's stderr, prefixed with [host/wN]."
+    master = make_master(hosts=["host1"], workers_per_host=1, max_attempts=1)
+    with pytest.raises(WorkerLostError):
+        master.get_result(master.submit_task(crash))
+    seen: list[str] = []
+    wait_until(lambda: seen.append(capsys.readouterr().err) or re.search(
+        r"^\[host1/w\d+\] .*Fatal Python error", "".join(seen), re.MULTILINE), 15,
+        "the remote worker's crash report, prefixed [host1/wN], on the master's stderr")

@@ -43,6 +43,17 @@ class Chromium:
 
 
 @pytest.fixture(scope="session")
+def artifacts(request):
+    """Where screenshots are kept after the run (the suite's temporary directory is
+    removed at its end): ``$PYMW_TEST_ARTIFACTS``, else ``.nox/artifacts/view`` in the
+    repository."""
+    where = os.environ.get("PYMW_TEST_ARTIFACTS") or os.path.join(
+        str(request.config.rootpath), ".nox", "artifacts", "view")
+    os.makedirs(where, exist_ok=True)
+    return where
+
+
+@pytest.fixture(scope="session")
 def chromium(tmp_path_factory):
     exe = shutil.which("chromium")
     require(exe is not None, "Debian's chromium is not installed (apt-get install chromium)")
@@ -91,6 +102,9 @@ class Elements(HTMLParser):
         return [e for e in self.all if (tag is None or e.tag == tag)
                 and (cls is None or cls in e.classes())
                 and all(e.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items())]
+
+    def text_of_all(self) -> str:
+        return " ".join(e.text for e in self.all if e.tag == "body")
 
     def one(self, tag: str | None = None, cls: str | None = None, **attrs: str) -> Element:
         found = self.find(tag, cls, **attrs)

@@ -1,7 +1,7 @@
 """Journals for the view's tests, written through pymw_core.journal's own writer.
 
-The writer is the one a master uses (``Journal``: entry, submitted, started,
-attempt_ended, task_state, result), so the view reads exactly what a master writes. Two
+The writer is the one a master uses (``Journal``: entry, submitted, started, ended),
+so the view reads exactly what a master writes. Two
 things a test cannot wait for are set by hand afterwards, each said where it happens:
 a run's start moved back so a sample has a history, and a dead master's heartbeat
 made old.
@@ -63,22 +63,39 @@ class Writer:
 
     def lost(self, entry: Entry, attempt: int, when: float, why: str) -> None:
         """The worker vanished: the attempt ends, the task goes back to the queue."""
-        self.journal.attempt_ended(attempt, "lost", why, when)
-        self.journal.task_state(entry.row, "queued", None)
+        self.journal.ended(entry.row, attempt, "lost", why, "queued", when, None)
 
     def end(self, entry: Entry, attempt: int, when: float, error: BaseException | None = None,
             value: object = None, stdout: str = "", stderr: str = "") -> None:
         """The attempt's end and the task's: ok with ``value``, or failed with ``error``."""
         detail = None if error is None else f"{type(error).__name__}: {error}"
-        self.journal.attempt_ended(attempt, "ok" if error is None else "error", detail, when)
-        self.journal.result(entry.row, error, value, stdout, stderr)
-        self.journal.task_state(entry.row, "finished" if error is None else "failed", when)
+        self.journal.ended(entry.row, attempt, "ok" if error is None else "error", detail,
+                           "finished" if error is None else "failed", when,
+                           (error, value, stdout, stderr))
 
     def sync(self) -> None:
         self.journal.sync(timeout=60)
 
     def close(self) -> None:
         self.journal.close()
+
+
+def written(path: str | os.PathLike, tasks: int, timeout: float = 30.0) -> None:
+    """Wait until the journal holds ``tasks`` tasks: the writer holds a new task that has
+    not ended for up to half a second (to write it once, in its final state)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            have = conn.execute("SELECT count(*) FROM tasks").fetchone()[0]
+        finally:
+            conn.close()
+        if have >= tasks:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the journal holds {have} tasks, not {tasks}, after "
+                                 f"{timeout} s")
+        time.sleep(0.05)
 
 
 def backdate(path: str | os.PathLike, started: float, ended: float | None = None) -> None:
@@ -134,6 +151,7 @@ def write_sample(w: Writer, now: float, live: bool) -> dict:
             pending.append(w.task("simulate.step", t0))
             queued += 1
     w.sync()
+    written(w.path, 40 + running + queued)
     backdate(w.path, t0)
     return {"started": t0, "failed": failed, "lost": lost, "running": running,
             "queued": queued, "finished": 40 - len(failed), "total": 40 + running + queued,

@@ -1,8 +1,9 @@
 """``pymw report``: the page opened in real headless Chromium, checked against the journal.
 
-Seen to fail: with the counts query grouping by outcome instead of state, the cards
-disagree with the journal; with the failure table's LIMIT at 2, a failed task is
-missing; with MARK_LIMIT at 10, the small run's timeline is aggregated (data-mode).
+Seen to fail: with the counts query counting only tasks that have an end, the cards
+disagree with the journal (queued: page 0, journal 5); with TABLE_LIMIT at 2, a failed
+task is missing from the table; with MARK_LIMIT at 10, the small run's timeline is
+aggregated (data-mode 'slices').
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def check_counts(page: Elements, path) -> None:
         assert shown == want.get(state, 0), f"{state}: page {shown}, journal {want.get(state)}"
 
 
-def test_finished_run_in_chromium(tmp_path, chromium):
+def test_finished_run_in_chromium(tmp_path, chromium, artifacts):
     db, out = tmp_path / "run.db", tmp_path / "run.html"
     wrote = sample(db, ended=True)
     make(db, out)
@@ -78,7 +79,7 @@ def test_finished_run_in_chromium(tmp_path, chromium):
     functions = page.one("table", id="functions").text
     assert "simulate.step" in functions and "simulate.reduce" in functions
     assert "max_attempts" in page.one("table", id="runs").text
-    png = chromium.screenshot(str(out), str(tmp_path / "report.png"))
+    png = chromium.screenshot(str(out), os.path.join(artifacts, "report.png"))
     print(f"report screenshot: {png}")
 
 
@@ -123,7 +124,7 @@ def test_not_a_journal(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(1500)  # writing 1M tasks through the journal's writer: ~4 min here
-def test_million_tasks(tmp_path, chromium):
+def test_million_tasks(tmp_path, chromium, artifacts):
     """A 1M-task journal: the timeline is aggregated and says so, the page stays small.
 
     Bounds are generous (this machine: 3.3 s of CPU and 10 s of wall time to write the
@@ -149,5 +150,27 @@ def test_million_tasks(tmp_path, chromium):
     check_counts(page, db)
     assert len(page.find("tr", cls="failure")) == report.TABLE_LIMIT < wrote["failed"]
     assert f"The first {report.TABLE_LIMIT} are shown" in page.one(id="failed-note").text
-    png = chromium.screenshot(str(out), str(tmp_path / "big.png"), height=1300)
+    png = chromium.screenshot(str(out), os.path.join(artifacts, "report-1M.png"), height=1300)
     print(f"1M-task report screenshot: {png}")
+
+
+def test_many_workers_one_row_per_host(tmp_path):
+    """Past ROW_LIMIT workers the timeline has one row per host (and says so); the
+    counts stay per task. Seen to fail with ROW_LIMIT ignored (data-rows 320)."""
+    from view.journals import Worker, Writer, written
+
+    db = tmp_path / "wide.db"
+    w = Writer(db)
+    now = time.time()
+    for i in range(report.ROW_LIMIT + 20):
+        entry = w.task("simulate.step", now - 50)
+        w.journal.started(entry, i + 1, 1, Worker(f"job 7.{i}", f"node{i % 4}"), now - 40)
+        w.end(entry, i + 1, now - 40 + (i % 10), value=i)
+    w.sync()
+    written(db, report.ROW_LIMIT + 20)
+    w.close()
+    page = make(db, tmp_path / "wide.html")
+    timeline = page.one("svg", id="timeline")
+    assert timeline.attrs["data-rows"] == "4"
+    assert f"More than {report.ROW_LIMIT} workers: one row per host" in page.text_of_all()
+    check_counts(page, db)

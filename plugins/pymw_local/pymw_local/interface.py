@@ -119,6 +119,10 @@ class LocalInterface:
         self.num_workers = num_workers
         self.prefetch = prefetch
         self.python = sys.executable if python is None else os.fspath(python)
+        if shutil.which(self.python) is None:  # cheap, and every worker start would fail
+            raise InterfaceError(f"the worker interpreter {self.python!r} cannot be started: "
+                                 "no such file, or not executable (give a path, or a name "
+                                 "found on PATH)")
         self._lock = threading.Lock()
         # Starts under way (between the first `_closed` check and registering the
         # process): close() waits for them, so nothing a start makes outlives it.
@@ -294,7 +298,7 @@ class LocalInterface:
                 self._processes.append(process)
             master = self._master
         if closed:  # close() came meanwhile, and waits for this start to be undone
-            _kill(popen)
+            _kill_session(popen)  # guardian and worker alike, whether or not it forked yet
             popen.wait()
             for stream in (popen.stdin, popen.stdout):
                 stream.close()  # type: ignore[union-attr]

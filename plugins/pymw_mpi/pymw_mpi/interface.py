@@ -384,16 +384,24 @@ class _RelayLink:
             if isinstance(first, tuple) and first[:2] == ("relay", token):
                 break
             conn.close()  # not our relay
-        while True:
-            try:
-                conn.settimeout(0.2)
-                hello = wire.read_message(reader)
-            except TimeoutError:
-                self._check_alive(deadline, timeout)
-                continue
-            except (OSError, EOFError, ValueError):
-                hello = None
-            break
+        # One blocking read for the hello, bounded by the start deadline: after a timeout
+        # the socket's file refuses every later read, so polling it with short timeouts
+        # lost any hello slower than one poll (a loaded machine; ranks under coverage).
+        # mpiexec ending meanwhile is noticed by a watch that unblocks the read.
+        conn.settimeout(max(0.1, deadline - time.monotonic()))
+        waiting = threading.Event()
+        threading.Thread(target=self._unblock_if_launcher_ends, args=(conn, waiting),
+                         name="pymw-mpi-start-watch", daemon=True).start()
+        try:
+            hello = wire.read_message(reader)
+        except TimeoutError:
+            self._check_alive(deadline, timeout)
+            raise InterfaceError(  # the deadline passed (the check above says it first)
+                f"the MPI job's ranks did not report within {timeout:.0f} s") from None
+        except (OSError, EOFError, ValueError):
+            hello = None
+        finally:
+            waiting.set()
         if hello is None:
             self._check_alive(time.monotonic() + 10, timeout, wait=True)
             raise InterfaceError(f"the MPI job's rank 0 hung up while starting: {self._last()}")
@@ -402,6 +410,17 @@ class _RelayLink:
         conn.settimeout(None)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small frames go at once
         return conn, reader, hello
+
+    def _unblock_if_launcher_ends(self, conn: socket.socket, done: threading.Event) -> None:
+        """While the hello is awaited: if mpiexec ends, shut the socket so the read returns."""
+        popen = self.popen
+        while not done.wait(0.2):
+            if popen is not None and popen.poll() is not None:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
 
     def _check_alive(self, deadline: float, timeout: float, wait: bool = False) -> None:
         popen = self.popen

@@ -124,6 +124,10 @@ class Slurm:
                 parts.append(f"{key}={fields[key]}")
         return " ".join(parts)
 
+    def cancel_name(self, name: str) -> None:
+        """``scancel --name``: every job of a run, even one this process did not submit."""
+        self.run("scancel", f"--name={name}")
+
     def cancel(self, jobs: list[str], pending_only: bool = False) -> None:
         """``scancel`` the jobs (or only their pending elements), 500 ids a call."""
         for start in range(0, len(jobs), 500):

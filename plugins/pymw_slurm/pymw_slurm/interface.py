@@ -184,6 +184,7 @@ class SlurmInterface:
         self._down_since: float | None = None
         self._lost_wait: dict[str, tuple[float, float]] = {}  # lost note -> (first, next look)
         self._retry_submit = 0.0
+        self._adopted: dict[str, _Adopted] = {}  # old run dir -> what a dead master left
         self._thread = threading.Thread(target=self._monitor, name="pymw-slurm", daemon=True)
         self._thread.start()
 
@@ -194,6 +195,52 @@ class SlurmInterface:
 
     def attach_master(self, master: Any) -> None:
         self._master = master
+
+    def reattach_task(self, task: Any, handle: dict) -> bool:
+        """Collect a task a dead master of this journal queued in its run directory.
+
+        Its reply there: delivered now. Claimed by one of the old run's elements (still
+        running it): followed until its reply or its element's end. Still queued: its
+        request is taken back (renamed away, so no old element claims it) and False
+        sends it through this run like any new task; nothing ran it, nothing runs twice.
+        """
+        try:
+            run_dir, job_name = str(handle["run_dir"]), str(handle["job_name"])
+            key, file = int(handle["key"]), str(handle["file"])
+        except (KeyError, TypeError, ValueError):
+            return False
+        if self._closed or not os.path.isdir(run_dir):
+            return False
+        with self._lock:  # removed at close (or once its elements have ended)
+            old = self._adopted.get(run_dir)
+            if old is None:
+                old = self._adopted[run_dir] = _Adopted(run_dir, job_name)
+        self._wake.set()
+        prefix = f"{key}@"
+        for name in _listdir(os.path.join(run_dir, "replies")):
+            if name.startswith(prefix) and not name.endswith(".part"):
+                reply = batch.read_reply(os.path.join(run_dir, "replies", name))
+                if reply is None:
+                    return False
+                self._old_done(run_dir, key, name)
+                deliver(task, reply)
+                return True
+        try:  # queued and unclaimed: take it back; its element-to-be never sees it
+            os.unlink(os.path.join(run_dir, file))
+            shutil.rmtree(os.path.join(run_dir, "data", str(key)), ignore_errors=True)
+            return False
+        except FileNotFoundError:
+            pass
+        claimed = [n for n in _listdir(os.path.join(run_dir, "claimed")) if n.startswith(prefix)]
+        if not claimed:
+            return False  # lost with its element, or never written: it runs again here
+        job = claimed[0].partition("@")[2]
+        with self._lock:
+            old.tasks[key] = _Attempt(key, task, _ADOPTED, 0, file, job=job)
+            self._recent.record(task, job)
+        task.ran_on(worker=f"Slurm job {job}")
+        self._wake.set()
+        return True
 
     def execute_task(self, task: Any, worker: Any) -> None:
         """Queue the task's request in its group's directory; return at once."""
@@ -218,12 +265,25 @@ class SlurmInterface:
             self._attempts[key] = attempt
             group.queued += 1
         self.run.write(attempt.file, request, atomic=True)
+        # With a journal, what a later master needs to collect this task if we die.
+        task.record_handle({"run_dir": self.run_dir, "job_name": self.job_name, "key": key,
+                            "file": attempt.file})
         self._wake.set()
 
     def stop_task(self, task: Any, worker: Any) -> None:
         """Cancel or timeout: take the request back, or have its element kill it."""
         with self._lock:  # a scan, but stops are rare and attempts end in a few lookups
             attempt = next((a for a in self._attempts.values() if a.task is task), None)
+            adopted = None if attempt is not None else next(
+                ((old, k) for old in self._adopted.values()
+                 for k, a in old.tasks.items() if a.task is task), None)
+        if adopted is not None:
+            old, key = adopted
+            with self._lock:
+                old.tasks.pop(key, None)
+            batch_write(os.path.join(old.run_dir, "cancel", str(key)))
+            return
+        with self._lock:
             if attempt is None or attempt.over:
                 return
             attempt.over = True
@@ -258,6 +318,11 @@ class SlurmInterface:
             arrays = [array for array, _ in self._arrays]
         self._wake.set()
         self._thread.join(30)
+        with self._lock:
+            adopted = list(self._adopted.values())
+            self._adopted.clear()
+        for old in adopted:
+            self._forget_run(old)
         if arrays:
             try:
                 self.slurm.cancel(arrays)
@@ -328,6 +393,8 @@ class SlurmInterface:
     def _monitor(self) -> None:
         while not self._closed:
             try:
+                if self._adopted:
+                    self._scan_adopted()
                 busy = self._scan()
                 if not self._closed:
                     self._plan(busy)
@@ -337,7 +404,7 @@ class SlurmInterface:
             except Exception:
                 log.exception("the slurm interface's monitor failed a round; going on")
             with self._lock:
-                idle = not self._attempts and not self._element_group
+                idle = not self._attempts and not self._element_group and not self._adopted
             self._wake.wait(1.0 if idle else self.poll_interval)
             self._wake.clear()
 
@@ -686,6 +753,117 @@ class SlurmInterface:
         if self._master is not None:
             self._master.workers_exhausted(str(error))
         self._down_since = now
+
+    # -- tasks a dead master left in its run directory ----------------------------------------
+
+    def _scan_adopted(self) -> None:
+        """Replies and losses of adopted tasks; their elements' ends (one squeue per
+        old run, at the queue's pace); an old run with nothing left is removed."""
+        with self._lock:
+            runs = list(self._adopted.values())
+        for old in runs:
+            replies = os.path.join(old.run_dir, "replies")
+            for name in _listdir(replies):
+                key = name.partition("@")[0]
+                if name.endswith(".part") or not key.isdigit():
+                    continue
+                with self._lock:
+                    attempt = old.tasks.pop(int(key), None)
+                if attempt is None:
+                    continue
+                reply = batch.read_reply(os.path.join(replies, name))
+                self._old_done(old.run_dir, attempt.key, name)
+                if reply is None:
+                    attempt.task.worker_lost(f"the reply of {attempt.task.name} from Slurm job "
+                                             f"{attempt.job} could not be read")
+                else:
+                    deliver(attempt.task, reply)
+            for name in _listdir(os.path.join(old.run_dir, "lost")):
+                key = name.partition("@")[0]
+                with self._lock:
+                    attempt = old.tasks.pop(int(key), None) if key.isdigit() else None
+                if attempt is not None:
+                    why = ""
+                    with contextlib.suppress(OSError), \
+                            open(os.path.join(old.run_dir, "lost", name)) as fh:
+                        why = fh.read().partition("\n")[2].strip()
+                    self._old_done(old.run_dir, attempt.key, name, folder="lost")
+                    attempt.task.worker_lost(why or f"Slurm job {attempt.job} lost it")
+            now = time.monotonic()
+            if now < old.next_look:
+                continue
+            old.next_look = now + max(1.0, self._backoff.due - now)
+            if old.tasks:
+                self._old_jobs_ended(old)
+                continue
+            # Nothing followed there: once its elements have ended (idle, as without a
+            # journal) the old run is removed; a later submit may still take from it.
+            try:
+                if self.slurm.queue(old.job_name):
+                    continue
+            except InterfaceError:
+                continue
+            with self._lock:
+                if old.tasks:
+                    continue
+                self._adopted.pop(old.run_dir, None)
+            self._forget_run(old, cancel=False)
+
+    def _old_jobs_ended(self, old: _Adopted) -> None:
+        """Adopted tasks whose element left the queue without a reply are lost."""
+        try:
+            alive = {line.job for line in self.slurm.queue(old.job_name)}
+        except InterfaceError:
+            return
+        with self._lock:
+            gone = [a for a in old.tasks.values() if a.job not in alive]
+        for attempt in gone:
+            reply = os.path.join(old.run_dir, "replies", f"{attempt.key}@{attempt.job}")
+            if os.path.exists(reply):
+                continue  # read on the next scan
+            with self._lock:
+                if old.tasks.pop(attempt.key, None) is None:
+                    continue
+            why = self.slurm.why_ended(attempt.job)
+            attempt.task.worker_lost(f"Slurm job {attempt.job} ended without the result of "
+                                     f"{attempt.task.name}" + (f" ({why})" if why else ""))
+
+    def _old_done(self, run_dir: str, key: int, name: str, folder: str = "replies") -> None:
+        """An adopted task's files are read: remove them (unless files are kept)."""
+        if batch.keep_files(self._master):
+            return
+        for path in (os.path.join(run_dir, folder, name), os.path.join(run_dir, "claimed", name)):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        shutil.rmtree(os.path.join(run_dir, "data", str(key)), ignore_errors=True)
+
+    def _forget_run(self, old: _Adopted, cancel: bool = True) -> None:
+        """An old run with nothing more to collect: cancel its jobs, remove its files
+        (at close, or once its elements ended by themselves)."""
+        if cancel:
+            with contextlib.suppress(InterfaceError):
+                self.slurm.cancel_name(old.job_name)
+        if not batch.keep_files(self._master):
+            shutil.rmtree(old.run_dir, ignore_errors=True)
+
+
+@dataclass(eq=False)
+class _Adopted:
+    """The run directory of a dead master, and the tasks of it this master follows."""
+
+    run_dir: str
+    job_name: str
+    tasks: dict[int, _Attempt] = field(default_factory=dict)
+    next_look: float = 0.0
+
+
+_ADOPTED = _Group("adopted", {}, [])  # the group of adopted attempts: none of ours
+
+
+def batch_write(path: str) -> None:
+    """An empty marker file (a cancel), quietly."""
+    with contextlib.suppress(OSError):
+        open(path, "wb").close()
 
 
 def _listdir(path: str) -> list[str]:

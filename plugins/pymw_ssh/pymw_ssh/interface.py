@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 from pymw_core.bundle import runtime_zip
@@ -31,9 +32,11 @@ _STOP_GRACE = 5.0  # seconds a remote worker has to act on a cancel before it is
 class SSHInterface:
     """Runs tasks on ``hosts`` over SSH. See docs/interfaces/ssh.md for every option.
 
-    ``hosts``: ``[user@]host[:port]`` entries or ``~/.ssh/config`` aliases.
+    ``hosts``: ``[user@]host[:port]`` entries or ``~/.ssh/config`` aliases; an entry may
+    also be ``{"host": entry, "python": ..., "workers": n}`` (that host's own settings).
     ``workers_per_host``: an int, or ``{host: int}``; default each host's CPU count.
-    ``python``: the remote interpreter (a command: ``"python3"``, ``"/opt/py/bin/python -I"``).
+    ``python``: the remote interpreter (a command: ``"python3"``, ``"/opt/py/bin/python -I"``),
+    or ``{host: command}`` for some hosts (the others: ``"python3"``).
     Construction connects to every host and raises InterfaceError only when none works.
     """
 
@@ -41,10 +44,10 @@ class SSHInterface:
 
     def __init__(
         self,
-        hosts: list[str] | str,
+        hosts: list[str | dict[str, Any]] | str,
         ssh_config: str | os.PathLike | None = None,
         workers_per_host: int | dict[str, int] | None = None,
-        python: str | list[str] = "python3",
+        python: str | list[str] | dict[str, str | list[str]] = "python3",
         prefetch: int | None = None,
         connect_timeout: float = 10.0,
         known_hosts: str | os.PathLike | list[str] | None = None,
@@ -54,8 +57,11 @@ class SSHInterface:
         heartbeat_timeout: float = 20.0,
         reconnect_attempts: int = 8,
     ) -> None:
-        specs = _host_list(hosts)
+        specs, own = _host_list(hosts)
         per_host = _workers_option(workers_per_host, specs)
+        per_host.update({name: o["workers"] for name, o in own.items() if "workers" in o})
+        pythons = _python_option(python, specs)
+        pythons.update({name: o["python"] for name, o in own.items() if "python" in o})
         if prefetch is not None:
             _check_int("prefetch", prefetch, 0)
         _check_int("max_sessions", max_sessions, 2)
@@ -68,10 +74,6 @@ class SSHInterface:
                                      f"not {value!r}")
         if not isinstance(remote_dir, str) or not remote_dir.strip():
             raise InterfaceError(f"remote_dir must be a directory path, not {remote_dir!r}")
-        try:
-            python_words = remote.python_words(python)
-        except ValueError as exc:
-            raise InterfaceError(str(exc)) from None
         if isinstance(known_hosts, (str, os.PathLike)):
             known_hosts = [os.fspath(known_hosts)]
         resolver = Resolver(ssh_config, known_hosts)
@@ -84,7 +86,7 @@ class SSHInterface:
         self._closed = False
         self._exhausted = False
         settings = Settings(
-            python=python_words,
+            python=pythons[None],
             workers=per_host.get(None),
             prefetch=prefetch,
             timeout=float(connect_timeout),
@@ -95,7 +97,8 @@ class SSHInterface:
             reconnect_attempts=reconnect_attempts,
             runtime=runtime_zip(),
         )
-        self.hosts = [Host(t, settings, self, per_host.get(t.name)) for t in targets]
+        self.hosts = [Host(t, replace(settings, python=pythons.get(t.name, settings.python)),
+                           self, per_host.get(t.name)) for t in targets]
         for host in self.hosts:
             host.start()
         for host in self.hosts:
@@ -251,7 +254,11 @@ def _warn_unhonoured(targets: list[Any]) -> None:
                             role, hop.name, ", ".join(hop.unhonoured))
 
 
-def _host_list(hosts: Any) -> list[str]:
+_ENTRY_KEYS = ("host", "python", "workers")
+
+
+def _host_list(hosts: Any) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """The host entries, and the settings of those given as ``{"host": ..., ...}``."""
     if isinstance(hosts, str):
         hosts = hosts.replace(",", " ").split()
     if not isinstance(hosts, (list, tuple)) or not hosts:
@@ -259,15 +266,52 @@ def _host_list(hosts: Any) -> list[str]:
             "the ssh interface needs hosts: a list like ['node1', 'alice@node2:2222'] "
             f"(not {hosts!r})"
         )
-    seen = set()
-    for spec in hosts:
+    specs: list[str] = []
+    own: dict[str, dict[str, Any]] = {}
+    for entry in hosts:
+        spec, settings = entry, {}
+        if isinstance(entry, dict):
+            unknown = sorted(set(entry) - set(_ENTRY_KEYS))
+            if unknown or "host" not in entry:
+                raise InterfaceError(f"a host given as a table needs 'host' and may have "
+                                     f"'python' and 'workers' only, not {entry!r}")
+            spec, settings = entry["host"], {k: v for k, v in entry.items() if k != "host"}
         if not isinstance(spec, str) or not spec.strip():
-            raise InterfaceError(f"hosts holds strings like 'user@host:port', not {spec!r}")
-        if spec.strip() in seen:
+            raise InterfaceError(f"hosts holds strings like 'user@host:port' (or tables "
+                                 f"with 'host'), not {entry!r}")
+        spec = spec.strip()
+        if spec in specs:
             raise InterfaceError(f"host {spec!r} is listed twice; use workers_per_host for "
                                  "more workers on one host")
-        seen.add(spec.strip())
-    return [spec.strip() for spec in hosts]
+        specs.append(spec)
+        if "workers" in settings:
+            _check_int(f"the workers of host {spec!r}", settings["workers"], 1)
+        if "python" in settings:
+            settings["python"] = _python_words(settings["python"], f"the python of host {spec!r}")
+        if settings:
+            own[spec] = settings
+    return specs, own
+
+
+def _python_words(value: Any, what: str) -> list[str]:
+    try:
+        return remote.python_words(value)
+    except (ValueError, TypeError):
+        raise InterfaceError(f"{what} must name an interpreter (a command or a list of "
+                             f"words), not {value!r}") from None
+
+
+def _python_option(value: Any, specs: list[str]) -> dict[str | None, list[str]]:
+    """``{None: default, host: words}`` from a command, a list of words, or ``{host: command}``."""
+    if isinstance(value, dict):
+        unknown = [name for name in value if name not in specs]
+        if unknown:
+            raise InterfaceError(f"python names hosts not in hosts: {unknown}")
+        found: dict[str | None, list[str]] = {None: ["python3"]}
+        for name, command in value.items():
+            found[name] = _python_words(command, f"python[{name!r}]")
+        return found
+    return {None: _python_words(value, "python")}
 
 
 def _workers_option(value: Any, specs: list[str]) -> dict[str | None, int]:

@@ -84,6 +84,8 @@ class ThreadInterface:
             self._idle.remove(worker)
 
     def worker_finished(self, worker: Worker) -> None:
+        if worker is None:  # a round whose get_available_workers failed: not a worker of ours
+            return
         with self._lock:
             self._idle.append(worker)
             self._finished += 1
