@@ -308,7 +308,7 @@ class LocalInterface:
 
     def _describe_exit(self, process: _Process) -> str:
         try:
-            code = process.popen.wait(timeout=2)
+            code = process.popen.wait(timeout=5)  # its guardian ends what is left first
         except subprocess.TimeoutExpired:
             _kill(process.popen)
             code = process.popen.wait()
