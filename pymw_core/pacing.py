@@ -9,6 +9,7 @@ cover about ``PIPELINE_SECONDS`` of its work, at least one, at most ``MAX_PREFET
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import TypeVar
 
 PIPELINE_SECONDS = 0.002
@@ -51,7 +52,7 @@ class PacedWorker:
 W = TypeVar("W", bound=PacedWorker)
 
 
-def spread(workers: list[W]) -> list[W]:
+def spread(workers: Iterable[W]) -> list[W]:
     """Every free slot of ``workers``, least busy first: each worker once per slot.
 
     An idle worker's slot comes before a busy one's, whatever the depths: a worker whose
