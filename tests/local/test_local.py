@@ -271,6 +271,35 @@ def test_big_tasks_behind_a_killed_worker_come_back_and_run(tmp_path):
         assert all(t.attempts == 1 for t in big)
 
 
+def gather(folder, me, count, seconds):
+    """Say this task started, then wait up to ``seconds`` until ``count`` tasks have."""
+    import time
+
+    open(os.path.join(folder, me), "w").close()
+    deadline = time.monotonic() + seconds
+    while len(os.listdir(folder)) < count:
+        if time.monotonic() > deadline:
+            return False, os.getpid()
+        time.sleep(0.02)
+    return True, os.getpid()
+
+
+def test_a_burst_of_tasks_goes_to_idle_workers_before_a_busy_ones_prefetch(tmp_path):
+    """The two tasks submitted together after the first are matched in one round; the
+    old order (most free slots first, a process's every slot before the next one's) sent
+    both to the same idle process, one queued behind the other while the third sat idle:
+    this failed with [False, False, True] (the burst is one round when the scheduler
+    thread wakes after both submissions)."""
+    with Master("local", num_workers=3) as master:
+        first = master.submit_task(gather, (str(tmp_path), "a", 3, 10))
+        wait_until(lambda: (tmp_path / "a").exists(), 30, "the first task to start")
+        burst = [master.submit_task(gather, (str(tmp_path), name, 3, 10)) for name in "bc"]
+        answers = [master.get_result(t)[1] for t in (first, *burst)]
+    assert [met for met, _ in answers] == [True] * 3, (
+        f"three tasks on three processes did not run at the same time: {answers}")
+    assert len({pid for _, pid in answers}) == 3
+
+
 def test_close_leaves_no_worker_process():
     m = Master("local", num_workers=3)
     m.get_result(m.submit_task(square, (2,)))

@@ -23,7 +23,7 @@ from typing import Any
 
 from pymw_core.connection import WorkerConnection
 from pymw_core.errors import InterfaceError
-from pymw_core.pacing import PacedWorker
+from pymw_core.pacing import PacedWorker, spread
 
 _START_FAILURES_ALLOWED = 3  # processes dying before they say hello, in a row, none ready
 _START_WAIT = 30.0  # seconds close() waits for a worker start under way (fork + exec)
@@ -151,15 +151,10 @@ class LocalInterface:
             master.workers_exhausted(gave_up)
 
     def get_available_workers(self) -> list[_Process]:
-        """Free slots, idle processes first, so work spreads before it queues."""
+        """Free slots, idle processes first (:func:`pymw_core.pacing.spread`), so work
+        spreads before it queues."""
         with self._lock:
-            ready = [p for p in self._processes if p.free > 0]
-            if len(ready) > 1:
-                ready.sort(key=_most_free_first)  # called once per matching round: kept lean
-            workers: list[_Process] = []
-            for process in ready:
-                workers += [process] * process.free
-            return workers
+            return spread(self._processes)
 
     def reserve_worker(self, worker: _Process) -> None:
         with self._lock:
@@ -364,10 +359,6 @@ class LocalInterface:
             master = self._master
         if first and master is not None:
             master.workers_exhausted(reason)
-
-
-def _most_free_first(process: _Process) -> int:
-    return -process.free
 
 
 def _send_loop(process: _Process, outbox: SimpleQueue) -> None:
