@@ -291,12 +291,8 @@ class Journal:
                 (time.time(), time.time(), os.getpid(), socket.gethostname(), program,
                  interface, json.dumps(settings, default=repr, sort_keys=True)),
             ).lastrowid
-            # Any run still "live" died (we hold the lock): its running attempts ended then.
-            conn.execute("UPDATE runs SET ended = heartbeat WHERE ended IS NULL AND id != ?",
-                         (self.run_id,))
-            conn.execute("UPDATE attempts SET ended = (SELECT heartbeat FROM runs WHERE "
-                         "runs.id = attempts.run), outcome = 'lost', detail = 'the master died'"
-                         " WHERE ended IS NULL")
+            # A run that died keeps ended NULL, and so do its attempts that were running
+            # (the agreed schema): readers tell it by its stale heartbeat.
             self._task_base = conn.execute("SELECT coalesce(max(id), 0) FROM tasks").fetchone()[0]
             self._attempt_base = conn.execute(
                 "SELECT coalesce(max(id), 0) FROM attempts").fetchone()[0]

@@ -49,8 +49,12 @@ def _summary(conn: Any, path: str, failures: int) -> dict[str, Any]:
     first, last_end = conn.execute("SELECT min(submitted), max(ended) FROM tasks").fetchone()
     last_attempt = conn.execute("SELECT max(coalesce(ended, started)) FROM attempts").fetchone()[0]
     last = max((t for t in (last_end, last_attempt) if t is not None), default=None)
+    live = [r["id"] for r in runs if r["status"] == "live"]
+    # An attempt without an outcome runs, if its master lives; else its master died.
     outcomes = dict(conn.execute(
-        "SELECT coalesce(outcome, 'running'), count(*) FROM attempts GROUP BY 1"))
+        "SELECT CASE WHEN outcome IS NOT NULL THEN outcome WHEN run IN "
+        f"({', '.join(str(int(i)) for i in live) or 'NULL'}) THEN 'running' "
+        "ELSE 'master died' END, count(*) FROM attempts GROUP BY 1"))
     hosts = [
         {"host": host, "attempts": n, "workers": workers, "ok": ok, "failed": bad}
         for host, n, workers, ok, bad in conn.execute(

@@ -9,6 +9,8 @@ cover about ``PIPELINE_SECONDS`` of its work, at least one, at most ``MAX_PREFET
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import TypeVar
 
 PIPELINE_SECONDS = 0.002
 MAX_PREFETCH = 8
@@ -45,3 +47,31 @@ class PacedWorker:
         self.in_flight -= 1
         self._last_done = now
         self._streak = self.in_flight > 0
+
+
+W = TypeVar("W", bound=PacedWorker)
+
+
+def spread(workers: Iterable[W]) -> list[W]:
+    """Every free slot of ``workers``, least busy first: each worker once per slot.
+
+    An idle worker's slot comes before a busy one's, whatever the depths: a worker whose
+    adaptive depth grew on tiny tasks has more free slots than a fresh one, yet a task
+    sent there waits behind the running one. Workers equally busy keep the given order.
+    Called once per matching round: one pass per depth level, no sort of the slots.
+    """
+    ready = sorted((w for w in workers if w.free > 0), key=_busy)
+    if not ready:
+        return []
+    slots: list[W] = []
+    for level in range(ready[0].in_flight, max(w.depth for w in ready)):
+        for worker in ready:
+            if worker.in_flight > level:
+                break  # sorted by in_flight: the rest are busier still
+            if level < worker.depth:
+                slots.append(worker)
+    return slots
+
+
+def _busy(worker: PacedWorker) -> int:
+    return worker.in_flight

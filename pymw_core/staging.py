@@ -7,10 +7,11 @@ once per version of a file (its path, inode, size and times), so a file submitte
 10,000 times unchanged is read and copied once; two versions with the same content
 share one copy (named by its SHA-256).
 
-A file modified within ``_RACY_SECONDS`` of its snapshot is read again at the next
-submit: file times tick coarsely (a few ms on Linux, seconds elsewhere), so a rewrite
-in the same tick with the same size would otherwise look unchanged (git's "racy
-clean" problem).
+File times tick coarsely (a few ms on Linux, whole seconds on some file systems), so
+a rewrite in the same tick with the same size would look unchanged (git's "racy
+clean" problem). A snapshot taken within a tick's margin of the file's mtime is not
+trusted: the next submit reads the file again and compares its hash (a copy is made
+only when the content differs), until the file is old enough to trust.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import time
 
 from pymw_core.errors import TaskError
 
-_RACY_SECONDS = 2.0
+_RACY_NS = 50_000_000  # a mtime this close to the read: the same tick may hide a rewrite
+_RACY_COARSE_NS = 2_000_000_000  # the same, on a file system that keeps whole seconds
 _BLOCK = 1 << 20
 _TRIES = 3  # a file that changes while it is being read is read again, this many times
 
@@ -42,8 +44,8 @@ class Snapshots:
         self._parent = parent
         self._lock = threading.Lock()
         self._dir: str | None = None
-        # (path, dev, inode, size, mtime_ns, ctime_ns) -> (snapshot path, trusted)
-        self._known: dict[tuple, tuple[str, bool]] = {}
+        # (path, dev, inode, size, mtime_ns, ctime_ns) -> (snapshot path, digest, trusted)
+        self._known: dict[tuple, tuple[str, str, bool]] = {}
         self._closed = False
 
     def take(self, path: str, name: str) -> str:
@@ -56,47 +58,60 @@ class Snapshots:
             key = _version(path, before)
             with self._lock:
                 known = self._known.get(key)
-            if known is not None and known[1] and os.path.exists(known[0]):
+            if known is not None and known[2]:
                 return known[0]
-            found = self._copy(path, name, before)
+            found = self._read(path, name, before, known)
             if found is not None:
-                snapshot, trusted = found
                 with self._lock:
-                    self._known[key] = (snapshot, trusted)
-                return snapshot
+                    self._known[key] = found
+                return found[0]
         raise TaskError(f"data file {path!r} kept changing while submit_task read it "
                         f"({_TRIES} times): finish writing it before submitting")
 
-    def _copy(self, path: str, name: str, before: os.stat_result) -> tuple[str, bool] | None:
-        """Copy and hash in one pass; None if the file changed meanwhile."""
-        folder = self._folder()
+    def _read(self, path: str, name: str, before: os.stat_result,
+              known: tuple[str, str, bool] | None) -> tuple[str, str, bool] | None:
+        """Hash the file, copying it in the same pass unless ``known`` (a snapshot of the
+        same version, not yet trusted) turns out to hold the same bytes. None if the file
+        changed meanwhile."""
         read_at = time.time_ns()
         sha = hashlib.sha256()
-        fd, partial = tempfile.mkstemp(prefix=".part-", dir=folder)
+        partial = None
+        out = None
         try:
-            with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
-                while block := src.read(_BLOCK):
-                    sha.update(block)
-                    out.write(block)
-                after = os.fstat(src.fileno())
+            if known is None:
+                fd, partial = tempfile.mkstemp(prefix=".part-", dir=self._folder())
+                out = os.fdopen(fd, "wb")
+            try:
+                with open(path, "rb") as src:
+                    while block := src.read(_BLOCK):
+                        sha.update(block)
+                        if out is not None:
+                            out.write(block)
+                    after = os.fstat(src.fileno())
+            finally:
+                if out is not None:
+                    out.close()
             if _version(path, after) != _version(path, before):
-                os.unlink(partial)
-                return None
-            home = os.path.join(folder, sha.hexdigest()[:40])
+                return _drop(partial)
+            digest = sha.hexdigest()
+            margin = _RACY_COARSE_NS if before.st_mtime_ns % 1_000_000_000 == 0 else _RACY_NS
+            # ctime is in the version's key, so a file whose mtime was set back differs
+            # anyway; only a rewrite within the same tick could go unseen.
+            trusted = read_at - before.st_mtime_ns > margin
+            if known is not None:
+                if known[1] == digest:
+                    return known[0], digest, trusted
+                return self._read(path, name, before, None)  # new bytes: a new snapshot
+            home = os.path.join(self._folder(), digest[:40])
             os.makedirs(home, exist_ok=True)
             snapshot = os.path.join(home, name)
             # As readable as the user's file: a batch system's own daemons may transfer it.
-            os.chmod(partial, before.st_mode & 0o644)
-            os.replace(partial, snapshot)  # same content: replacing it changes nothing
+            os.chmod(partial, before.st_mode & 0o644)  # type: ignore[arg-type]
+            os.replace(partial, snapshot)  # type: ignore[arg-type]  # same bytes if it exists
+            return snapshot, digest, trusted
         except OSError as exc:
-            try:
-                os.unlink(partial)
-            except OSError:
-                pass
+            _drop(partial)
             raise TaskError(f"data file {path!r} cannot be read: {exc}") from exc
-        # ctime is in the version's key, so a file whose mtime was set back still
-        # differs; only a write in the same tick as the snapshot could go unseen.
-        return snapshot, read_at - before.st_mtime_ns > _RACY_SECONDS * 1e9
 
     def _folder(self) -> str:
         with self._lock:
@@ -115,6 +130,14 @@ class Snapshots:
             self._known.clear()
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _drop(partial: str | None) -> None:
+    if partial is not None:
+        try:
+            os.unlink(partial)
+        except OSError:
+            pass
 
 
 def _version(path: str, st: os.stat_result) -> tuple:

@@ -204,7 +204,7 @@ class Runtime:
             buffers = io.StringIO(), io.StringIO()
             saved = sys.stdout, sys.stderr
         workdir = None
-        start = time.perf_counter()
+        start = called = time.perf_counter()  # called: when the task's own code began
         self._current, self._progress_sent = task_id, (0.0, 0.0)
         try:
             if capture is None:
@@ -225,9 +225,12 @@ class Runtime:
                 _inject(getattr(fn, "__globals__", None), deps, given)
                 args = pickle.loads(args_blob) if args_blob else ()
                 kwargs = pickle.loads(extras["kwargs"]) if extras and "kwargs" in extras else {}
+                called = time.perf_counter()
                 result = fn(*args, **kwargs)
             else:
-                result = self._script(code, pickle.loads(args_blob), deps, given)
+                input_data = pickle.loads(args_blob)
+                called = time.perf_counter()
+                result = self._script(code, input_data, deps, given)
             ok = True
         except Exception as exc:  # the task's own failure is its answer
             ok = False
@@ -239,12 +242,13 @@ class Runtime:
             tb = _format_traceback(exc)
         finally:
             self._current = None
-            seconds = time.perf_counter() - start
+            now = time.perf_counter()
+            seconds, ran = now - start, now - called
             if capture is None:
                 sys.stdout, sys.stderr = saved
                 out_text, err_text = buffers[0].getvalue(), buffers[1].getvalue()
             else:
-                if seconds > _SWEEP_AFTER:  # nothing quicker can have started a process
+                if ran > _SWEEP_AFTER:  # code this quick cannot have started a process
                     if self._sweep:
                         guardian.end_children()
                     capture.repair()
@@ -474,7 +478,9 @@ def _format_traceback(exc: BaseException) -> str:
                 f"{_type_name(why)})\n")
 
 
-_SWEEP_AFTER = 20e-6  # seconds: a task quicker than this cannot have started a process
+# Seconds: a task's code quicker than this cannot have started a process (a fork of a
+# Python process, or a spawn, takes 80 µs or more), so it is not checked for leftovers.
+_SWEEP_AFTER = 50e-6
 _REPLY_BATCH = 64  # replies that may wait for one flush
 _QUICK_SECONDS = 0.0005  # a function this fast may run before the replies ahead are flushed
 _DURATIONS_KEPT = 4 * wire.FUNCTION_CACHE

@@ -37,6 +37,7 @@ KEYS = ("interface", "remote", "save-as")
 _FENCE = re.compile(r"^```(\S*)\s*$")
 _MARKER = re.compile(r"^<!--\s*pymw-doc:(.*?)-->\s*$")
 _SEPARATOR = "--8<-- pymw-doc command {} --8<--"
+_INSTALLS = re.compile(r"(^|[;&|]\s*)(sudo\s+)?(pip3?|python3?\s+-m\s+pip|apt-get|apt)\s+install\b")
 
 
 @dataclass
@@ -192,6 +193,10 @@ def run(block: Block, directory: Path, config: str = "", env: dict[str, str] | N
         timeout: float = 300) -> None:
     """Run ``block`` as a user would copy it into ``directory``; fail on an error or on
     output other than the page shows."""
+    for cmd, _ in commands(block) if block.lang != "python" else []:
+        assert not _INSTALLS.search(cmd), (  # never into the suite's environment or system
+            f"{block.id}: `{cmd}` installs something; mark the block "
+            "`<!-- pymw-doc: compile-only because ... -->` (the suite installs from wheels)")
     prepare(block, directory, config)
     if block.lang == "python":
         script = directory / (block.marker.get("save-as") or "example.py")
@@ -205,6 +210,10 @@ def run(block: Block, directory: Path, config: str = "", env: dict[str, str] | N
                 f"{block.id} printed\n{proc.stdout}\nbut the page shows\n{block.output}")
         return
     steps = commands(block)
+    for cmd, _ in steps:  # never into the suite's own environment or system
+        assert not _INSTALLS.search(cmd), (
+            f"{block.id}: `{cmd}` installs something; mark the block "
+            "`<!-- pymw-doc: compile-only because ... -->` (the suite installs from wheels)")
     script = "exec 2>&1\nset -e\n" + "".join(
         f"echo {shlex.quote(_SEPARATOR.format(n))}\n{cmd}\n" for n, (cmd, _) in enumerate(steps))
     proc = subprocess.run(["bash", "-c", script], cwd=directory, env=environment(env),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import shutil
 import sys
 import types
 from optparse import OptionParser, Values
@@ -50,16 +51,34 @@ def _family(name: str, doc: str, **classes: Any) -> types.ModuleType:
     return module
 
 
+class _CannotStart:
+    """What 0.4 did with an interpreter that cannot be started: each task fails with the
+    reason, raised by ``get_result`` (PyMW 0.5's ``local`` refuses it in ``Master()``)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def execute_task(self, task: Any, worker: Any) -> None:
+        raise InterfaceError(self.reason)
+
+
+def _local(num_workers: int, python_loc: str | None) -> Any:
+    if python_loc and shutil.which(python_loc) is None:
+        return _CannotStart(f"the worker interpreter {python_loc!r} cannot be started: "
+                            "no such file, or not executable")
+    return _build("local", num_workers=num_workers, python=python_loc or None)
+
+
 def GenericInterface(num_workers: int = 1, python_loc: str | None = None) -> Any:
     """0.4's generic interface: the ``local`` interface with ``num_workers`` processes,
     run by ``python_loc`` (default: this interpreter). A ``python_loc`` that cannot
-    run workers fails the tasks, raised by ``get_result``."""
-    return _build("local", num_workers=num_workers, python=python_loc or None)
+    run workers fails the tasks, raised by ``get_result``, as in 0.4."""
+    return _local(num_workers, python_loc)
 
 
 def MulticoreInterface(num_workers: int = 1, python_loc: str | None = None) -> Any:
     """0.4's multicore interface: the same ``local`` interface as ``GenericInterface``."""
-    return _build("local", num_workers=num_workers, python=python_loc or None)
+    return _local(num_workers, python_loc)
 
 
 def MPIInterface(num_workers: int = 1) -> Any:

@@ -25,8 +25,8 @@ class TestCondorContract(InterfaceContract):
             {"python": condor_pool.python_for_jobs(), "work_dir": job_dir},
             shared_dir=job_dir,
             watch_dirs=[job_dir],
-            startup=60,  # a job costs seconds to be matched and to start its Python
-            per_task=20,
+            startup=40,  # a job costs seconds to be matched and to start its Python
+            per_task=10,
             timeout=10,  # seconds of running: more than a job needs to start its Python
             tasks=2,
         )

@@ -254,6 +254,25 @@ def test_adaptive_prefetch_follows_the_pace_of_the_tasks():
     assert run(PacedWorker(3), 0.00001) == 3
 
 
+def test_free_slots_are_offered_least_busy_first():
+    # The order every streaming interface offers its slots in (ssh, local, mpi). The old
+    # order, by free slots, put a busy worker whose adaptive depth had grown (a, below)
+    # before an idle fresh one, and a worker's every slot before the next worker's
+    # first: both failed this test.
+    from pymw_core.pacing import PacedWorker, spread
+
+    a, b, c = PacedWorker(None), PacedWorker(None), PacedWorker(None)
+    a.depth = 9
+    a.in_flight = 1
+    c.in_flight = 2  # full
+    assert spread([a, b, c]) == [b, b] + [a] * 8  # b: its second task waits behind one too
+    b.in_flight = 1
+    assert spread([a, b, c]) == [a, b] + [a] * 7
+    fresh = [PacedWorker(None) for _ in range(3)]
+    assert spread(fresh) == fresh + fresh  # each one's first slot before any second
+    assert spread([c]) == [] == spread([])
+
+
 def test_log_observer_writes_structured_records(caplog):
     caplog.set_level(logging.DEBUG, logger="pymw.tasks")
     with Master(Inline(), observers=["log"]) as m:

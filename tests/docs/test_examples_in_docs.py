@@ -96,6 +96,12 @@ def test_output_matching_fails_on_changed_output():
     assert not matches("x\n", "")
 
 
+def test_an_install_command_is_never_run(tmp_path):
+    block = doc_examples.Block("x.md", 1, "console", "$ pip install pymw-ssh\n")
+    with pytest.raises(AssertionError, match="installs something"):
+        run(block, tmp_path)
+
+
 def test_a_marker_with_an_unknown_word_is_refused():
     with pytest.raises(ValueError, match="unknown pymw-doc marker"):
         doc_examples.parse_marker("interfce=ssh")

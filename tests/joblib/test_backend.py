@@ -115,7 +115,7 @@ def test_the_registered_name_runs_calls_on_the_named_interface_with_its_options(
         pids = set(Parallel()(delayed(pid_of)(i) for i in range(20)))
         status = backend.master.get_status()
     assert results == [i * i for i in range(50)]
-    assert os.getpid() not in pids and pids <= set(status["pids"])
+    assert os.getpid() not in pids and pids <= set(status["task_pids"])
     assert status["interface"] == "local" and status["workers"] == 2
     assert status["finished"] >= 2 and status["failed"] == 0
     backend.close()
@@ -155,7 +155,7 @@ def test_the_master_is_made_once_and_reused_across_parallel_calls():
         master = config["backend"].master
         second = set(Parallel()(delayed(pid_of)(i) for i in range(20)))
         assert config["backend"].master is master
-    assert first | second <= set(master.get_status()["pids"])
+    assert first | second <= set(master.get_status()["task_pids"])
     config["backend"].close()
 
 
@@ -167,12 +167,13 @@ def test_parallel_calls_by_name_share_one_master_and_its_workers():
              for _ in range(3)]
     master = PyMWBackend().master  # a backend of the same (default) settings: the same master
     assert master.get_status()["finished"] >= 3  # every call's batches ran on it
-    assert len(set().union(*calls)) <= master.get_status()["workers"]  # on its workers
+    assert set().union(*calls) <= set(master.get_status()["task_pids"])  # on its workers
     master.close()
     after = set(Parallel(n_jobs=2, backend="pymw")(delayed(pid_of)(i) for i in range(20)))
     fresh = PyMWBackend().master
     assert fresh is not master and not fresh.closed  # a closed master is replaced
     assert fresh.get_status()["finished"] >= 1 and not after & set().union(*calls)
+    assert after <= set(fresh.get_status()["task_pids"])
     fresh.close()
 
 

@@ -25,8 +25,8 @@ class TestSlurmContract(InterfaceContract):
             {"work_dir": work_dir},
             shared_dir=work_dir,
             watch_dirs=[work_dir],
-            startup=60,  # an array element costs seconds to start
-            per_task=20,
+            startup=40,  # an array element costs seconds to start
+            per_task=10,
             timeout=5,  # seconds of running: more than an element needs to start a task
             tasks=2,
         )

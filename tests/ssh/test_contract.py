@@ -29,11 +29,4 @@ class TestSSHContract(InterfaceContract):
             },
             concurrency=2,
             watch_dirs=[str(remote_dir / "runs")],
-            # Found by the kit (issue 24): once two workers were replaced, the second of
-            # two tasks goes to the first one's prefetch queue although the other worker
-            # is idle, so the two never run at the same time. A defect of ssh's worker
-            # order, not of the kit; remove this skip when it is fixed.
-            skip={f"slots[{how}]": "after worker replacements a task queues behind a busy "
-                  "worker while another is idle (known defect)"
-                  for how in ("lost_worker", "timeout", "cancel")},
         )

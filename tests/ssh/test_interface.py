@@ -305,6 +305,46 @@ def test_timeouts_and_cancels_kill_the_worker_which_is_replaced(make_master, rem
                "one remote worker (the cancelled one replaced)")
 
 
+def meet(folder, me, other, seconds):
+    """Say this task started, then wait up to ``seconds`` for ``other`` to start too."""
+    import os
+    import time
+
+    open(os.path.join(folder, me), "w").close()
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(os.path.join(folder, other)):
+        if time.monotonic() > deadline:
+            return False, os.getpid()
+        time.sleep(0.02)
+    return True, os.getpid()
+
+
+def test_after_a_replacement_an_idle_worker_comes_before_a_busy_ones_prefetch(make_master,
+                                                                               tmp_path):
+    # Found by the contract kit's slots check: the worker order was by free slots, and a
+    # worker whose adaptive depth grew on tiny tasks has more of them with a task running
+    # than a fresh replacement has idle, so a second long task queued behind the first
+    # while the replacement sat idle. Against the old order this failed with
+    # "(False, True)": the first task gave up waiting, then the second ran on its worker.
+    master = make_master(hosts=["host1"], max_attempts=1)  # two workers
+    tiny = [master.submit_task(square, (i,)) for i in range(400)]
+    assert [master.get_result(t)[1] for t in tiny] == [i * i for i in range(400)]
+    with pytest.raises(WorkerLostError):
+        master.get_result(master.submit_task(exit_worker))
+    wait_until(lambda: master.get_status()["hosts"]["host1"]["workers"] == 2, 10,
+               "the lost worker to be replaced")
+    depths = sorted(w.depth for w in master.interface.hosts[0].workers)
+    assert depths[0] == 2 < depths[1], f"not a grown worker beside a fresh one: {depths}"
+
+    first = master.submit_task(meet, (str(tmp_path), "first", "second", 10))
+    wait_until(lambda: (tmp_path / "first").exists(), 10, "the first long task to start")
+    second = master.submit_task(meet, (str(tmp_path), "second", "first", 10))
+    answers = [master.get_result(t)[1] for t in (first, second)]
+    assert [met for met, _ in answers] == [True, True], (
+        f"the two long tasks did not run at the same time: {answers}")
+    assert answers[0][1] != answers[1][1]
+
+
 # -- hosts and keys ------------------------------------------------------------------------
 
 
@@ -482,7 +522,8 @@ def test_more_workers_than_one_connection_allows(make_master, remote_dir):
     assert [master.get_result(t)[1] for t in tasks] == [2 * i for i in range(12)]
     pids = {master.get_result(t)[1][0] for t in [master.submit_task(where) for _ in range(24)]}
     remote = set(remote_workers(str(remote_dir)))
-    assert len(remote) == 12 and pids <= remote and os.getpid() not in pids
+    running = set(remote_workers(str(remote_dir), every_process=True)) - remote
+    assert len(remote) == 12 and pids <= running and os.getpid() not in pids
 
 
 def test_a_server_allowing_fewer_channels_gets_more_connections(lab, make_master, remote_dir):

@@ -317,6 +317,16 @@ class Clash(Inline):
         return {"running": "mine"}
 
 
+class TooMany(LocalInterface):
+    """concurrency: declared 1 by its test, runs 2 (every process up before the first task,
+    so the two tasks run at once whatever the machine's load)."""
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        for process in list(self._processes):
+            process.connection.wait_ready(timeout=60)
+
+
 class Leaky(LocalInterface):
     """cleanup: a file left in TMPDIR after cleanup()."""
 

@@ -49,6 +49,7 @@ class TestProcs(InterfaceContract):
 IN_PROCESS = {{
     "lost_worker": "its worker is the master's own process",
     "data_files": "in-process, the task's cwd is the master's",
+    "data_files_read_at_submit": "in-process, the task's cwd is the master's",
     "cleanup": "in-process, a running task cannot be stopped",
 }}
 
@@ -70,7 +71,7 @@ class TestLeaky(InterfaceContract):
 
 
 class TestTooMany(InterfaceContract):
-    target = Target("local", {{"num_workers": 2}}, concurrency=1)
+    target = Target(TooMany, {{"num_workers": 2, "prefetch": 0}}, concurrency=1)
 
 
 class TestTruncating(InterfaceContract):

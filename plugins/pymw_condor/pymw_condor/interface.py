@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import threading
 import time
@@ -48,6 +49,7 @@ _SUBMIT_WAIT = 60.0  # seconds close() waits for a submit in progress
 # An eviction event also starts a removal (evicted, then aborted) and a hold of a running
 # job (evicted, then held); only when neither follows is it a real eviction.
 _EVICTION_GRACE = 2.0
+_HELD_STATUS = 5  # JobStatus of a held job
 
 
 def _ran_on(job: _Job) -> None:
@@ -169,6 +171,11 @@ class CondorInterface:
         self._clusters = 0
         self._closed = False
         self._evicted: dict[tuple[int, int], _Job] = {}
+        # Jobs of a dead master's run that this master follows: (cluster, proc) ->
+        # (attempt, reply path); old runs (id, directory) removed at close.
+        self._adopted: dict[tuple[int, int], tuple[Any, str]] = {}
+        self._old_runs: set[tuple[str, str]] = set()
+        self._adopted_look = 0.0
         self._follower = EventFollower(self.log_path, self._on_event, poll_interval,
                                        tick=self._check_evictions)
         self._batcher = Batcher(self._submit_batch, batch_window, batch_max,
@@ -197,6 +204,50 @@ class CondorInterface:
 
     def attach_master(self, master: Any) -> None:
         self._master = master
+
+    def reattach_task(self, task: Any, handle: dict) -> bool:
+        """Collect a task whose job a dead master of this journal submitted.
+
+        The job is still in the queue (idle or running): followed until it leaves it,
+        then its reply is delivered (or the task is lost, retried as usual). It left
+        already with a reply: delivered now. Gone without one, or held: False, and the
+        task is submitted anew (a held job is removed first: nothing runs twice).
+        """
+        try:
+            run_dir, run_id = str(handle["run_dir"]), str(handle["run_id"])
+            names = description.task_files(int(handle["attempt"]), str(handle["secret"]))
+            cluster, proc = (int(x) for x in handle["job"])
+        except (KeyError, TypeError, ValueError):
+            return False
+        if self._closed or not os.path.isdir(run_dir):
+            return False
+        with self._lock:
+            self._old_runs.add((run_id, run_dir))
+        try:
+            with self._schedd_lock:
+                found = self._schedd.query(
+                    constraint=f"ClusterId == {cluster} && ProcId == {proc}",
+                    projection=["JobStatus"])
+        except Exception as exc:
+            log.warning("cannot ask the schedd about job %d.%d of a dead master: %s",
+                        cluster, proc, exc)
+            return False
+        reply_path = os.path.join(run_dir, names.reply)
+        if not found:
+            reply = batch.read_reply(reply_path)
+            if reply is None:
+                return False
+            deliver(task, reply)
+            return True
+        if int(found[0].get("JobStatus", 0)) == _HELD_STATUS:
+            self._remove_old(f"{cluster}.{proc}", "PyMW: held in a dead master's run; "
+                             "submitted again")
+            return False
+        with self._lock:
+            self._adopted[(cluster, proc)] = (task, reply_path)
+            self._recent.record(task, f"{cluster}.{proc}")
+        task.ran_on(worker=f"HTCondor job {cluster}.{proc}")
+        return True
 
     def execute_task(self, task: Any, worker: Any) -> None:
         """Write the task's request and queue its job for the next submit; return at once."""
@@ -270,6 +321,7 @@ class CondorInterface:
                 while self._jobs and (left := deadline - time.monotonic()) > 0:
                     self._lock.wait(left)
         self._follower.stop()
+        self._forget_old_runs()
         self.run.remove(keep=not self._delete_files())
         if not self._delete_files():
             log.info("PyMW kept the HTCondor run's files in %s", self.run_dir)
@@ -339,6 +391,11 @@ class CondorInterface:
                     stopped.append(job)
                 if key in self._early:
                     keys.append(key)
+        for job in jobs:  # with a journal: what a later master needs to collect it
+            if not job.ours and job.key is not None:
+                job.task.record_handle({
+                    "run_dir": self.run_dir, "run_id": self.run_id, "secret": self.run.secret,
+                    "attempt": job.task.id, "job": list(job.key)})
         if keys:  # their events came before submit() returned
             self._follower.call_soon(lambda: self._flush_early(keys))
         for job in stopped:
@@ -459,6 +516,8 @@ class CondorInterface:
     def _check_evictions(self) -> None:
         """On the follower thread: evictions with no removal or hold after them are lost
         attempts. PyMW removes the job and the master's retry rule decides."""
+        if self._adopted:
+            self._check_adopted()
         if not self._evicted:
             return
         now = time.monotonic()
@@ -518,6 +577,69 @@ class CondorInterface:
             log.warning("could not remove HTCondor job %s: %s", job.id, exc)
 
     # -- files ------------------------------------------------------------------------------------
+
+    # -- jobs of a dead master ------------------------------------------------------------------
+
+    def _check_adopted(self) -> None:
+        """On the follower thread, about once a second: adopted jobs that left the queue
+        deliver their reply (or are lost); a held one is removed and lost."""
+        now = time.monotonic()
+        if now < self._adopted_look:
+            return
+        self._adopted_look = now + 1.0
+        with self._lock:
+            keys = list(self._adopted)
+        runs = " || ".join(f'{description.RUN_ATTRIBUTE} == "{run}"'
+                           for run, _ in sorted(self._old_runs))
+        try:
+            with self._schedd_lock:
+                ads = self._schedd.query(constraint=runs or "false",
+                                         projection=["ClusterId", "ProcId", "JobStatus"])
+        except Exception as exc:
+            log.warning("cannot ask the schedd about a dead master's jobs: %s", exc)
+            return
+        queued = {(int(ad["ClusterId"]), int(ad["ProcId"])): int(ad.get("JobStatus", 0))
+                  for ad in ads}
+        for key in keys:
+            status = queued.get(key)
+            if status is not None and status != _HELD_STATUS:
+                continue
+            with self._lock:
+                found = self._adopted.pop(key, None)
+            if found is None:
+                continue
+            task, reply_path = found
+            job = f"{key[0]}.{key[1]}"
+            if status == _HELD_STATUS:
+                self._remove_old(job, "PyMW: held in a dead master's run")
+                task.worker_lost(f"HTCondor job {job} of a dead master's run was held")
+                continue
+            reply = batch.read_reply(reply_path)
+            if reply is None:
+                task.worker_lost(f"HTCondor job {job} of a dead master's run ended "
+                                 "without a result")
+            else:
+                deliver(task, reply)
+
+    def _remove_old(self, spec: str, reason: str) -> None:
+        try:
+            with self._schedd_lock:
+                remove(self._schedd, spec, reason)
+        except Exception as exc:
+            log.warning("could not remove HTCondor job(s) %s: %s", spec, exc)
+
+    def _forget_old_runs(self) -> None:
+        """At close: the dead masters' runs this master looked at lose their jobs still
+        queued, and their files (unless the master keeps files)."""
+        with self._lock:
+            runs = sorted(self._old_runs)
+            self._old_runs.clear()
+            self._adopted.clear()
+        for run_id, run_dir in runs:
+            self._remove_old(f'{description.RUN_ATTRIBUTE} == "{run_id}"',
+                             "PyMW: the master that adopted this run closed")
+            if self._delete_files():
+                shutil.rmtree(run_dir, ignore_errors=True)
 
     def _delete_files(self) -> bool:
         return not batch.keep_files(self._master)

@@ -23,7 +23,7 @@ from typing import Any
 
 from pymw_core.connection import WorkerConnection
 from pymw_core.errors import InterfaceError
-from pymw_core.pacing import PacedWorker
+from pymw_core.pacing import PacedWorker, spread
 
 _START_FAILURES_ALLOWED = 3  # processes dying before they say hello, in a row, none ready
 _START_WAIT = 30.0  # seconds close() waits for a worker start under way (fork + exec)
@@ -119,6 +119,10 @@ class LocalInterface:
         self.num_workers = num_workers
         self.prefetch = prefetch
         self.python = sys.executable if python is None else os.fspath(python)
+        if shutil.which(self.python) is None:  # cheap, and every worker start would fail
+            raise InterfaceError(f"the worker interpreter {self.python!r} cannot be started: "
+                                 "no such file, or not executable (give a path, or a name "
+                                 "found on PATH)")
         self._lock = threading.Lock()
         # Starts under way (between the first `_closed` check and registering the
         # process): close() waits for them, so nothing a start makes outlives it.
@@ -147,15 +151,10 @@ class LocalInterface:
             master.workers_exhausted(gave_up)
 
     def get_available_workers(self) -> list[_Process]:
-        """Free slots, idle processes first, so work spreads before it queues."""
+        """Free slots, idle processes first (:func:`pymw_core.pacing.spread`), so work
+        spreads before it queues."""
         with self._lock:
-            ready = [p for p in self._processes if p.free > 0]
-            if len(ready) > 1:
-                ready.sort(key=_most_free_first)  # called once per matching round: kept lean
-            workers: list[_Process] = []
-            for process in ready:
-                workers += [process] * process.free
-            return workers
+            return spread(self._processes)
 
     def reserve_worker(self, worker: _Process) -> None:
         with self._lock:
@@ -189,6 +188,9 @@ class LocalInterface:
             return {
                 "workers": len(self._processes),
                 "pids": [p.pid for p in self._processes],
+                # What os.getpid() says in a task: each started process's child.
+                "task_pids": [p.connection.hello["pid"] for p in self._processes
+                              if p.connection is not None and p.connection.hello],
                 "busy": sum(1 for p in self._processes if p.in_flight),
                 "restarts": self._restarts,
             }
@@ -301,7 +303,7 @@ class LocalInterface:
 
     def _describe_exit(self, process: _Process) -> str:
         try:
-            code = process.popen.wait(timeout=2)
+            code = process.popen.wait(timeout=5)  # its guardian ends what is left first
         except subprocess.TimeoutExpired:
             _kill(process.popen)
             code = process.popen.wait()
@@ -357,10 +359,6 @@ class LocalInterface:
             master = self._master
         if first and master is not None:
             master.workers_exhausted(reason)
-
-
-def _most_free_first(process: _Process) -> int:
-    return -process.free
 
 
 def _send_loop(process: _Process, outbox: SimpleQueue) -> None:

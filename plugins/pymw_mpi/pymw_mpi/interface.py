@@ -30,7 +30,7 @@ from typing import Any
 
 from pymw_core import wire
 from pymw_core.errors import InterfaceError
-from pymw_core.pacing import PacedWorker
+from pymw_core.pacing import PacedWorker, spread
 from pymw_core.unpack import deliver
 from pymw_mpi import launched, launcher, protocol
 
@@ -127,11 +127,10 @@ class MPIInterface:
             master.worker_up(rank)
 
     def get_available_workers(self) -> list[_Rank]:
+        """Free slots, least busy rank first (:func:`pymw_core.pacing.spread`): an idle
+        rank before any busy one's prefetch slot."""
         with self._lock:
-            free: list[_Rank] = []
-            for rank in sorted(self._ranks.values(), key=_most_free_first):
-                free += [rank] * rank.free
-            return free
+            return spread(list(self._ranks.values()))
 
     def reserve_worker(self, worker: _Rank) -> None:
         with self._lock:
@@ -237,10 +236,6 @@ class MPIInterface:
                 self._master.worker_down(worker, reason)
         if gone and left == 0 and self._master is not None:
             self._master.workers_exhausted(f"no MPI worker rank is left: {reason}")
-
-
-def _most_free_first(rank: _Rank) -> int:
-    return -rank.free
 
 
 def _inside_mpi_job() -> bool:

@@ -178,7 +178,10 @@ class Element:
                 os.setpgid(0, 0)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 os.chdir(self.scratch)
-                self.run_file(claimed, reply)
+                # watch_parent: the runtime's guardian ends the task should this element
+                # die, and passes a crashed task's last stderr on to the job's log, which
+                # the master quotes in the task's error.
+                self.run_file(claimed, reply, watch_parent=True)
             except BaseException:
                 traceback.print_exc()
                 code = 1

@@ -18,6 +18,7 @@ from typing import Any
 
 from pymw_core.bundle import runtime_zip
 from pymw_core.errors import InterfaceError
+from pymw_core.pacing import spread
 from pymw_ssh import remote
 from pymw_ssh.connect import HostError, JumpPool
 from pymw_ssh.host import CLOSED, FAILED, UP, Host, RemoteWorker, Settings
@@ -124,17 +125,13 @@ class SSHInterface:
             master.worker_up(worker)
 
     def get_available_workers(self) -> list[RemoteWorker]:
-        """Free slots on live workers, spread: every worker's first slot before any second."""
+        """Free slots on live workers, least busy first (:func:`pymw_core.pacing.spread`):
+        an idle worker before a busy one's prefetch slot, whatever their depths."""
         with self._lock:
-            ready = [
+            return spread([
                 w for host in self.hosts if host.state == UP
-                for w in host.workers if w.free > 0 and not w.connection.closed
-            ]
-        if not ready:
-            return []
-        ready.sort(key=lambda w: -w.free)
-        deepest = ready[0].free
-        return [w for level in range(deepest) for w in ready if w.free > level]
+                for w in host.workers if not w.connection.closed
+            ])
 
     def reserve_worker(self, worker: RemoteWorker) -> None:
         with self._lock:
