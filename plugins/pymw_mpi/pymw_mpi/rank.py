@@ -117,8 +117,8 @@ def _withdraw() -> None:
     replaces the stop instead and goes off here, at the loop's first backward jump,
     which clears the flag on every version.
     """
-    _raise_in(threading.get_ident(), _Withdrawn)
-    try:
+    try:  # it may go off as soon as the call returns: the call is inside the try
+        _raise_in(threading.get_ident(), _Withdrawn)
         for _ in range(1_000_000):  # bounded: never a hang, should the exception not come
             pass
     except _Withdrawn:
