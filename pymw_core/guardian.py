@@ -33,6 +33,7 @@ PR_SET_CHILD_SUBREAPER = 36
 ORPHAN_EXIT = 3  # exit status of a worker whose master (its parent) ended first
 STOP_EXIT = 75  # exit status of a worker that stopped a task on request
 EOF_GRACE = 1.0  # seconds a worker has to leave by itself once its input ended
+_LOOK_AGAIN = 1.0  # seconds between the guardian's looks at its worker without a signal
 
 _prctl: Callable[..., int] | None = None
 
@@ -110,13 +111,17 @@ def _guard(worker: int, parent: int, read_wake: int, write_wake: int,
     poller.register(read_wake, select.POLLIN)
     if watch_stdin:
         poller.register(0, 0)  # no events asked: POLLHUP/POLLERR come anyway
-    status: int | None = None
+    # The worker may have ended before the handlers above were in place (a quick task on
+    # a loaded machine): that SIGCHLD was discarded, so look once now, and again on every
+    # wake-up (a poll never waits more than _LOOK_AGAIN s), never waiting for a signal alone.
+    status: int | None = _reap(worker)
     orphaned = os.getppid() != parent
     hung_up: float | None = None  # when fd 0's writer went: the worker may still leave itself
     while status is None and not orphaned:
-        timeout = None if hung_up is None else max(0, hung_up + EOF_GRACE - time.monotonic())
+        timeout = _LOOK_AGAIN if hung_up is None else \
+            min(_LOOK_AGAIN, max(0, hung_up + EOF_GRACE - time.monotonic()))
         try:
-            ready = poller.poll(None if timeout is None else timeout * 1000)
+            ready = poller.poll(timeout * 1000)
         except InterruptedError:  # pragma: no cover - PEP 475 retries
             continue
         received: set[int] = set()
@@ -130,12 +135,11 @@ def _guard(worker: int, parent: int, read_wake: int, write_wake: int,
                 # sshd session that outlives its channel) the input ended on purpose or
                 # the transport broke: the worker leaves by itself, or after EOF_GRACE.
                 orphaned = os.getppid() != parent
-        if signal.SIGCHLD in received:
-            status = _reap(worker)
+        status = _reap(worker)
         if received & {signal.SIGTERM, signal.SIGINT}:
             _end_tree(worker)
             os.kill(os.getpid(), signal.SIGKILL)  # reads as before: "killed by SIGKILL"
-        if signal.SIGHUP in received and os.getppid() != parent:
+        if os.getppid() != parent:  # a SIGHUP, or a parent that died before the prctl
             orphaned = True
         if status is None and hung_up is not None and time.monotonic() >= hung_up + EOF_GRACE:
             orphaned = True  # the worker is busy (maybe in C code): it will not see the end

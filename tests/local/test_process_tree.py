@@ -147,3 +147,35 @@ def test_workers_leave_when_the_master_is_killed_while_a_task_holds_the_gil(tmp_
 def _children(pid):
     with open(f"/proc/{pid}/task/{pid}/children") as fh:
         return fh.read().split()
+
+
+_QUICK_WORKER = """
+import os, sys, time
+from pymw_core import guardian
+
+real_dup2 = os.dup2
+
+def slow_dup2(*args):  # the guardian's first step: a loaded machine delays it
+    time.sleep(1.0)
+    return real_dup2(*args)
+
+os.dup2 = slow_dup2
+if guardian.start(lambda: None, watch_stdin=False):
+    os._exit(7)  # the worker: done before the guardian listens for SIGCHLD
+"""
+
+
+def test_a_worker_that_ends_before_its_guardian_listens_is_still_seen(tmp_path):
+    """Its SIGCHLD came before the guardian's handler (discarded): the guardian looks
+    anyway and exits with the worker's status. Seen failing before the fix (a guardian
+    that waited only for SIGCHLD): this child never ended, the wait below timed out."""
+    proc = subprocess.Popen([sys.executable, "-c", _QUICK_WORKER], env=clean_env(),
+                            start_new_session=True)
+    try:
+        assert proc.wait(30) == 7
+    except subprocess.TimeoutExpired:
+        pytest.fail("the guardian did not see its worker end (a SIGCHLD before its handler)")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
