@@ -55,7 +55,13 @@ class WorkerConnection:
     ``on_closed(connection, reason)`` runs once, on the reader thread, when the stream
     ends for any reason; by then every attempt still on it was handed back with
     ``worker_lost``: the running one as started, the rest as never started (all of
-    them when the worker never said hello or stopped on request).
+    them when the worker never said hello, was refused, or stopped on request).
+
+    ``on_hello(connection)`` runs on the reader thread once the ``hello`` is checked:
+    ``error`` then says why the worker is refused (another Python minor version), and
+    the owner ends it. A refused worker is sent nothing (:meth:`send` raises): a code
+    object of one minor version can crash another's interpreter. Owners that pipeline
+    offer a worker tasks only from ``on_hello`` on (or after :meth:`wait_ready`).
     """
 
     def __init__(
@@ -65,6 +71,7 @@ class WorkerConnection:
         name: str,
         on_closed: Callable[[WorkerConnection, str], None] | None = None,
         describe_loss: Callable[[], str] | None = None,
+        on_hello: Callable[[WorkerConnection], None] | None = None,
     ) -> None:
         self.name = name
         self.hello: dict[str, Any] | None = None
@@ -74,6 +81,7 @@ class WorkerConnection:
         self._writer = writer
         self._on_closed = on_closed
         self._describe_loss = describe_loss
+        self._on_hello = on_hello
         self._write_lock = threading.Lock()  # one frame at a time on the stream
         # Guards _in_flight alone, so the reader never waits for a write in progress.
         self._flight_lock = threading.Lock()
@@ -122,6 +130,8 @@ class WorkerConnection:
         with self._write_lock:
             if self.closed:
                 raise InterfaceError(f"worker {self.name} is gone")
+            if self.error is not None:
+                raise InterfaceError(self.error)
             fresh = self._functions.needs_blob(payload.code)
             message = payload.message(attempt.id, send_code_blob=fresh, file_map=file_map)
             with self._flight_lock:
@@ -228,6 +238,8 @@ class WorkerConnection:
             )
         self.hello = hello
         self._ready.set()
+        if self._on_hello is not None:
+            self._on_hello(self)
 
     def _lost(self, reason: str) -> None:
         with self._write_lock, self._flight_lock:
@@ -243,7 +255,7 @@ class WorkerConnection:
             self.error = f"worker {self.name} failed to start: {reason}"
         self._ready.set()
         # Only a worker that was running something on its own account can be blamed.
-        blame = self.hello is not None and not self._stopping
+        blame = self.hello is not None and self.error is None and not self._stopping
         for index, attempt in enumerate(stranded):
             attempt.worker_lost(reason, started=blame and index == 0)
         if self._on_closed is not None:
