@@ -5,10 +5,12 @@ running task plus ``prefetch`` more queued behind it, so it never waits for the 
 between small tasks. A process that dies is replaced; the task it was running is
 handed back to the master's retry rule, the ones queued behind it go back unharmed.
 
-A process is offered tasks only once its ``hello`` was checked: one on another Python
-minor version is refused (a code object of one version can crash another's
-interpreter), and since every replacement would run the same interpreter, the
-interface gives up at once: queued and later tasks fail with the refusal.
+A process is offered tasks as soon as it starts (so a burst spreads over all of
+them), but its connection sends them only once its ``hello`` was checked. One on
+another Python minor version is refused (a code object of one version can crash
+another's interpreter) and is sent nothing; since every replacement would run the
+same interpreter, the interface gives up at once: what it held and what is queued
+fail with the refusal, naming both versions.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ _START_WAIT = 30.0  # seconds close() waits for a worker start under way (fork +
 _STOP_GRACE = 5.0  # seconds a worker has to act on a cancel before it is killed
 _CLOSE_GRACE = 2.0  # seconds close() gives the guardians to end their process trees
 _STDERR_TAIL_LINES = 40
+_STDERR_SETTLE = 2.0  # seconds an ended process's stderr has to reach its end (see _describe_exit)
 _INLINE_SEND_LIMIT = 256 * 1024  # bytes; larger tasks go through the process's sender thread
 _PIPE_SIZE = 1 << 20  # room for many small tasks (or one big frame) without a blocking write
 
@@ -49,11 +52,12 @@ class _Process(PacedWorker):
         self.popen = popen
         self.scratch = scratch
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
+        self.stderr_ended = threading.Event()  # its drain thread read the end of the pipe
         self.connection: WorkerConnection | None = None
         self._outbox: SimpleQueue | None = None
         self._sending = threading.Lock()
         self._stopped = False
-        self.serving = False  # its hello was checked and it was announced: tasks may come
+        self.serving = False  # its hello was checked, and it was announced "up"
 
     @property
     def pid(self) -> int:
@@ -135,7 +139,7 @@ class LocalInterface:
         self._starting = 0
         self._start_done = threading.Condition(self._lock)
         self._processes: list[_Process] = []  # every live process (cleanup ends them)
-        self._serving: list[_Process] = []  # those whose hello was checked: offered tasks
+        self._serving: list[_Process] = []  # those whose hello was checked (announced "up")
         self._master: Any = None
         self._closed = False
         self._started = 0
@@ -161,7 +165,7 @@ class LocalInterface:
         """Free slots, idle processes first (:func:`pymw_core.pacing.spread`), so work
         spreads before it queues."""
         with self._lock:
-            return spread(self._serving)
+            return spread(self._processes)
 
     def reserve_worker(self, worker: _Process) -> None:
         with self._lock:
@@ -312,6 +316,11 @@ class LocalInterface:
         except subprocess.TimeoutExpired:
             _kill(process.popen)
             code = process.popen.wait()
+        # The guardian writes a crashed task's last stderr lines just before it exits:
+        # they are in the pipe, maybe not yet in stderr_tail. Once the guardian is gone
+        # (it ended every other holder of the pipe first), the drain thread reads them
+        # and then the pipe's end soon.
+        process.stderr_ended.wait(_STDERR_SETTLE)
         if code < 0:
             try:
                 how = f"was killed by {signal.Signals(-code).name}"
@@ -326,7 +335,7 @@ class LocalInterface:
         return text
 
     def _on_hello(self, process: _Process) -> None:
-        """Its hello came (reader thread): offer it tasks, or refuse it and give up."""
+        """Its hello came (reader thread): announce it, or refuse it and give up."""
         connection = process.connection
         refusal = connection.error if connection is not None else None
         if refusal is not None:
@@ -409,13 +418,16 @@ def _send(worker: _Process, task: Any) -> None:
 def _drain_stderr(process: _Process) -> None:
     """Pass the process's own stderr through (tasks' output is captured separately)."""
     stream = process.popen.stderr
-    for raw in iter(stream.readline, b""):  # type: ignore[union-attr]
-        line = raw.decode(errors="replace")
-        process.stderr_tail.append(line)
-        try:
-            sys.stderr.write(line)
-        except (OSError, ValueError):
-            pass
+    try:
+        for raw in iter(stream.readline, b""):  # type: ignore[union-attr]
+            line = raw.decode(errors="replace")
+            process.stderr_tail.append(line)
+            try:
+                sys.stderr.write(line)
+            except (OSError, ValueError):
+                pass
+    finally:
+        process.stderr_ended.set()
 
 
 def _grow_pipe(stream: Any) -> None:
