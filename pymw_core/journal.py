@@ -193,7 +193,7 @@ class Entry:
     """A task's place in the journal: its row, the attempts recorded before this run,
     its key and name, and whether the row is reused (recorded by an earlier run)."""
 
-    __slots__ = ("key", "name", "offset", "reused", "row")
+    __slots__ = ("key", "name", "offset", "reused", "row", "seq")
 
     def __init__(self, row: int, key: str, name: str, offset: int = 0,
                  reused: bool = False) -> None:
@@ -202,6 +202,7 @@ class Entry:
         self.name = name
         self.offset = offset
         self.reused = reused
+        self.seq: int | None = None  # the op count when its last end was queued
 
 
 class Journal:
@@ -444,15 +445,18 @@ class Journal:
 
     # -- writing (any thread; the lifecycle calls these under its lock) ----------------
 
-    def put(self, op: tuple) -> None:
-        """Queue one op for the writer. Callers are serialised (the lifecycle's lock):
-        the writer only ever under-counts what it took, so ``sync`` never returns early."""
+    def put(self, op: tuple) -> int:
+        """Queue one op for the writer; its sequence number (for ``sync(upto=)``).
+        Callers are serialised (the lifecycle's lock): the writer only ever under-counts
+        what it took, so ``sync`` never returns early. Only an idle writer is woken: a
+        busy one takes what accumulated when its batch is due (no wake-up per op)."""
         self._ops.append(op)
         self._queued += 1
         if self._idle:  # read after the append: see _write_loop
             with self._cond:
                 self._idle = False
                 self._cond.notify_all()
+        return self._queued
 
     def submitted(self, entry: Entry, when: float) -> None:
         self.put((_SUB, entry.row, entry.key, entry.name, when, entry.reused))
@@ -469,12 +473,13 @@ class Journal:
 
     def ended(self, row: int, attempt_id: int | None, outcome: str | None,
               detail: str | None, state: str, when: float | None,
-              result: tuple | None) -> None:
+              result: tuple | None) -> int:
         """An attempt ended (``attempt_id``; None: no attempt ran) and the task moved to
         ``state`` (``queued`` again when it is retried). ``result`` is ``(error, value,
         stdout, stderr)`` of a task that finished or failed, pickled by the writer (the
-        user gets the value only after it is committed)."""
-        self.put((_END, row, None if attempt_id is None else self._attempt_base + attempt_id,
+        user gets the value only after it is committed). Returns the op's sequence
+        number: ``sync(upto=)`` it before handing the task out."""
+        return self.put((_END, row, None if attempt_id is None else self._attempt_base + attempt_id,
                   outcome, detail, state, when, result))
 
     def handle(self, row: int, data: dict) -> None:
@@ -484,12 +489,13 @@ class Journal:
     def drop_handles(self, row: int) -> None:
         self.put((_DROP, row))
 
-    def sync(self, timeout: float | None = None) -> None:
-        """Wait until every row queued so far is committed (``get_result`` calls this)."""
-        if self._committed >= self._queued:
+    def sync(self, timeout: float | None = None, upto: int | None = None) -> None:
+        """Wait until every row queued so far (or up to op ``upto``, as ``put`` numbered
+        it) is committed (``get_result`` calls this before a handout)."""
+        target = self._queued if upto is None else upto
+        if self._committed >= target:
             return
         with self._cond:
-            target = self._queued
             if self._committed >= target or self.broken is not None:
                 return
             self._waiting += 1
@@ -528,9 +534,20 @@ class Journal:
         assert conn is not None
         carry = self._carry
         last_beat = 0.0
+        last_commit = 0.0
         while True:
             with self._cond:
-                while not self._ops and not self._stopping:
+                while not self._stopping:
+                    if self._ops:
+                        # A batch is due _LINGER after the last commit, or _GAP after it
+                        # when someone waits (sync): a busy run commits a few hundred
+                        # rows at once, a quiet one each row at once.
+                        due = last_commit + (_GAP if self._waiting else _LINGER)
+                        left = due - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._cond.wait(left)
+                        continue
                     wait = HEARTBEAT - (time.monotonic() - last_beat)
                     if carry.tasks:  # held tasks are written once _HOLD old
                         wait = min(wait, _HOLD / 2)
@@ -539,7 +556,12 @@ class Journal:
                     # Set before looking at _ops once more: a put() that this look misses
                     # sees _idle afterwards and wakes us.
                     self._idle = True
-                    if self._ops or not self._cond.wait(wait):
+                    if self._ops:
+                        self._idle = False
+                        continue
+                    woke = self._cond.wait(wait)
+                    self._idle = False
+                    if not woke and not self._ops:
                         break
                 self._idle = False
                 count = self._queued  # read before the swap: never more than is taken
@@ -552,6 +574,7 @@ class Journal:
                     self._commit(conn, ops, beat, flush=stopping)
                     if beat:
                         last_beat = now
+                    last_commit = time.monotonic()
             except Exception as exc:  # a full disk, a removed file ...
                 self._fail(exc)
                 return
@@ -595,6 +618,8 @@ class Journal:
 
 
 _READ_AHEAD = 512  # results outcome() reads at once
+_LINGER = 0.02  # seconds a batch may grow after a commit while nobody waits for it
+_GAP = 0.002  # ... and while get_result waits: at most ~500 commits a second
 
 _ENDED = frozenset(("finished", "failed", "cancelled"))
 _HOLD = 0.5  # seconds a new task that has not ended may wait to be written in its end state

@@ -183,10 +183,25 @@ class Lifecycle:
         with self.lock:
             self.journal.handle(task._journal.row, data)
 
-    def sync_journal(self) -> None:
-        """Return once every end so far is committed to the journal (before a handout)."""
-        if self.journal is not None:
+    def sync_journal(self, tasks: Iterable[Task] | None = None) -> None:
+        """Return once the ends of ``tasks`` (default: every end so far) are committed to
+        the journal (before a handout); a task's own end suffices, not later rows."""
+        if self.journal is None:
+            return
+        if tasks is None:
             self.journal.sync()
+            return
+        upto = 0
+        for task in tasks:
+            entry = task._journal
+            if entry is None:
+                continue
+            if entry.seq is None:
+                self.journal.sync()
+                return
+            upto = max(upto, entry.seq)
+        if upto:
+            self.journal.sync(upto=upto)
 
     # -- attempts (lock held where it says so) -------------------------------------------
 
@@ -432,7 +447,7 @@ class Lifecycle:
                         if pending.pop(id(task), None) is not None:
                             self._claim(task)
                             ready.append(task)
-                self.sync_journal()
+                self.sync_journal(ready)
                 yield from ready
         finally:
             with self.lock:
@@ -493,7 +508,7 @@ class Lifecycle:
         # journal (no result), so that a later run runs it rather than replay a failure.
         result = ((error, task._result, task.stdout, task.stderr)
                   if state != CANCELLED and not closed else None)
-        self.journal.ended(  # type: ignore[union-attr]
+        task._journal.seq = self.journal.ended(  # type: ignore[union-attr]
             task._journal.row, attempt.id if ran else None, outcome,  # type: ignore[union-attr]
             None if error is None else _last_line(error),
             CANCELLED if closed else state, task.finish_time, result)

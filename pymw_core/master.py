@@ -244,7 +244,7 @@ class Master:
             )
         if chosen is None:
             return None, None
-        self._life.sync_journal()  # what is handed out is in the journal
+        self._life.sync_journal((chosen,))  # what is handed out is in the journal
         if chosen._error is not None:
             raise chosen._error
         return chosen, chosen._result
