@@ -510,7 +510,8 @@ class SlurmInterface:
             if now < due:
                 return
             why = self.slurm.why_ended(name.partition("@")[2])
-            if why.startswith(_NOT_ENDED) and now - first < _END_WAIT:
+            # Not ended yet, or scontrol did not answer (a loaded controller): ask again.
+            if (not why or why.startswith(_NOT_ENDED)) and now - first < _END_WAIT:
                 self._lost_wait[name] = (first, now + 0.5)
                 return
             self._lost_wait.pop(name, None)
