@@ -24,6 +24,11 @@ from pymw_testing import clean_env, run_child
 
 from pymw_core.testing import CHECKS, RULES, InterfaceContract, Target
 
+# The kit's child pytest (the module's `outcomes` fixture, set up in the first test) takes
+# 140 s on a quiet 2-core machine: room for a loaded one, run_child still ends it 30 s
+# before pytest-timeout would end the session.
+pytestmark = pytest.mark.timeout(900)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 GUIDE = os.path.join(os.path.dirname(os.path.dirname(HERE)), "docs", "writing-an-interface.md")
 
