@@ -30,6 +30,7 @@ _START_WAIT = 30.0  # seconds close() waits for a worker start under way (fork +
 _STOP_GRACE = 5.0  # seconds a worker has to act on a cancel before it is killed
 _CLOSE_GRACE = 2.0  # seconds close() gives the guardians to end their process trees
 _STDERR_TAIL_LINES = 40
+_STDERR_EOF_WAIT = 2.0  # seconds a lost worker's description waits for the rest of its stderr
 _INLINE_SEND_LIMIT = 256 * 1024  # bytes; larger tasks go through the process's sender thread
 _PIPE_SIZE = 1 << 20  # room for many small tasks (or one big frame) without a blocking write
 
@@ -44,6 +45,7 @@ class _Process(PacedWorker):
         self.popen = popen
         self.scratch = scratch
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
+        self.stderr_done = threading.Event()  # its stderr reached end of file
         self.connection: WorkerConnection | None = None
         self._outbox: SimpleQueue | None = None
         self._sending = threading.Lock()
@@ -315,6 +317,9 @@ class LocalInterface:
         else:
             how = f"exited with status {code}"
         text = f"worker process {process.pid} {how}"
+        # The process has ended: its last words (the guardian's, a crash's) are in the pipe
+        # until the drain thread reads them, which on a loaded machine may not be yet.
+        process.stderr_done.wait(_STDERR_EOF_WAIT)
         tail = "".join(process.stderr_tail).strip()
         if tail:
             text += f"; its last output:\n{tail}"
@@ -384,13 +389,16 @@ def _send(worker: _Process, task: Any) -> None:
 def _drain_stderr(process: _Process) -> None:
     """Pass the process's own stderr through (tasks' output is captured separately)."""
     stream = process.popen.stderr
-    for raw in iter(stream.readline, b""):  # type: ignore[union-attr]
-        line = raw.decode(errors="replace")
-        process.stderr_tail.append(line)
-        try:
-            sys.stderr.write(line)
-        except (OSError, ValueError):
-            pass
+    try:
+        for raw in iter(stream.readline, b""):  # type: ignore[union-attr]
+            line = raw.decode(errors="replace")
+            process.stderr_tail.append(line)
+            try:
+                sys.stderr.write(line)
+            except (OSError, ValueError):
+                pass
+    finally:
+        process.stderr_done.set()
 
 
 def _grow_pipe(stream: Any) -> None:
