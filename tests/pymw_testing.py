@@ -162,8 +162,11 @@ def find_python27() -> str | None:
     return None
 
 
-def find_other_python() -> str | None:
-    """A Python 3 of another minor version than this one (pyenv's, or on PATH), if any."""
+def find_other_python(at_least: int = 0) -> str | None:
+    """A Python 3 of another minor version than this one (pyenv's, or on PATH), if any.
+
+    ``at_least``: its minor version's lowest (11: it runs pymw-core from this Python's
+    site-packages on PYTHONPATH, whose dependencies hold no ``tomli``)."""
     import sys
 
     mine = f"python{sys.version_info[0]}.{sys.version_info[1]}"
@@ -173,7 +176,8 @@ def find_other_python() -> str | None:
     for path in candidates:
         name = os.path.basename(path)
         if path and os.access(path, os.X_OK) and name != mine and name.count(".") == 1 \
-                and not name.endswith("-config") and "pyenv/shims" not in path:
+                and not name.endswith("-config") and "pyenv/shims" not in path \
+                and name[len("python3."):].isdigit() and int(name[len("python3."):]) >= at_least:
             return path
     return None
 

@@ -33,6 +33,10 @@ class TaskStopped(BaseException):  # a BaseException: `except Exception` must no
     """Raised inside a task that the master stopped (cancelled or timed out)."""
 
 
+class _Withdrawn(BaseException):
+    """Raised by the serving thread in itself, to take back a stop that came too late."""
+
+
 class _Lifeline:
     """The rank's TCP line to rank 0: control frames in, and death detection both ways."""
 
@@ -40,6 +44,7 @@ class _Lifeline:
         self.conn = conn
         self.lock = threading.Lock()
         self.running: Any = None  # the id of the task the main thread runs, or None
+        self.stopped = False  # a stop was raised in the main thread during the current task
         self.leaving = False
         self.main = threading.main_thread().ident or 0
 
@@ -63,6 +68,7 @@ class _Lifeline:
         with self.lock:
             if self.running != task_id:
                 return  # done already, or never started here: nothing to stop
+            self.stopped = True
             _raise_in(self.main, TaskStopped)
         deadline = time.monotonic() + STOP_GRACE
         while time.monotonic() < deadline:
@@ -82,7 +88,9 @@ class _Lifeline:
             finally:
                 with self.lock:
                     self.running = None
-                    _raise_in(self.main, None)  # withdraw a stop that came too late
+                    if self.stopped:  # gone off already, or still pending: either way, gone
+                        self.stopped = False
+                        _withdraw()
         except TaskStopped:
             return ("done", task_id, False, _stopped_blob(), "", "", 0.0)
 
@@ -95,9 +103,26 @@ def _stopped_blob() -> bytes:
     return pickle.dumps((TaskCancelledError("stopped by the master"), ""), wire.PROTOCOL)
 
 
-def _raise_in(thread_id: int, exc: type[BaseException] | None) -> None:
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else None)
+def _raise_in(thread_id: int, exc: type[BaseException]) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc))
+
+
+def _withdraw() -> None:
+    """Take back a stop raised in this thread that has not gone off yet (if any).
+
+    Not by clearing it (``PyThreadState_SetAsyncExc(id, NULL)``): on CPython 3.11 that
+    leaves the interpreter's "pending" flag set for good, and a thread under a
+    ``sys.settrace`` tracer (coverage, a debugger) then spins for ever at its next
+    function call; the rank polled for a task it never saw. A harmless exception
+    replaces the stop instead and goes off here, at the loop's first backward jump,
+    which clears the flag on every version.
+    """
+    try:  # it may go off as soon as the call returns: the call is inside the try
+        _raise_in(threading.get_ident(), _Withdrawn)
+        for _ in range(1_000_000):  # bounded: never a hang, should the exception not come
+            pass
+    except _Withdrawn:
+        pass
 
 
 def leave_without_finalize(status: int = 0) -> None:
