@@ -76,7 +76,19 @@ class _Lifeline:
             with self.lock:
                 if self.running != task_id:
                     return
-        os._exit(EXIT_STOPPED)  # stuck in C code: the master learns of it through the lifeline
+        # Stuck in C code: the rank exits, and the master learns of it through the lifeline.
+        # The stop still pending for the main thread keeps CPython 3.11's pending flag set,
+        # so this thread, if traced, would spin at its next Python call (coverage's os._exit
+        # is one): an exception of its own, raised and caught here with no Python call
+        # between (see _withdraw), clears the flag first.
+        try:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(threading.get_ident()), ctypes.py_object(_Withdrawn))
+            for _ in range(1_000_000):
+                pass
+        except _Withdrawn:
+            pass
+        os._exit(EXIT_STOPPED)
 
     def run(self, runtime: Runtime, message: tuple) -> tuple:
         task_id = message[1]
