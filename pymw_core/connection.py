@@ -10,6 +10,7 @@ stop the attempt it names.
 
 from __future__ import annotations
 
+import io
 import sys
 import threading
 import time
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from pymw_core.task import Attempt
 
 
+_HELD_INLINE = 64 * 1024  # bytes held before the hello that the reader thread writes itself
 _batch = threading.local()  # .pending: connections with frames written and not flushed
 
 
@@ -55,7 +57,16 @@ class WorkerConnection:
     ``on_closed(connection, reason)`` runs once, on the reader thread, when the stream
     ends for any reason; by then every attempt still on it was handed back with
     ``worker_lost``: the running one as started, the rest as never started (all of
-    them when the worker never said hello or stopped on request).
+    them when the worker never said hello, was refused, or stopped on request).
+
+    Nothing reaches the worker before its ``hello`` is checked: frames sent earlier
+    are held here and leave together once it is (one write, no round trip per task),
+    so a worker may be offered tasks as soon as it is started. A refused worker (another
+    Python minor version: a code object of one version can crash another's
+    interpreter) is sent nothing, ever: held attempts go back, as never started, when
+    its stream ends, and :meth:`send` raises. ``on_hello(connection)`` runs on the
+    reader thread once the hello is checked; ``error`` then says why it was refused, and
+    the owner ends the worker.
     """
 
     def __init__(
@@ -65,6 +76,7 @@ class WorkerConnection:
         name: str,
         on_closed: Callable[[WorkerConnection, str], None] | None = None,
         describe_loss: Callable[[], str] | None = None,
+        on_hello: Callable[[WorkerConnection], None] | None = None,
     ) -> None:
         self.name = name
         self.hello: dict[str, Any] | None = None
@@ -72,8 +84,11 @@ class WorkerConnection:
         self.closed = False
         self._reader = reader
         self._writer = writer
+        # Until the hello is checked frames go here, then to the worker (or nowhere).
+        self._out: BinaryIO = io.BytesIO()
         self._on_closed = on_closed
         self._describe_loss = describe_loss
+        self._on_hello = on_hello
         self._write_lock = threading.Lock()  # one frame at a time on the stream
         # Guards _in_flight alone, so the reader never waits for a write in progress.
         self._flight_lock = threading.Lock()
@@ -122,6 +137,8 @@ class WorkerConnection:
         with self._write_lock:
             if self.closed:
                 raise InterfaceError(f"worker {self.name} is gone")
+            if self.error is not None:
+                raise InterfaceError(self.error)
             fresh = self._functions.needs_blob(payload.code)
             message = payload.message(attempt.id, send_code_blob=fresh, file_map=file_map)
             with self._flight_lock:
@@ -133,7 +150,7 @@ class WorkerConnection:
                 self._in_flight[attempt.id] = attempt
             pending = getattr(_batch, "pending", None)
             try:
-                wire.write_message(self._writer, message, flush=pending is None)
+                wire.write_message(self._out, message, flush=pending is None)
                 if pending is not None:
                     pending[self] = None
             except (OSError, ValueError, EOFError) as exc:
@@ -148,7 +165,7 @@ class WorkerConnection:
             if self.closed:
                 return
             try:
-                self._writer.flush()
+                self._out.flush()
             except (OSError, ValueError):
                 pass
 
@@ -159,7 +176,7 @@ class WorkerConnection:
             if self.closed or self._in_flight.get(attempt.id) is not attempt:
                 return False
             try:
-                wire.write_message(self._writer, ("cancel", attempt.id))
+                wire.write_message(self._out, ("cancel", attempt.id))
             except (OSError, ValueError):
                 return False
             return True
@@ -175,7 +192,7 @@ class WorkerConnection:
             if self.closed:
                 return
             try:
-                wire.write_message(self._writer, ("bye",))
+                wire.write_message(self._out, ("bye",))
             except (OSError, ValueError):
                 pass
 
@@ -220,14 +237,42 @@ class WorkerConnection:
     def _greet(self, hello: dict[str, Any]) -> None:
         have = tuple(hello.get("python", ()))[:2]
         need = tuple(sys.version_info[:2])
-        if have != need:
-            self.error = (
-                f"worker {self.name} runs Python {'.'.join(map(str, hello.get('python', ())))} "
-                f"({hello.get('executable')}) but the master runs Python "
-                f"{'.'.join(map(str, sys.version_info[:3]))}: the minor versions must match"
-            )
-        self.hello = hello
+        with self._write_lock:
+            if have != need:
+                self.error = (
+                    f"worker {self.name} runs Python "
+                    f"{'.'.join(map(str, hello.get('python', ())))} "
+                    f"({hello.get('executable')}) but the master runs Python "
+                    f"{'.'.join(map(str, sys.version_info[:3]))}: the minor versions must match"
+                )
+            self.hello = hello
+            held = 0 if self.error else self._out.tell()
+        if not self.error:
+            if held <= _HELD_INLINE:
+                self._release_held()
+            else:  # a write that may wait on the worker: never on the thread that reads it
+                threading.Thread(target=self._release_held, name=f"pymw-held-{self.name}",
+                                 daemon=True).start()
         self._ready.set()
+        if self._on_hello is not None:
+            self._on_hello(self)
+
+    def _release_held(self) -> None:
+        """Send what was held until the hello was checked, in order, then write directly."""
+        while True:
+            with self._write_lock:
+                held = self._out.getvalue()  # type: ignore[attr-defined]
+                if not held or self.closed:
+                    self._out = self._writer
+                    return
+                self._out = io.BytesIO()  # frames sent meanwhile queue behind these
+            try:
+                self._writer.write(held)
+                self._writer.flush()
+            except (OSError, ValueError):  # the reader finds the broken stream: all go back
+                with self._write_lock:
+                    self._out = self._writer
+                return
 
     def _lost(self, reason: str) -> None:
         with self._write_lock, self._flight_lock:
@@ -243,7 +288,7 @@ class WorkerConnection:
             self.error = f"worker {self.name} failed to start: {reason}"
         self._ready.set()
         # Only a worker that was running something on its own account can be blamed.
-        blame = self.hello is not None and not self._stopping
+        blame = self.hello is not None and self.error is None and not self._stopping
         for index, attempt in enumerate(stranded):
             attempt.worker_lost(reason, started=blame and index == 0)
         if self._on_closed is not None:

@@ -99,6 +99,8 @@ CREATE TABLE handles (
 CREATE INDEX handles_task ON handles(task);
 """
 
+_KEY_INDEX = "CREATE INDEX IF NOT EXISTS tasks_key ON tasks(key)"
+
 # What the lifecycle queues (op codes); the writer folds a batch of them into rows, so a
 # task submitted, run and finished within one batch costs three INSERTs, no UPDATE.
 _SUB, _START, _END, _HANDLE, _DROP = range(5)
@@ -113,6 +115,18 @@ _INSERT_RESULTS = ("INSERT OR REPLACE INTO results (task, ok, value, stdout, std
                    "traceback) VALUES (?, ?, ?, ?, ?, ?, ?)")
 _INSERT_HANDLE = "INSERT INTO handles (task, interface, data) VALUES (?, ?, ?)"
 _DROP_HANDLES = "DELETE FROM handles WHERE task = ?"
+
+_CHUNK = 64  # rows per multi-row INSERT
+
+
+def _multi_row(sql: str) -> str:
+    """``sql`` (an INSERT of one row) inserting _CHUNK rows in one statement: one step
+    (sqlite3 lets go of the interpreter lock once, not once a row) and one bind loop."""
+    head, one = sql.rsplit(" VALUES ", 1)
+    return f"{head} VALUES {','.join([one] * _CHUNK)}"
+
+
+_MULTI = {sql: _multi_row(sql) for sql in (_INSERT_TASKS, _INSERT_ATTEMPTS, _INSERT_RESULTS)}
 
 
 def open_reader(path: str | os.PathLike) -> sqlite3.Connection:
@@ -286,6 +300,11 @@ class Journal:
                 raise JournalError(f"the journal {path} has schema version {version}, newer "
                                    f"than this PyMW's ({SCHEMA_VERSION}): upgrade PyMW")
             self._check_program(conn, program)
+            # tasks_key is built when a master closes, not kept up during a run: its random
+            # keys made each insert dirty a page of their own (~4 us a task, a fifth of
+            # the journal's cost). No reader looks tasks up by key; this master reads
+            # them all at once (_load_index). A master that died leaves it to the next.
+            conn.execute("DROP INDEX IF EXISTS tasks_key")
             self.run_id = conn.execute(
                 "INSERT INTO runs (started, heartbeat, pid, host, program, interface, settings)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -519,6 +538,7 @@ class Journal:
         self._thread.join()
         if self._conn is not None and self.broken is None:
             try:
+                self._conn.execute(_KEY_INDEX)
                 self._conn.execute("UPDATE runs SET ended = ?, heartbeat = ? WHERE id = ?",
                                    (time.time(), time.time(), self.run_id))
                 with contextlib.suppress(sqlite3.Error):
@@ -535,14 +555,21 @@ class Journal:
         carry = self._carry
         last_beat = 0.0
         last_commit = 0.0
+        last_batch = 0  # ops in the last batch: a busy run's batches wait _GAP when waited on
         while True:
             with self._cond:
                 while not self._stopping:
                     if self._ops:
-                        # A batch is due _LINGER after the last commit, or _GAP after it
-                        # when someone waits (sync): a busy run commits a few hundred
-                        # rows at once, a quiet one each row at once.
-                        due = last_commit + (_GAP if self._waiting else _LINGER)
+                        # A batch is due _LINGER after the last commit; when someone waits
+                        # (sync), at once in a quiet run (its last batch was small), _GAP
+                        # after the last commit in a busy one: a busy run commits hundreds
+                        # of rows at once, a quiet one each row at once.
+                        if not self._waiting:
+                            due = last_commit + _LINGER
+                        elif last_batch >= _BUSY:
+                            due = last_commit + _GAP
+                        else:
+                            break
                         left = due - time.monotonic()
                         if left <= 0:
                             break
@@ -575,6 +602,7 @@ class Journal:
                     if beat:
                         last_beat = now
                     last_commit = time.monotonic()
+                    last_batch = len(ops)
             except Exception as exc:  # a full disk, a removed file ...
                 self._fail(exc)
                 return
@@ -596,8 +624,16 @@ class Journal:
         conn.execute("BEGIN IMMEDIATE")
         try:
             for sql, rows in statements:
-                if rows:
-                    conn.executemany(sql, rows)
+                if not rows:
+                    continue
+                multi = _MULTI.get(sql)
+                start = 0
+                if multi is not None:
+                    while len(rows) - start >= _CHUNK:
+                        conn.execute(multi, [v for row in rows[start:start + _CHUNK]
+                                             for v in row])
+                        start += _CHUNK
+                conn.executemany(sql, rows[start:] if start else rows)
             if beat:
                 conn.execute("UPDATE runs SET heartbeat = ? WHERE id = ?",
                              (time.time(), self.run_id))
@@ -619,7 +655,8 @@ class Journal:
 
 _READ_AHEAD = 512  # results outcome() reads at once
 _LINGER = 0.02  # seconds a batch may grow after a commit while nobody waits for it
-_GAP = 0.002  # ... and while get_result waits: at most ~500 commits a second
+_GAP = 0.005  # ... and while get_result waits, in a busy run (batches >= _BUSY ops)
+_BUSY = 64
 
 _ENDED = frozenset(("finished", "failed", "cancelled"))
 _HOLD = 0.5  # seconds a new task that has not ended may wait to be written in its end state

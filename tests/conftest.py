@@ -29,6 +29,7 @@ from pymw_testing import (
     processes_marked,
     release_watch,
     require_installed,
+    set_test_deadline,
     set_wait_limit,
     wait_until,
     watch_session,
@@ -87,6 +88,32 @@ def suite_leaves_nothing_behind(tmp_path_factory):
             problems.append(f"directories left in the temp dir: {', '.join(dirs)}")
         release_watch(watch)
         assert not problems, "the suite left things behind: " + " | ".join(problems)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Tell run_child when pytest-timeout will end this test (its clock starts here too:
+    setup, call and teardown), so a child is killed, and the test failed, before."""
+    set_test_deadline(_pytest_timeout(item))
+    try:
+        return (yield)
+    finally:
+        set_test_deadline(None)
+
+
+def _pytest_timeout(item) -> float | None:
+    try:
+        from pytest_timeout import _get_item_settings
+        return _get_item_settings(item).timeout
+    except Exception:  # another pytest-timeout version: its marker, else the ini value
+        marker = item.get_closest_marker("timeout")
+        if marker is not None and marker.args:
+            return float(marker.args[0])
+        try:
+            value = item.config.getini("timeout")
+        except ValueError:
+            return None
+        return float(value) if value else None
 
 
 @pytest.fixture(autouse=True)

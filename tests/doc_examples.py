@@ -27,7 +27,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pymw_testing import clean_env
+from pymw_testing import clean_env, run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNNABLE = ("python", "console", "sh")
@@ -190,9 +190,10 @@ def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def run(block: Block, directory: Path, config: str = "", env: dict[str, str] | None = None,
-        timeout: float = 300) -> None:
+        timeout: float | None = None) -> None:
     """Run ``block`` as a user would copy it into ``directory``; fail on an error or on
-    output other than the page shows."""
+    output other than the page shows, or if it runs past ``timeout`` (at most what
+    pytest-timeout leaves the test: run_child kills it first and quotes its output)."""
     for cmd, _ in commands(block) if block.lang != "python" else []:
         assert not _INSTALLS.search(cmd), (  # never into the suite's environment or system
             f"{block.id}: `{cmd}` installs something; mark the block "
@@ -201,8 +202,8 @@ def run(block: Block, directory: Path, config: str = "", env: dict[str, str] | N
     if block.lang == "python":
         script = directory / (block.marker.get("save-as") or "example.py")
         script.write_text(block.text)
-        proc = subprocess.run([sys.executable, script.name], cwd=directory, env=environment(env),
-                              capture_output=True, text=True, timeout=timeout)
+        proc = run_child([sys.executable, script.name], f"{block.id}'s program", timeout,
+                         cwd=directory, env=environment(env))
         assert proc.returncode == 0, (f"{block.id} failed (exit {proc.returncode}):\n"
                                       f"{proc.stdout}\n{proc.stderr}")
         if block.output is not None:
@@ -216,8 +217,8 @@ def run(block: Block, directory: Path, config: str = "", env: dict[str, str] | N
             "`<!-- pymw-doc: compile-only because ... -->` (the suite installs from wheels)")
     script = "exec 2>&1\nset -e\n" + "".join(
         f"echo {shlex.quote(_SEPARATOR.format(n))}\n{cmd}\n" for n, (cmd, _) in enumerate(steps))
-    proc = subprocess.run(["bash", "-c", script], cwd=directory, env=environment(env),
-                          capture_output=True, text=True, timeout=timeout)
+    proc = run_child(["bash", "-c", script], f"{block.id}'s commands", timeout,
+                     cwd=directory, env=environment(env))
     pieces = re.split(r"^--8<-- pymw-doc command \d+ --8<--\n", proc.stdout, flags=re.MULTILINE)
     for n, (cmd, shown) in enumerate(steps):
         got = pieces[n + 1] if n + 1 < len(pieces) else "(did not run)"

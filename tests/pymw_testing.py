@@ -6,11 +6,13 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import IO, Any
 
 import pytest
@@ -160,8 +162,11 @@ def find_python27() -> str | None:
     return None
 
 
-def find_other_python() -> str | None:
-    """A Python 3 of another minor version than this one (pyenv's, or on PATH), if any."""
+def find_other_python(at_least: int = 0) -> str | None:
+    """A Python 3 of another minor version than this one (pyenv's, or on PATH), if any.
+
+    ``at_least``: its minor version's lowest (11: it runs pymw-core from this Python's
+    site-packages on PYTHONPATH, whose dependencies hold no ``tomli``)."""
     import sys
 
     mine = f"python{sys.version_info[0]}.{sys.version_info[1]}"
@@ -171,7 +176,8 @@ def find_other_python() -> str | None:
     for path in candidates:
         name = os.path.basename(path)
         if path and os.access(path, os.X_OK) and name != mine and name.count(".") == 1 \
-                and not name.endswith("-config") and "pyenv/shims" not in path:
+                and not name.endswith("-config") and "pyenv/shims" not in path \
+                and name[len("python3."):].isdigit() and int(name[len("python3."):]) >= at_least:
             return path
     return None
 
@@ -226,6 +232,71 @@ def require_installed() -> None:
     if f"{os.sep}site-packages{os.sep}" not in where:
         pytest.fail(f"pymw_core was imported from {where}, not from an installed wheel: "
                     "run the suite with scripts/run-tests (nox -s tests)")
+
+
+# -- children that never outlive the test ------------------------------------------------
+
+CHILD_MARGIN = 30.0  # seconds left to a test after its child's deadline: kill, report, tear down
+_test_deadline: list[float | None] = [None]  # when pytest-timeout ends the running test
+
+
+def set_test_deadline(seconds: float | None) -> None:
+    """The running test has ``seconds`` (pytest-timeout's limit) from now; None: no limit."""
+    _test_deadline[0] = None if not seconds else time.monotonic() + float(seconds)
+
+
+def child_timeout(timeout: float | None) -> float:
+    """``timeout``, shortened so that it ends ``CHILD_MARGIN`` s before pytest-timeout
+    would end the test (and, with its thread method, the whole session)."""
+    deadline = _test_deadline[0]
+    left = float("inf") if deadline is None else deadline - time.monotonic() - CHILD_MARGIN
+    wanted = float("inf") if timeout is None else timeout
+    result = min(wanted, left)
+    if result == float("inf"):
+        return 600.0
+    return max(result, 1.0)
+
+
+def _tail(path: str, limit: int = 8000) -> str:
+    with open(path, "rb") as fh:
+        data = fh.read()
+    text = data.decode("utf-8", "replace")
+    return text if len(text) <= limit else "[...]" + text[-limit:]
+
+
+def run_child(argv: list[str], what: str, timeout: float | None = None, *,
+              input: str | None = None,
+              **options: Any) -> subprocess.CompletedProcess:
+    """``subprocess.run(argv, capture_output=True, text=True, ...)`` that cannot hang a test.
+
+    The child runs in a process group of its own, its output goes to files (a
+    grandchild holding a pipe cannot keep us waiting after the child ended), and at
+    its deadline (``timeout``, always shorter than what pytest-timeout leaves the test:
+    :func:`child_timeout`) the whole group is killed and the test fails naming ``what``
+    and quoting what the child printed so far.
+    """
+    limit = child_timeout(timeout)
+    with tempfile.TemporaryDirectory(prefix="child-") as folder:
+        out_path, err_path = os.path.join(folder, "out"), os.path.join(folder, "err")
+        in_path = os.path.join(folder, "in")
+        with open(in_path, "w", encoding="utf-8") as fh:
+            fh.write(input or "")
+        with open(in_path, "rb") as stdin, open(out_path, "wb") as out, \
+                open(err_path, "wb") as err:
+            proc = subprocess.Popen(argv, stdin=stdin, stdout=out, stderr=err,
+                                    start_new_session=True, **options)
+            try:
+                proc.wait(limit)
+            except subprocess.TimeoutExpired:
+                with suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                with suppress(subprocess.TimeoutExpired):
+                    proc.wait(10)
+                pytest.fail(f"{what} did not end within {limit:.0f} s (killed its process "
+                            f"group); it printed:\n{_tail(out_path)}\nand on stderr:\n"
+                            f"{_tail(err_path)}")
+        return subprocess.CompletedProcess(argv, proc.returncode, _tail(out_path, 10**9),
+                                           _tail(err_path, 10**9))
 
 
 # -- deadlines on the master's blocking waits ------------------------------------------

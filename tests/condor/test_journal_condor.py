@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 
-from pymw_testing import clean_env, read_line, wait_until
+from pymw_testing import child_timeout, clean_env, read_line, wait_until
 
 N = 4
 
@@ -74,10 +74,13 @@ def test_a_killed_master_s_jobs_are_collected_by_the_next_one(condor_pool, job_d
 
     second = start("second")
     try:
-        out, err = second.communicate(timeout=300)
+        limit = child_timeout(300)  # before pytest-timeout ends the session
+        out, err = second.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
         second.kill()
-        raise AssertionError("the second master did not finish within 300 s") from None
+        out, err = second.communicate(timeout=30)
+        raise AssertionError(f"the second master did not finish within {limit:.0f} s; it "
+                             f"printed:\n{out}\n{err}") from None
     assert second.returncode == 0, err
     lines = dict(line.split(" ", 1) for line in out.strip().splitlines() if " " in line)
     assert lines["results"].split() == [str(x * 3) for x in range(N)]

@@ -95,6 +95,28 @@ def test_the_master_refuses_a_hello_of_another_minor_version():
     writer.close()
 
 
+def test_nothing_reaches_a_worker_before_its_hello_is_checked():
+    """Frames sent before the hello are held, then leave (a worker of this minor version)
+    or never do (another): a code object of one minor version can crash another's
+    interpreter. Seen failing before the hold: the "bye" reached the worker at once."""
+    for python, accepted in (((3, 7, 1), False), (tuple(sys.version_info[:3]), True)):
+        r_fd, w_fd = os.pipe()
+        reader, writer = os.fdopen(r_fd, "rb"), os.fdopen(w_fd, "wb")
+        to_worker = io.BytesIO()
+        conn = WorkerConnection(reader, to_worker, name="fake").start()
+        conn.close()  # a "bye" frame, sent before the worker said anything
+        assert to_worker.getvalue() == b""
+        wire.write_message(writer, ("hello", {"python": python, "executable": "/opt/py"}))
+        if accepted:
+            assert conn.wait_ready(5)["python"] == python
+            assert wire.read_message(io.BytesIO(to_worker.getvalue())) == ("bye",)
+        else:
+            with pytest.raises(InterfaceError, match="the minor versions must match"):
+                conn.wait_ready(5)
+            assert to_worker.getvalue() == b""
+        writer.close()
+
+
 def test_a_worker_that_dies_before_hello_is_reported():
     proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)

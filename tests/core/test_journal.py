@@ -96,6 +96,28 @@ def test_a_result_is_committed_before_get_result_hands_it_out(tmp_path):
     assert seen == list(range(1, 21))
 
 
+def test_a_busy_run_commits_each_task_before_its_handout(tmp_path):
+    """get_result and as_completed wait for the task's own end to be committed, not for
+    every later row: in a busy run (batched commits) each one handed out is in the journal.
+    Seen to fail with the wait stopping one op short of the task's end (seq - 1)."""
+    path = tmp_path / "run.db"
+    missing = []
+    with Master(Workers(), journal=path) as master:
+        reader = open_reader(path)
+        tasks = [master.submit_task(cube, (i,)) for i in range(300)]
+        for task in tasks[:150]:
+            master.get_result(task)
+            if not reader.execute("SELECT 1 FROM results WHERE task = ? AND ok = 1",
+                                  (task._journal.row,)).fetchone():
+                missing.append(task.id)
+        for task in master.as_completed(tasks[150:], timeout=60):
+            if not reader.execute("SELECT 1 FROM results WHERE task = ? AND ok = 1",
+                                  (task._journal.row,)).fetchone():
+                missing.append(task.id)
+    reader.close()
+    assert missing == []
+
+
 # -- resume -----------------------------------------------------------------------------------
 
 

@@ -11,8 +11,17 @@ import threading
 import time
 
 import pytest
-from pymw_testing import alive, file_text, read_line, wait_dead, wait_until
+from pymw_testing import (
+    alive,
+    file_text,
+    find_other_python,
+    read_line,
+    require,
+    wait_dead,
+    wait_until,
+)
 
+import pymw_core
 from pymw_core import InterfaceError, Master, WorkerLostError
 
 
@@ -400,6 +409,35 @@ def test_workers_that_cannot_start_fail_tasks_instead_of_hanging(monkeypatch):
         task = m.submit_task(square, (1,))
         with pytest.raises(InterfaceError, match="die as they start"):
             m.get_result(task)
+
+
+def test_a_task_for_workers_of_another_minor_version_fails_naming_both(monkeypatch):
+    # DESIGN.md: "a worker whose Python minor version differs from the master's is
+    # refused with a message naming both". Seen failing before local waited for the
+    # hello: the task went to the 3.10 worker, whose interpreter died running a 3.11
+    # code object (WorkerLostError: killed by SIGSEGV) and was replaced, again and again.
+    other = find_other_python(at_least=11)
+    require(other is not None, "no Python of another minor version here (pyenv install 3.12)")
+    site = os.path.dirname(os.path.dirname(pymw_core.__file__))
+    monkeypatch.setenv("PYTHONPATH", site)  # pymw-core for that Python: the same pure wheels
+    events = WorkerEvents()
+    with Master("local", num_workers=2, python=other, max_attempts=5,
+                observers=[events]) as m:
+        task = m.submit_task(square, (3,))
+        with pytest.raises(InterfaceError) as caught:
+            m.get_result(task)
+        later = m.submit_task(square, (4,))
+        with pytest.raises(InterfaceError, match="the minor versions must match"):
+            m.get_result(later)
+        status = m.interface.get_status()
+    text = str(caught.value)
+    mine = ".".join(map(str, sys.version_info[:2]))
+    theirs = os.path.basename(other)[len("python"):]
+    assert f"Python {mine}." in text and f"Python {theirs}." in text, text
+    assert "the minor versions must match" in text, text
+    assert task.attempts == 0  # it never ran anywhere
+    assert events.up == [], events.up  # refused workers are never offered tasks
+    assert status["restarts"] == 0, status  # no replacement started for a refused one
 
 
 def _processes_naming(text: str) -> list[int]:

@@ -17,7 +17,7 @@ from email.parser import Parser
 from pathlib import Path
 
 import pytest
-from pymw_testing import clean_env
+from pymw_testing import clean_env, run_child
 
 ROOT = Path(__file__).resolve().parents[2]
 DISTRIBUTIONS = {
@@ -36,11 +36,11 @@ def wheels(tmp_path_factory) -> Path:
     if given and glob.glob(os.path.join(given, "pymw_core-*.whl")):
         return Path(given)
     out = tmp_path_factory.mktemp("wheels")
-    subprocess.run(
+    done = run_child(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
          "--disable-pip-version-check", "-w", str(out), *map(str, DISTRIBUTIONS.values())],
-        check=True, timeout=300,
-    )
+        "pip wheel", 300)
+    assert done.returncode == 0, done.stdout + done.stderr
     return out
 
 
@@ -91,12 +91,11 @@ def ssh_only(wheels, tmp_path_factory) -> Path:
     where = tmp_path_factory.mktemp("ssh-only") / "venv"
     venv.EnvBuilder(with_pip=True).create(where)
     python = where / "bin" / "python"
-    done = subprocess.run(
+    done = run_child(
         [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
          "--find-links", str(wheels), str(wheel_of(wheels, "pymw_core")),
          str(wheel_of(wheels, "pymw_ssh"))],
-        capture_output=True, text=True, timeout=600, env=clean_env(),
-    )
+        "pip install into the ssh-only venv", 600, env=clean_env())
     assert done.returncode == 0, done.stdout + done.stderr
     return where
 

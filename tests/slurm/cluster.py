@@ -133,7 +133,7 @@ class SlurmCluster:
             ])
             deadline = time.monotonic() + timeout
             self._wait(lambda: subprocess.run(
-                ["munge", "-S", f"{run}/munge/sock", "-n"], capture_output=True,
+                ["munge", "-S", f"{run}/munge/sock", "-n"], capture_output=True, timeout=10,
             ).returncode == 0, deadline, "munged to answer")
             ctld_port, slurmd_port = _free_ports(2)
             self.conf = f"{run}/slurm/slurm.conf"

@@ -246,6 +246,27 @@ def test_tasks_with_resources_the_node_cannot_give_fail_and_others_run(make_mast
     assert len(master.interface.arrays) == 1
 
 
+def test_tasks_waiting_on_jobs_that_all_pend_say_why(make_master, slurm_cluster, caplog,
+                                                     monkeypatch):
+    # Seen failing: a first version warned at once, of Reason=None (squeue before the
+    # scheduler looked), never of BeginTime: the wait below timed out.
+    import logging
+
+    import pymw_slurm.interface
+
+    monkeypatch.setattr(pymw_slurm.interface, "_STALL_WARN", 0.0)
+    caplog.set_level(logging.WARNING, logger="pymw.slurm")
+    master = make_master(sbatch={"begin": "now+3600"}, squeue_interval=0.2)  # pends an hour
+    task = master.submit_task(square_and_say, (1,))
+    wait_until(lambda: any("pend with Reason=BeginTime" in r.getMessage()
+                           for r in caplog.records), 60,
+               "a warning naming the reason the only job pends")
+    message = next(r.getMessage() for r in caplog.records if "Reason=BeginTime" in r.getMessage())
+    assert "1 task(s) queued" in message and master.interface.job_name in message
+    assert master.interface.get_status()["pending"] == {"BeginTime": 1}
+    assert task.cancel()
+
+
 # -- cancel and timeout ------------------------------------------------------------------------
 
 

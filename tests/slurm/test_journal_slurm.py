@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 
-from pymw_testing import clean_env, read_line, wait_until
+from pymw_testing import child_timeout, clean_env, read_line, wait_until
 
 N = 4
 
@@ -68,10 +68,13 @@ def test_a_killed_master_s_jobs_are_collected_by_the_next_one(slurm_cluster, wor
 
     second = start("second")
     try:
-        out, err = second.communicate(timeout=240)
+        limit = child_timeout(240)  # before pytest-timeout ends the session
+        out, err = second.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
         second.kill()
-        raise AssertionError("the second master did not finish within 240 s") from None
+        out, err = second.communicate(timeout=30)
+        raise AssertionError(f"the second master did not finish within {limit:.0f} s; it "
+                             f"printed:\n{out}\n{err}") from None
     assert second.returncode == 0, err
     lines = dict(line.split(" ", 1) for line in out.strip().splitlines())
     assert lines["results"].split() == [str(x * 3) for x in range(N)]

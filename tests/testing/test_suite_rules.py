@@ -10,7 +10,7 @@ import sys
 import textwrap
 
 import pytest
-from pymw_testing import Never, read_line, wait_dead, wait_until
+from pymw_testing import Never, child_timeout, read_line, run_child, wait_dead, wait_until
 
 from pymw_core import Master
 
@@ -48,6 +48,26 @@ def test_the_guard_leaves_a_wait_that_ends_alone():
     with Master(Inline()) as master:
         assert master.get_result(master.submit_task(abs, (-3,)))[1] == 3
         assert list(master.map(abs, [-1, -2])) == [1, 2]
+
+
+def test_a_child_past_its_deadline_is_killed_with_its_group_and_fails_the_test(tmp_path):
+    # Seen failing: with subprocess.run(capture_output=True, timeout=2) instead, the
+    # background sleep (holding the pipe) kept run() waiting after the kill, 60 s, and
+    # nothing named what was running.
+    pid_file = tmp_path / "pid"
+    script = f"echo started; sleep 60 & echo $! > {pid_file}; wait"
+    with pytest.raises(pytest.fail.Exception,
+                       match=r"(?s)the sleeper did not end within 2 s.*started"):
+        run_child(["bash", "-c", script], "the sleeper", 2)
+    wait_dead([int(pid_file.read_text())], 10, "the sleeper's own child")
+
+
+def test_a_child_never_outlives_what_pytest_timeout_leaves_the_test():
+    # Seen failing: a helper timeout of 300 s (doc_examples' old one) is the whole of
+    # pytest-timeout's 300 s; pytest-timeout then ended the session instead of the test.
+    assert child_timeout(None) <= 300 - 30
+    assert child_timeout(10**6) <= 300 - 30
+    assert child_timeout(5) == 5
 
 
 SESSION = textwrap.dedent("""

@@ -30,6 +30,13 @@ class Worker:
     label: str
     host: str = "node1"
 
+    @property
+    def host_name(self) -> str:
+        return self.host
+
+    def __str__(self) -> str:
+        return self.label
+
 
 def error_with_traceback(text: str) -> ValueError:
     """A task's exception as the master holds it: the worker's traceback as its cause."""

@@ -16,7 +16,7 @@ import sys
 import time
 
 import pytest
-from pymw_testing import clean_env
+from pymw_testing import clean_env, run_child
 
 from pymw_core.view import report
 from view.conftest import Elements
@@ -37,9 +37,8 @@ def journal_counts(path) -> dict[str, int]:
 
 
 def make(path, out) -> Elements:
-    done = subprocess.run([sys.executable, "-m", "pymw_core", "report", str(path), "-o",
-                           str(out)], capture_output=True, text=True, timeout=600,
-                          env=clean_env())
+    done = run_child([sys.executable, "-m", "pymw_core", "report", str(path), "-o", str(out)],
+                     "pymw report", 600, env=clean_env())
     assert done.returncode == 0, done.stderr
     assert f"wrote {out}" in done.stdout
     return Elements(out.read_text())

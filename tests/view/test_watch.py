@@ -202,7 +202,7 @@ def test_live_view_in_tmux(tmp_path, tmux, key, code):
                    "the first failure on screen")
         screen = tmux.screen()
         assert "running" in screen.splitlines()[0] and "slow.py" in screen.splitlines()[0]
-        assert re.search(r"local worker \d pid=\d+ .* work ", screen), screen
+        assert re.search(r"local/w\d+ \(pid \d+\) .* work ", screen), screen
         assert "q quits" in screen
         assert tmux("display", "-p", "-t", "view", "#{cursor_flag}").strip() == "0"
         tmux("send-keys", "-t", "view", key)

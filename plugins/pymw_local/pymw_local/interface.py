@@ -4,6 +4,13 @@ Each process runs :mod:`pymw_core.worker` on a pair of pipes. A process takes it
 running task plus ``prefetch`` more queued behind it, so it never waits for the master
 between small tasks. A process that dies is replaced; the task it was running is
 handed back to the master's retry rule, the ones queued behind it go back unharmed.
+
+A process is offered tasks as soon as it starts (so a burst spreads over all of
+them), but its connection sends them only once its ``hello`` was checked. One on
+another Python minor version is refused (a code object of one version can crash
+another's interpreter) and is sent nothing; since every replacement would run the
+same interpreter, the interface gives up at once: what it held and what is queued
+fail with the refusal, naming both versions.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ _START_WAIT = 30.0  # seconds close() waits for a worker start under way (fork +
 _STOP_GRACE = 5.0  # seconds a worker has to act on a cancel before it is killed
 _CLOSE_GRACE = 2.0  # seconds close() gives the guardians to end their process trees
 _STDERR_TAIL_LINES = 40
+_STDERR_SETTLE = 2.0  # seconds an ended process's stderr has to reach its end (see _describe_exit)
 _INLINE_SEND_LIMIT = 256 * 1024  # bytes; larger tasks go through the process's sender thread
 _PIPE_SIZE = 1 << 20  # room for many small tasks (or one big frame) without a blocking write
 
@@ -44,10 +52,12 @@ class _Process(PacedWorker):
         self.popen = popen
         self.scratch = scratch
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
+        self.stderr_ended = threading.Event()  # its drain thread read the end of the pipe
         self.connection: WorkerConnection | None = None
         self._outbox: SimpleQueue | None = None
         self._sending = threading.Lock()
         self._stopped = False
+        self.serving = False  # its hello was checked, and it was announced "up"
 
     @property
     def pid(self) -> int:
@@ -128,7 +138,8 @@ class LocalInterface:
         # process): close() waits for them, so nothing a start makes outlives it.
         self._starting = 0
         self._start_done = threading.Condition(self._lock)
-        self._processes: list[_Process] = []
+        self._processes: list[_Process] = []  # every live process (cleanup ends them)
+        self._serving: list[_Process] = []  # those whose hello was checked (announced "up")
         self._master: Any = None
         self._closed = False
         self._started = 0
@@ -143,7 +154,7 @@ class LocalInterface:
     def attach_master(self, master: Any) -> None:
         with self._lock:
             self._master = master
-            processes = list(self._processes)
+            processes = list(self._serving)
             gave_up = self._gave_up
         for process in processes:
             master.worker_up(process)
@@ -237,7 +248,7 @@ class LocalInterface:
             self._started += 1
             self._starting += 1
         try:
-            process, master, failure = self._start(index)
+            process, failure = self._start(index)
         finally:
             with self._lock:
                 self._starting -= 1
@@ -246,15 +257,13 @@ class LocalInterface:
             self._cannot_start(failure)
         if process is None:
             return None
-        # Announced before its reader starts: its end (and maybe the give-up that ends
-        # every start) can then never be followed by a late "up" that lifts the give-up.
-        if master is not None:
-            master.worker_up(process)
+        # Announced by its reader once its hello is checked (_on_hello), never before:
+        # its "up" and its "down" come from that one thread, in that order.
         process.connection.start()  # type: ignore[union-attr]
         return process
 
-    def _start(self, index: int) -> tuple[_Process | None, Any, str | None]:
-        """Make one process and register it: (process, master to tell, why none can start).
+    def _start(self, index: int) -> tuple[_Process | None, str | None]:
+        """Make one process and register it: (process, why none can start).
 
         cleanup() waits while this runs; it calls no code outside this module.
         """
@@ -272,7 +281,7 @@ class LocalInterface:
             )
         except OSError as exc:  # no such interpreter, or not executable: every start would fail
             shutil.rmtree(scratch, ignore_errors=True)
-            return None, None, (f"the worker interpreter {self.python!r} cannot be started: "
+            return None, (f"the worker interpreter {self.python!r} cannot be started: "
                                 f"{exc.strerror or exc}")
         _grow_pipe(popen.stdin)
         _grow_pipe(popen.stdout)  # a big result then crosses in a few reads, not one per 64 KiB
@@ -283,6 +292,7 @@ class LocalInterface:
             name=f"local-{index} (pid {popen.pid})",
             on_closed=lambda conn, reason: self._on_exit(process, reason),
             describe_loss=lambda: self._describe_exit(process),
+            on_hello=lambda conn: self._on_hello(process),
         )
         threading.Thread(
             target=_drain_stderr, args=(process,), name=f"pymw-stderr-{index}", daemon=True
@@ -291,15 +301,14 @@ class LocalInterface:
             closed = self._closed
             if not closed:
                 self._processes.append(process)
-            master = self._master
         if closed:  # close() came meanwhile, and waits for this start to be undone
             _kill_session(popen)  # guardian and worker alike, whether or not it forked yet
             popen.wait()
             for stream in (popen.stdin, popen.stdout):
                 stream.close()  # type: ignore[union-attr]
             shutil.rmtree(scratch, ignore_errors=True)
-            return None, None, None
-        return process, master, None
+            return None, None
+        return process, None
 
     def _describe_exit(self, process: _Process) -> str:
         try:
@@ -307,6 +316,11 @@ class LocalInterface:
         except subprocess.TimeoutExpired:
             _kill(process.popen)
             code = process.popen.wait()
+        # The guardian writes a crashed task's last stderr lines just before it exits:
+        # they are in the pipe, maybe not yet in stderr_tail. Once the guardian is gone
+        # (it ended every other holder of the pipe first), the drain thread reads them
+        # and then the pipe's end soon.
+        process.stderr_ended.wait(_STDERR_SETTLE)
         if code < 0:
             try:
                 how = f"was killed by {signal.Signals(-code).name}"
@@ -320,11 +334,32 @@ class LocalInterface:
             text += f"; its last output:\n{tail}"
         return text
 
+    def _on_hello(self, process: _Process) -> None:
+        """Its hello came (reader thread): announce it, or refuse it and give up."""
+        connection = process.connection
+        refusal = connection.error if connection is not None else None
+        if refusal is not None:
+            # Every replacement would run the same interpreter: no point in starting one.
+            connection.stopping()  # type: ignore[union-attr]
+            self._cannot_start(f"local worker processes cannot be used: {refusal}")
+            _kill(process.popen)
+            return
+        with self._lock:
+            if self._closed or process not in self._processes:
+                return  # closing, or given up: no task will be matched any more
+            process.serving = True
+            self._serving.append(process)
+            master = self._master
+        if master is not None:
+            master.worker_up(process)
+
     def _on_exit(self, process: _Process, reason: str) -> None:
         """A process ended: replace it, unless it never started (then maybe give up)."""
         with self._lock:
             if process in self._processes:
                 self._processes.remove(process)
+            if process.serving:
+                self._serving.remove(process)
             closing = self._closed
             if process.connection is not None and process.connection.hello is None:
                 self._start_failures += 1
@@ -332,8 +367,7 @@ class LocalInterface:
                 self._start_failures = 0
             # Processes that are still starting do not count: only one that said hello
             # shows this environment can run workers at all.
-            ready = any(p.connection is not None and p.connection.hello is not None
-                        for p in self._processes)
+            ready = bool(self._serving)
             give_up = self._start_failures >= _START_FAILURES_ALLOWED and not ready
             if give_up:
                 self._closed = True  # no more replacements: they would die the same way
@@ -341,7 +375,7 @@ class LocalInterface:
         shutil.rmtree(process.scratch, ignore_errors=True)
         if closing:
             return
-        if self._master is not None:
+        if self._master is not None and process.serving:
             self._master.worker_down(process, reason)
         if give_up:
             self._cannot_start(f"local worker processes ({self.python}) die as they start "
@@ -384,13 +418,16 @@ def _send(worker: _Process, task: Any) -> None:
 def _drain_stderr(process: _Process) -> None:
     """Pass the process's own stderr through (tasks' output is captured separately)."""
     stream = process.popen.stderr
-    for raw in iter(stream.readline, b""):  # type: ignore[union-attr]
-        line = raw.decode(errors="replace")
-        process.stderr_tail.append(line)
-        try:
-            sys.stderr.write(line)
-        except (OSError, ValueError):
-            pass
+    try:
+        for raw in iter(stream.readline, b""):  # type: ignore[union-attr]
+            line = raw.decode(errors="replace")
+            process.stderr_tail.append(line)
+            try:
+                sys.stderr.write(line)
+            except (OSError, ValueError):
+                pass
+    finally:
+        process.stderr_ended.set()
 
 
 def _grow_pipe(stream: Any) -> None:

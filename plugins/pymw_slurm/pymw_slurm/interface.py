@@ -26,6 +26,7 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,8 @@ _DIRS = ("tasks", "claimed", "replies", "lost", "cancel", "ended", "logs", "data
 _LOG_TAIL = 2000  # bytes of an element's own output quoted when a task dies in it
 _CLOSE_WAIT = 10.0  # seconds close() waits for cancelled jobs to leave the queue
 _SUBMIT_RETRY = 5.0  # seconds between sbatch attempts while the controller is away
+_STALL_WARN = 60.0  # seconds tasks wait with every job pending before a warning says why
+_STALL_REPEAT = 300.0  # seconds between repeats of that warning while it lasts
 _END_WAIT = 10.0  # seconds a signalled job's final state is waited for (after COMPLETING)
 _NOT_ENDED = ("JobState=RUNNING", "JobState=COMPLETING", "JobState=CONFIGURING")
 
@@ -177,6 +180,7 @@ class SlurmInterface:
         self._groups: dict[tuple, _Group] = {}
         self._states: dict[str, int] = {}  # from the last squeue: element state -> count
         self._pending: dict[str, str] = {}  # pending element -> its reason
+        self._stalled: tuple[float, float] | None = None  # (since, next warning): none runs
         self._element_group: dict[str, _Group] = {}
         self._arrays: list[tuple[str, int]] = []  # (array id, elements)
         self._totals = dict.fromkeys(("completed", "lost", "ended"), 0)
@@ -306,6 +310,7 @@ class SlurmInterface:
                 "jobs": dict(self._states),
                 "elements": {**self._totals, "alive": len(self._element_group)},
                 "tasks_queued": sum(g.queued for g in self._groups.values()),
+                "pending": _count(r for r in self._pending.values() if r),  # reason -> jobs
                 "controller_calls": self.slurm.calls,
             }
 
@@ -505,7 +510,8 @@ class SlurmInterface:
             if now < due:
                 return
             why = self.slurm.why_ended(name.partition("@")[2])
-            if why.startswith(_NOT_ENDED) and now - first < _END_WAIT:
+            # Not ended yet, or scontrol did not answer (a loaded controller): ask again.
+            if (not why or why.startswith(_NOT_ENDED)) and now - first < _END_WAIT:
                 self._lost_wait[name] = (first, now + 0.5)
                 return
             self._lost_wait.pop(name, None)
@@ -680,8 +686,35 @@ class SlurmInterface:
             self._vanished(job, group)
         for group, reason in never.values():
             self._never(group, reason)
+        self._say_why_stalled()
         self._cancel_surplus()
         self._backoff.asked(changed)
+
+    def _say_why_stalled(self) -> None:
+        """Tasks are queued and every job of the run pends (a busy cluster, a held job, a
+        node down): not an error, but the user must not wait without knowing why."""
+        now = time.monotonic()
+        with self._lock:
+            queued = sum(g.queued for g in self._groups.values())
+            pending = [r for j, r in self._pending.items() if j in self._element_group]
+            stalled = queued > 0 and pending and len(pending) == len(self._element_group)
+            if not stalled:
+                self._stalled = None
+                return
+            if not all(r and r != "None" for r in pending):  # the scheduler has not looked yet
+                return
+            if self._stalled is None:
+                self._stalled = (now, now + _STALL_WARN)
+                return
+            since, due = self._stalled
+            if now < due:
+                return
+            self._stalled = (since, now + _STALL_REPEAT)
+        reasons = ", ".join(f"Reason={r} ({n} job(s))"
+                            for r, n in sorted(_count(pending).items()))
+        log.warning("%d task(s) queued for %.0f s and none of this run's Slurm jobs runs yet: "
+                    "they pend with %s (squeue -n %s shows them)", queued, now - since,
+                    reasons, self.job_name)
 
     def _vanished(self, job: str, group: _Group) -> None:
         """An element left the queue without an ended marker: killed (node failure, kill -9)."""
@@ -858,6 +891,13 @@ class _Adopted:
 
 
 _ADOPTED = _Group("adopted", {}, [])  # the group of adopted attempts: none of ours
+
+
+def _count(items: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    return counts
 
 
 def batch_write(path: str) -> None:
