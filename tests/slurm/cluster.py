@@ -195,6 +195,31 @@ class SlurmCluster:
             shutil.rmtree(self.run_dir, ignore_errors=True)
             self.run_dir = ""
 
+    def stop_controller(self) -> None:
+        """End slurmctld alone (SIGTERM, as an admin or a crash would leave the node running):
+        jobs on slurmd go on, every client command fails until ``start_controller()``."""
+        proc = self._procs.pop("slurmctld", None)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def start_controller(self, timeout: float = 60.0) -> None:
+        """Start slurmctld again on the same state: it recovers the jobs it had."""
+        if "slurmctld" in self._procs:
+            return
+        self._spawn("slurmctld", [_binary("slurmctld"), "-D", "-f", self.conf])
+        self._wait(self._answers, time.monotonic() + timeout, "slurmctld to answer again")
+
+    def _answers(self) -> bool:
+        r = subprocess.run([_binary("sinfo"), "-h", "-o", "%T"], capture_output=True,
+                           text=True, env=self.env(), timeout=30)
+        return r.returncode == 0 and bool({"idle", "mixed", "allocated"} & set(r.stdout.split()))
+
     def _kill_leftovers(self) -> None:
         """slurmstepd processes of this cluster (they name its spool dir) and their trees."""
         marker = self.run_dir.encode()

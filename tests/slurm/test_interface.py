@@ -7,11 +7,16 @@ walltime dies soon after Slurm notices (Slurm checks time limits every 30 s).
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import inspect
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -21,7 +26,9 @@ from pymw_testing import (
     WRITTEN_STDOUT,
     exit_abruptly,
     fail,
+    file_text,
     last_words_then_exit,
+    processes_marked,
     read_data,
     read_line,
     sleep_for,
@@ -61,6 +68,19 @@ def sleep_unless_marked(marker):
         pass
     time.sleep(120)
     return "first attempt"
+
+
+def wait_for_file(path):
+    """Return once ``path`` exists (the test makes it): a task held running at will."""
+    import os
+    import time
+
+    deadline = time.monotonic() + 150
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return "never released"
+        time.sleep(0.05)
+    return "released"
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -224,6 +244,59 @@ def test_scancel_behind_pymws_back_loses_only_the_unfinished_task(make_master, w
     assert master.get_result(done)[1] == 9  # the finished task kept its result
 
 
+@pytest.mark.wait_limit(90)
+def test_a_job_killed_without_a_word_is_seen_by_squeue_and_its_task_retried(
+        make_master, work_dir, slurm_cluster):
+    """SIGKILL to the job's processes (as a node failure or the OOM killer would): no
+    lost note is written, the job just leaves the queue. Seen failing with _vanished not
+    called from _poll_queue: the task waited forever (the wait_limit failed the test)."""
+    retries = Retries()
+    master = make_master(max_attempts=2, max_jobs=1, squeue_interval=0.2)
+    master.add_observer(retries)
+    marker = os.path.join(work_dir, "marker")
+    task = master.submit_task(sleep_unless_marked, (marker,))
+    wait_until(lambda: os.path.exists(marker) and master.interface.job_id(task), 60,
+               "the first attempt to start")
+    job = master.interface.job_id(task)
+    # Not `scancel --signal=KILL`: Slurm makes that a cancel (SIGTERM first, a lost note).
+    array, _, index = job.partition("_")
+    pids = {pid for pid, _ in processes_marked("SLURM_ARRAY_JOB_ID", array)} & \
+        {pid for pid, _ in processes_marked("SLURM_ARRAY_TASK_ID", index)}
+    assert pids, f"no process of Slurm job {job} found"
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert master.get_result(task)[1] == "retried"
+    assert task.attempts == 2
+    assert master.interface.job_id(task) != job
+    assert len(retries.reasons) == 1, retries.reasons
+    # The squeue path, not the element's SIGTERM handler ("was sent SIGTERM").
+    assert f"Slurm job {job} ended without the result of {task.name}" in retries.reasons[0]
+    assert os.listdir(os.path.join(master.interface.run_dir, "lost")) == []
+    # A killed element cannot remove its scratch directory on the node ($TMPDIR): the test
+    # does, as a node's tmp cleaner would.
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), f"pymw-slurm-{job}-*")):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# -- idle elements ---------------------------------------------------------------------------
+
+
+def test_an_element_with_nothing_to_do_leaves_after_idle_timeout(make_master, slurm_cluster):
+    # Seen failing with idle_timeout=30 here: the element stayed in the queue past the wait.
+    master = make_master(idle_timeout=2, delete_files=False)
+    task = master.submit_task(square_and_say, (3,))
+    assert master.get_result(task)[1] == 9
+    job = master.interface.job_id(task)
+    # Well under the default idle_timeout (15 s): the option, not the default, ended it.
+    wait_until(lambda: job not in run_jobs(slurm_cluster, master), 12,
+               f"the idle element {job} to leave Slurm's queue")
+    ended = file_text(os.path.join(master.interface.run_dir, "ended", job), 10,
+                      "the element's ended marker")
+    assert ended.startswith("idle for 2 s\n") and "ran=1 " in ended, ended
+    assert master.interface.arrays and len(master.interface.arrays) == 1  # none resubmitted
+
+
 # -- resources and impossible jobs -------------------------------------------------------------
 
 
@@ -255,6 +328,7 @@ def test_tasks_waiting_on_jobs_that_all_pend_say_why(make_master, slurm_cluster,
     import pymw_slurm.interface
 
     monkeypatch.setattr(pymw_slurm.interface, "_STALL_WARN", 0.0)
+    monkeypatch.setattr(pymw_slurm.interface, "_STALL_REPEAT", 0.5)
     caplog.set_level(logging.WARNING, logger="pymw.slurm")
     master = make_master(sbatch={"begin": "now+3600"}, squeue_interval=0.2)  # pends an hour
     task = master.submit_task(square_and_say, (1,))
@@ -264,6 +338,9 @@ def test_tasks_waiting_on_jobs_that_all_pend_say_why(make_master, slurm_cluster,
     message = next(r.getMessage() for r in caplog.records if "Reason=BeginTime" in r.getMessage())
     assert "1 task(s) queued" in message and master.interface.job_name in message
     assert master.interface.get_status()["pending"] == {"BeginTime": 1}
+    # Repeated while it lasts (every _STALL_REPEAT s; seen failing unpatched: one warning).
+    wait_until(lambda: sum("Reason=BeginTime" in r.getMessage() for r in caplog.records) >= 2,
+               30, "the warning to be repeated while the job still pends")
     assert task.cancel()
 
 
@@ -402,6 +479,37 @@ def test_an_unreachable_controller_is_a_clear_error_at_start(slurm_cluster, work
     finally:
         os.environ["SLURM_CONF"] = saved
     assert os.listdir(work_dir) == []  # nothing written for the failed run
+
+
+@pytest.mark.wait_limit(120)
+def test_a_controller_lost_mid_run_delivers_replies_then_fails_the_rest(make_master, work_dir,
+                                                                        slurm_cluster):
+    """slurmctld stops with an element running: what elements write still arrives; after
+    controller_timeout the tasks that need Slurm fail with a clear error, never a hang.
+    The controller is started again after, so later tests have a cluster."""
+    master = make_master(max_jobs=2, controller_timeout=15, connect_timeout=3,
+                         squeue_interval=0.2, squeue_max_interval=1)
+    gate = os.path.join(work_dir, "gate")
+    running = master.submit_task(wait_for_file, (gate,))
+    wait_until(lambda: master.interface.job_id(running), 60, "the task to be claimed")
+    slurm_cluster.stop_controller()
+    try:
+        with open(gate, "w"):
+            pass
+        assert master.get_result(running)[1] == "released"
+        # The element still runs: a task of its group needs no controller.
+        same = master.submit_task(square_and_say, (4,))
+        assert master.get_result(same)[1] == 16
+        assert master.interface.job_id(same) == master.interface.job_id(running)
+        # Other resources need a new job: sbatch cannot reach the controller.
+        other = master.submit_task(square_and_say, (5,), resources={"memory": "100M"})
+        with pytest.raises(InterfaceError, match="the Slurm controller has not answered for"):
+            master.get_result(other)
+        later = master.submit_task(square_and_say, (6,))
+        with pytest.raises(Exception, match="the Slurm controller has not answered"):
+            master.get_result(later)
+    finally:
+        slurm_cluster.start_controller()
 
 
 @pytest.mark.parametrize(
