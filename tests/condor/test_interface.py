@@ -62,6 +62,19 @@ def sleep_unless_marked(marker):
     return "first attempt"
 
 
+def wait_for_file(path):
+    """Return once ``path`` exists (the test makes it): a job held running at will."""
+    import os
+    import time
+
+    deadline = time.monotonic() + 150
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return "never released"
+        time.sleep(0.05)
+    return "released"
+
+
 # -- helpers -------------------------------------------------------------------------------
 
 
@@ -145,6 +158,46 @@ def test_data_files_travel_with_the_job(make_master, job_dir):
     task = master.submit_task(read_data, ("input.txt",), data_files=[path])
     assert master.get_result(task)[1] == "payload through file transfer"
 
+
+
+# -- per-task resources ---------------------------------------------------------------------
+
+
+def test_per_task_resources_are_request_commands_with_one_cluster_per_set(make_master, job_dir):
+    """Asked of the schedd (the jobs' ads), not of the text PyMW writes. Seen failing with
+    with_resources() returning the base description unchanged: RequestMemory was 300."""
+    import htcondor2
+
+    master = make_master(submit={"request_memory": "300MB"})
+    gate = os.path.join(job_dir, "gate")
+    small = [master.submit_task(wait_for_file, (gate,), resources={"cpus": 1, "memory": "100M"})
+             for _ in range(2)]
+    large = master.submit_task(wait_for_file, (gate,), resources={"cpus": 2, "memory": "1G"})
+    plain = master.submit_task(wait_for_file, (gate,))
+    gpu = master.submit_task(wait_for_file, (gate,), resources={"gpus": 1})  # the pool has none
+    tasks = [*small, large, plain, gpu]
+    wait_until(lambda: all(master.interface.job_id(t) for t in tasks), 60,
+               "every task's job to be submitted")
+    ads = {f"{ad['ClusterId']}.{ad['ProcId']}": ad for ad in htcondor2.Schedd().query(
+        constraint=f'PyMWRun == "{master.interface.run_id}"',
+        projection=["ClusterId", "ProcId", "RequestCpus", "RequestMemory", "RequestGPUs"])}
+
+    def asked(task):
+        ad = ads[master.interface.job_id(task)]
+        return ad.eval("RequestCpus"), ad.eval("RequestMemory"), ad.get("RequestGPUs")
+
+    assert [asked(t) for t in small] == [(1, 100, None)] * 2
+    assert asked(large) == (2, 1024, None)
+    assert asked(plain) == (1, 300, None)  # submit's request_memory where no resource says
+    assert asked(gpu)[0::2] == (1, 1) and asked(gpu)[1] == 300
+    clusters = {t.name: master.interface.job_id(t).split(".")[0] for t in tasks}
+    assert len(set(clusters.values())) == 4, clusters  # one per distinct set of resources
+    assert clusters[small[0].name] == clusters[small[1].name]
+    assert master.get_status()["clusters"] == 4
+    with open(gate, "w"):
+        pass
+    assert [master.get_result(t)[1] for t in (*small, large, plain)] == ["released"] * 4
+    assert gpu.cancel()  # no slot has a GPU: it would stay idle
 
 # -- held, removed, evicted --------------------------------------------------------------
 

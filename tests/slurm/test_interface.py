@@ -266,6 +266,11 @@ def test_a_job_killed_without_a_word_is_seen_by_squeue_and_its_task_retried(
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    wait_dead(pids, 10, f"the processes of Slurm job {job}")
+    # A killed element cannot remove its scratch directory on the node ($TMPDIR): the test
+    # does, as a node's tmp cleaner would.
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), f"pymw-slurm-{job}-*")):
+        shutil.rmtree(path, ignore_errors=True)
     assert master.get_result(task)[1] == "retried"
     assert task.attempts == 2
     assert master.interface.job_id(task) != job
@@ -273,10 +278,6 @@ def test_a_job_killed_without_a_word_is_seen_by_squeue_and_its_task_retried(
     # The squeue path, not the element's SIGTERM handler ("was sent SIGTERM").
     assert f"Slurm job {job} ended without the result of {task.name}" in retries.reasons[0]
     assert os.listdir(os.path.join(master.interface.run_dir, "lost")) == []
-    # A killed element cannot remove its scratch directory on the node ($TMPDIR): the test
-    # does, as a node's tmp cleaner would.
-    for path in glob.glob(os.path.join(tempfile.gettempdir(), f"pymw-slurm-{job}-*")):
-        shutil.rmtree(path, ignore_errors=True)
 
 
 # -- idle elements ---------------------------------------------------------------------------
@@ -342,6 +343,35 @@ def test_tasks_waiting_on_jobs_that_all_pend_say_why(make_master, slurm_cluster,
     wait_until(lambda: sum("Reason=BeginTime" in r.getMessage() for r in caplog.records) >= 2,
                30, "the warning to be repeated while the job still pends")
     assert task.cancel()
+
+
+@pytest.mark.wait_limit(90)
+def test_jobs_that_pend_with_a_reason_that_never_clears_fail_their_tasks(make_master,
+                                                                         slurm_cluster):
+    """EnforcePartLimits=NO (Slurm's default): a job over its partition's MaxTime is
+    accepted, `sbatch --test-only` included, and pends with Reason=PartitionTimeLimit
+    forever. Seen failing with PartitionTimeLimit left out of NEVER_REASONS: the task
+    waited until the wait_limit."""
+    r = slurm_cluster.command("scontrol", "create", "PartitionName=onemin", "Nodes=ALL",
+                              "MaxTime=1", "State=UP")
+    assert r.returncode == 0, r.stderr
+    try:
+        master = make_master(partition="onemin", time=5, squeue_interval=0.2)
+        task = master.submit_task(square_and_say, (1,))
+        with pytest.raises(TaskError, match="Slurm will never start the jobs .*"
+                           "Reason=PartitionTimeLimit"):
+            master.get_result(task)
+        later = master.submit_task(square_and_say, (2,))  # the same group: at once
+        with pytest.raises(TaskError, match="Reason=PartitionTimeLimit"):
+            master.get_result(later)
+        assert len(master.interface.arrays) == 1
+        wait_until(lambda: run_jobs(slurm_cluster, master) == {}, 30,
+                   "the array that could never start to be cancelled")
+    finally:  # later tests see the cluster as it was
+        slurm_cluster.command("scancel", "--partition=onemin")
+        wait_until(lambda: slurm_cluster.command("scontrol", "delete",
+                                                 "PartitionName=onemin").returncode == 0,
+                   30, "the partition onemin to be deleted")
 
 
 # -- cancel and timeout ------------------------------------------------------------------------
