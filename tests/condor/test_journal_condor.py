@@ -12,8 +12,9 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 
-from pymw_testing import child_timeout, clean_env, read_line, wait_until
+from pymw_testing import clean_env, read_line, run_child, wait_until
 
 N = 4
 
@@ -54,12 +55,11 @@ def test_a_killed_master_s_jobs_are_collected_by_the_next_one(condor_pool, job_d
     env = clean_env(CONDOR_CONFIG=condor_pool.condor_config)
     python = condor_pool.python_for_jobs()
 
-    def start(step):
-        return subprocess.Popen(
-            [sys.executable, script, job_dir, python, journal, marks, step],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=job_dir)
+    def command(step):
+        return [sys.executable, script, job_dir, python, journal, marks, step]
 
-    first = start("first")
+    first = subprocess.Popen(command("first"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env, cwd=job_dir)
     try:
         assert read_line(first.stdout, 120, "the first master to submit") == "submitted\n"
         line = read_line(first.stdout, 120, "the first master's jobs to be submitted")
@@ -72,21 +72,11 @@ def test_a_killed_master_s_jobs_are_collected_by_the_next_one(condor_pool, job_d
         if first.poll() is None:
             first.kill()
 
-    second = start("second")
-    try:
-        limit = child_timeout(300)  # before pytest-timeout ends the session
-        out, err = second.communicate(timeout=limit)
-    except subprocess.TimeoutExpired:
-        second.kill()
-        out, err = second.communicate(timeout=30)
-        raise AssertionError(f"the second master did not finish within {limit:.0f} s; it "
-                             f"printed:\n{out}\n{err}") from None
-    assert second.returncode == 0, err
-    lines = dict(line.split(" ", 1) for line in out.strip().splitlines() if " " in line)
+    second = run_child(command("second"), "the second master", 300, env=env, cwd=job_dir)
+    assert second.returncode == 0, second.stderr
+    lines = dict(line.split(" ", 1) for line in second.stdout.strip().splitlines() if " " in line)
     assert lines["results"].split() == [str(x * 3) for x in range(N)]
-    runs: dict[int, int] = {}
-    for name in os.listdir(marks):
-        runs[int(name.split("-")[0])] = runs.get(int(name.split("-")[0]), 0) + 1
+    runs = Counter(int(name.split("-")[0]) for name in os.listdir(marks))
     assert runs == dict.fromkeys(range(N), 1), runs  # each task ran once in all
     assert [int(a) for a in lines["attempts"].split()] == [1] * N  # collected, not rerun
 

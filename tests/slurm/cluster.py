@@ -169,36 +169,18 @@ class SlurmCluster:
                 raise RuntimeError(f"timed out waiting for {what}")
             time.sleep(0.1)
 
-    def _idle(self) -> bool:
+    def _node_states(self) -> set[str]:
+        """The node's states as sinfo gives them; none while the controller does not answer."""
         r = subprocess.run([_binary("sinfo"), "-h", "-o", "%T"], capture_output=True,
                            text=True, env=self.env(), timeout=30)
-        return r.returncode == 0 and "idle" in r.stdout.split()
+        return set(r.stdout.split()) if r.returncode == 0 else set()
 
-    def stop(self) -> None:
-        """SIGTERM to slurmd, slurmctld and munged (in that order), wait, remove the run dir.
+    def _idle(self) -> bool:
+        return "idle" in self._node_states()
 
-        Job steps (the jobs' own processes) are started by slurmstepd in sessions of
-        their own; any left after slurmd stops are killed too.
-        """
-        for name in ("slurmd", "slurmctld", "munged"):
-            proc = self._procs.pop(name, None)
-            if proc is None or proc.poll() is not None:
-                continue
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if self.run_dir:
-            self._kill_leftovers()
-            shutil.rmtree(self.run_dir, ignore_errors=True)
-            self.run_dir = ""
-
-    def stop_controller(self) -> None:
-        """End slurmctld alone (SIGTERM, as an admin or a crash would leave the node running):
-        jobs on slurmd go on, every client command fails until ``start_controller()``."""
-        proc = self._procs.pop("slurmctld", None)
+    def _end(self, name: str) -> None:
+        """SIGTERM to one daemon, SIGKILL after 15 s."""
+        proc = self._procs.pop(name, None)
         if proc is None or proc.poll() is not None:
             return
         proc.send_signal(signal.SIGTERM)
@@ -208,6 +190,24 @@ class SlurmCluster:
             proc.kill()
             proc.wait()
 
+    def stop(self) -> None:
+        """SIGTERM to slurmd, slurmctld and munged (in that order), wait, remove the run dir.
+
+        Job steps (the jobs' own processes) are started by slurmstepd in sessions of
+        their own; any left after slurmd stops are killed too.
+        """
+        for name in ("slurmd", "slurmctld", "munged"):
+            self._end(name)
+        if self.run_dir:
+            self._kill_leftovers()
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.run_dir = ""
+
+    def stop_controller(self) -> None:
+        """End slurmctld alone (SIGTERM, as an admin or a crash would leave the node running):
+        jobs on slurmd go on, every client command fails until ``start_controller()``."""
+        self._end("slurmctld")
+
     def start_controller(self, timeout: float = 60.0) -> None:
         """Start slurmctld again on the same state: it recovers the jobs it had."""
         if "slurmctld" in self._procs:
@@ -216,9 +216,7 @@ class SlurmCluster:
         self._wait(self._answers, time.monotonic() + timeout, "slurmctld to answer again")
 
     def _answers(self) -> bool:
-        r = subprocess.run([_binary("sinfo"), "-h", "-o", "%T"], capture_output=True,
-                           text=True, env=self.env(), timeout=30)
-        return r.returncode == 0 and bool({"idle", "mixed", "allocated"} & set(r.stdout.split()))
+        return bool({"idle", "mixed", "allocated"} & self._node_states())
 
     def _kill_leftovers(self) -> None:
         """slurmstepd processes of this cluster (they name its spool dir) and their trees."""

@@ -11,8 +11,9 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 
-from pymw_testing import child_timeout, clean_env, read_line, wait_until
+from pymw_testing import clean_env, read_line, run_child, wait_until
 
 N = 4
 
@@ -47,12 +48,11 @@ def test_a_killed_master_s_jobs_are_collected_by_the_next_one(slurm_cluster, wor
     journal = tmp_path / "run.db"
     env = clean_env(SLURM_CONF=slurm_cluster.conf)
 
-    def start(step):
-        return subprocess.Popen(
-            [sys.executable, str(script), work_dir, str(journal), str(marks), step],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    def command(step):
+        return [sys.executable, str(script), work_dir, str(journal), str(marks), step]
 
-    first = start("first")
+    first = subprocess.Popen(command("first"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env, cwd=tmp_path)
     try:
         line = read_line(first.stdout, 120, "the first master to submit")
         assert line.startswith("submitted"), first.stderr.read()
@@ -66,21 +66,11 @@ def test_a_killed_master_s_jobs_are_collected_by_the_next_one(slurm_cluster, wor
             first.kill()
     running_at_kill = {int(n.split("-")[0]) for n in os.listdir(marks)}
 
-    second = start("second")
-    try:
-        limit = child_timeout(240)  # before pytest-timeout ends the session
-        out, err = second.communicate(timeout=limit)
-    except subprocess.TimeoutExpired:
-        second.kill()
-        out, err = second.communicate(timeout=30)
-        raise AssertionError(f"the second master did not finish within {limit:.0f} s; it "
-                             f"printed:\n{out}\n{err}") from None
-    assert second.returncode == 0, err
-    lines = dict(line.split(" ", 1) for line in out.strip().splitlines())
+    second = run_child(command("second"), "the second master", 240, env=env, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    lines = dict(line.split(" ", 1) for line in second.stdout.strip().splitlines())
     assert lines["results"].split() == [str(x * 3) for x in range(N)]
-    runs: dict[int, int] = {}
-    for name in os.listdir(marks):
-        runs[int(name.split("-")[0])] = runs.get(int(name.split("-")[0]), 0) + 1
+    runs = Counter(int(name.split("-")[0]) for name in os.listdir(marks))
     assert runs == dict.fromkeys(range(N), 1), runs  # each task ran once in all
     # Those the old jobs were running were collected, not run anew: no new attempt ran
     # them in the second run (the re-attached attempt is the second run's only one).
