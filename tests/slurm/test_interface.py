@@ -543,6 +543,30 @@ def test_a_controller_lost_mid_run_delivers_replies_then_fails_the_rest(make_mas
         slurm_cluster.start_controller()
 
 
+def test_a_controller_back_within_controller_timeout_loses_nothing(make_master, slurm_cluster,
+                                                                    caplog):
+    """sbatch and squeue are retried while the controller is away: a task that needed a
+    new job when it went runs once it is back. Seen failing with Unreachable from sbatch
+    failing the group as Refused does: the task ended with InterfaceError."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="pymw.slurm")
+    master = make_master(controller_timeout=300, connect_timeout=3, squeue_interval=0.2,
+                         squeue_max_interval=1)
+    assert master.get_result(master.submit_task(square_and_say, (1,)))[1] == 1  # it answered
+    slurm_cluster.stop_controller()
+    try:
+        task = master.submit_task(square_and_say, (2,), resources={"memory": "100M"})
+        wait_until(lambda: any("the Slurm controller does not answer" in r.getMessage()
+                               for r in caplog.records), 60,
+                   "the master to see the controller gone")
+    finally:
+        slurm_cluster.start_controller()
+    assert master.get_result(task)[1] == 4
+    assert task.attempts == 1
+    assert len(master.interface.arrays) == 2  # the first group's and the new one's
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
