@@ -310,6 +310,38 @@ def test_a_job_the_cluster_cannot_run_fails_its_tasks_with_slurms_reason(make_ma
     assert master.interface.arrays == []  # nothing was submitted
 
 
+def test_per_task_resources_are_sbatch_options_and_sets_never_share_an_array(
+        make_master, work_dir, slurm_cluster):
+    """Asked of the controller (squeue's %C CPUs and %m memory of each element), not of the
+    command PyMW builds. Seen failing with _group() ignoring resources: one array of 1 CPU."""
+    master = make_master()
+    gate = os.path.join(work_dir, "gate")
+    small = [master.submit_task(wait_for_file, (gate,), resources={"memory": "100M"})
+             for _ in range(2)]
+    large = master.submit_task(wait_for_file, (gate,), resources={"cpus": 2, "memory": "200M"})
+    tasks = [*small, large]
+    # One element per task (the elements wait for the gate, none leaves before it opens).
+    wait_until(lambda: sum(size for _, size in master.interface.arrays) == 3, 60,
+               "an element for each task to be submitted")
+    out = slurm_cluster.command("squeue", "-h", "-r", f"--name=pymw-{master.interface.run_id}",
+                                "-o", "%F|%C|%m")
+    assert out.returncode == 0, out.stderr
+    asked = {}
+    for line in out.stdout.split():
+        array, cpus, memory = line.split("|")
+        asked.setdefault(array, set()).add((cpus, memory))
+    assert set(asked) == {array for array, _ in master.interface.arrays}, asked
+    assert all(len(sets) == 1 for sets in asked.values()), asked  # no array mixes sets
+    assert set().union(*asked.values()) == {("1", "100M"), ("2", "200M")}, asked
+    with open(gate, "w"):
+        pass
+    assert [master.get_result(t)[1] for t in tasks] == ["released"] * 3
+    large_array = master.interface.job_id(large).partition("_")[0]
+    assert asked[large_array] == {("2", "200M")}
+    for task in small:
+        assert asked[master.interface.job_id(task).partition("_")[0]] == {("1", "100M")}
+
+
 def test_tasks_with_resources_the_node_cannot_give_fail_and_others_run(make_master):
     master = make_master()
     big = master.submit_task(square_and_say, (1,), resources={"cpus": 64})
