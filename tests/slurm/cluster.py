@@ -203,20 +203,33 @@ class SlurmCluster:
             shutil.rmtree(self.run_dir, ignore_errors=True)
             self.run_dir = ""
 
-    def stop_controller(self) -> None:
-        """End slurmctld alone (SIGTERM, as an admin or a crash would leave the node running):
-        jobs on slurmd go on, every client command fails until ``start_controller()``."""
-        self._end("slurmctld")
+    def stop_daemons(self, *names: str) -> None:
+        """End some of the daemons (``"slurmctld"``, ``"slurmd"``) as a crash or an admin
+        would: running jobs go on; without slurmctld every client command fails."""
+        for name in names:
+            self._end(name)
 
-    def start_controller(self, timeout: float = 60.0) -> None:
-        """Start slurmctld again on the same state: it recovers the jobs it had."""
-        if "slurmctld" in self._procs:
-            return
-        self._spawn("slurmctld", [_binary("slurmctld"), "-D", "-f", self.conf])
-        self._wait(self._answers, time.monotonic() + timeout, "slurmctld to answer again")
+    def start_daemons(self, *names: str, timeout: float = 60.0, settled: bool = True) -> None:
+        """Start stopped daemons again on the same state (slurmctld recovers its jobs).
+
+        With ``settled`` (the default) wait until the node takes jobs again: a restarted
+        controller answers at once but refuses jobs ("Requested node configuration is not
+        available") until slurmd has registered with it.
+        """
+        commands = {"slurmctld": [_binary("slurmctld"), "-D", "-f", self.conf],
+                    "slurmd": [_binary("slurmd"), "-D", "-f", self.conf]}
+        for name in names:
+            if name not in self._procs:
+                self._spawn(name, commands[name])
+        deadline = time.monotonic() + timeout
+        self._wait(self._answers, deadline, "slurmctld to answer")
+        if settled:
+            self._wait(lambda: self.command("sbatch", "--test-only", "--mem=1M", "--wrap",
+                                            "true").returncode == 0,
+                       deadline, "the node to take jobs again (sbatch --test-only)")
 
     def _answers(self) -> bool:
-        return bool({"idle", "mixed", "allocated"} & self._node_states())
+        return bool(self._node_states())
 
     def _kill_leftovers(self) -> None:
         """slurmstepd processes of this cluster (they name its spool dir) and their trees."""

@@ -44,6 +44,10 @@ _DIRS = ("tasks", "claimed", "replies", "lost", "cancel", "ended", "logs", "data
 _LOG_TAIL = 2000  # bytes of an element's own output quoted when a task dies in it
 _CLOSE_WAIT = 10.0  # seconds close() waits for cancelled jobs to leave the queue
 _SUBMIT_RETRY = 5.0  # seconds between sbatch attempts while the controller is away
+# Seconds after the controller answers again during which sbatch's refusals are retried: a
+# restarted slurmctld refuses jobs ("Requested node configuration is not available") until
+# the nodes' slurmd have registered again (3 s on the test cluster).
+_SETTLE = 60.0
 _STALL_WARN = 60.0  # seconds tasks wait with every job pending before a warning says why
 _STALL_REPEAT = 300.0  # seconds between repeats of that warning while it lasts
 _END_WAIT = 10.0  # seconds a signalled job's final state is waited for (after COMPLETING)
@@ -186,6 +190,7 @@ class SlurmInterface:
         self._totals = dict.fromkeys(("completed", "lost", "ended"), 0)
         self._backoff = commands.Backoff(squeue_interval, squeue_max_interval)
         self._down_since: float | None = None
+        self._back_at: float | None = None  # when the controller last answered again
         self._lost_wait: dict[str, tuple[float, float]] = {}  # lost note -> (first, next look)
         self._retry_submit = 0.0
         self._adopted: dict[str, _Adopted] = {}  # old run dir -> what a dead master left
@@ -615,11 +620,16 @@ class SlurmInterface:
                         self._pending[job] = ""
                 count -= size
                 self._backoff.hurry()
-            self._down_since = None
+            self._controller_back()
         except Unreachable as exc:
             self._controller_away(exc)
             self._retry_submit = time.monotonic() + _SUBMIT_RETRY
         except Refused as exc:
+            if self._settling():
+                log.warning("sbatch refused jobs right after the Slurm controller came back "
+                            "(its nodes may not have registered yet); retrying: %s", exc)
+                self._retry_submit = time.monotonic() + _SUBMIT_RETRY
+                return
             self._fail_group(group, InterfaceError(
                 f"Slurm refused the jobs of tasks with resources {group.resources or '{}'} "
                 f"({' '.join(group.sbatch[3:]) or 'no extra options'}): {exc}"))
@@ -655,7 +665,7 @@ class SlurmInterface:
             log.warning("squeue failed: %s", exc)
             self._backoff.asked(False)
             return
-        self._down_since = None
+        self._controller_back()
         seen = {line.job: line for line in lines}
         # Ended markers written before the job left the queue are visible now.
         for name in _listdir(self.run.join("ended")):
@@ -762,6 +772,18 @@ class SlurmInterface:
         if arrays:
             with contextlib.suppress(InterfaceError):
                 self.slurm.cancel(arrays, pending_only=True)
+
+    def _controller_back(self) -> None:
+        """A Slurm command answered: the controller is (again) reachable."""
+        if self._down_since is not None:
+            self._back_at = time.monotonic()
+            log.warning("the Slurm controller answers again")
+        self._down_since = None
+
+    def _settling(self) -> bool:
+        """The controller came back within _SETTLE s: its refusals may be its nodes not
+        registered yet, not the job."""
+        return self._back_at is not None and time.monotonic() - self._back_at < _SETTLE
 
     def _controller_away(self, exc: BaseException) -> None:
         now = time.monotonic()
