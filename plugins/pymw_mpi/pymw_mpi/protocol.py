@@ -109,7 +109,10 @@ def arm_kill_line(conn: socket.socket) -> None:
     whatever the process's threads are doing."""
     import fcntl
     import signal
+    import sys
 
+    if not sys.platform.startswith("linux"):  # F_SETSIG is Linux's: elsewhere, no kill line
+        return
     fd = conn.fileno()
     fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
     fcntl.fcntl(fd, F_SETSIG, signal.SIGKILL)
