@@ -43,6 +43,7 @@ bytes objects are the value's own (no copy at submit) and cross out of band as a
 from __future__ import annotations
 
 import collections
+import io
 import pickle
 import struct
 from typing import Any, BinaryIO
@@ -56,6 +57,8 @@ _BLOBS_FOLLOW = 1 << 63  # set in a frame's length when out-of-band blobs follow
 _JOIN_LIMIT = 1 << 16
 # Larger writes are sliced: some transports (paramiko) re-slice their whole buffer per packet.
 WRITE_SLICE = 1 << 18
+# Streams that take a big write whole (into a pipe: the reader wakes once, not per slice).
+_WHOLE_WRITES = (io.BufferedWriter, io.FileIO, io.BytesIO)
 
 
 class FunctionMirror:
@@ -157,6 +160,9 @@ def write_message(stream: BinaryIO, message: tuple, flush: bool = True) -> None:
 
 def _write_sliced(stream: BinaryIO, data: Any) -> None:
     view = memoryview(data)
+    if isinstance(stream, _WHOLE_WRITES):  # a pipe takes it in one call, one wake-up
+        stream.write(view)
+        return
     for start in range(0, view.nbytes, WRITE_SLICE):
         stream.write(view[start : start + WRITE_SLICE])
 

@@ -89,6 +89,47 @@ def _echo_both(a: bytes, b: bytes) -> tuple:
     return b, a
 
 
+class _Recorder:
+    """A stream that is not a file (as paramiko's channel files are not): notes each write."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.sizes.append(len(data))
+        self.data += data
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_big_blobs_go_to_a_file_in_one_write_and_to_other_streams_in_slices():
+    # Seen failing with every stream sliced (the file got 4 writes of the blob).
+    big = os.urandom(3 * wire.WRITE_SLICE + 5)
+    sliced = _Recorder()
+    wire.write_message(sliced, ("done", 1, True, big))
+    assert max(sliced.sizes) <= wire.WRITE_SLICE and len(sliced.sizes) >= 4
+    read, write = os.pipe()
+    with os.fdopen(read, "rb") as reader, os.fdopen(write, "wb") as writer:
+        raw_writes: list[int] = []
+        real = writer.raw.write
+
+        def counted(data: bytes) -> int:
+            raw_writes.append(len(data))
+            return real(data)
+
+        writer.raw.write = counted  # type: ignore[method-assign]
+        thread = threading.Thread(target=wire.write_message, args=(writer, ("done", 1, True, big)))
+        thread.start()
+        back = wire.read_message(reader)
+        thread.join(10)
+    assert back == ("done", 1, True, big)
+    assert raw_writes.count(len(big)) == 1  # the blob left in one write (one wake-up)
+    assert wire.read_message(io.BytesIO(bytes(sliced.data))) == ("done", 1, True, big)
+
+
 def test_a_frame_cut_inside_its_out_of_band_blobs_is_an_error():
     stream = io.BytesIO()
     wire.write_message(stream, ("done", 1, True, os.urandom(wire.OUT_OF_BAND)))
