@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -117,17 +118,33 @@ _INSERT_RESULTS = ("INSERT OR REPLACE INTO results (task, ok, value, stdout, std
 _INSERT_HANDLE = "INSERT INTO handles (task, interface, data) VALUES (?, ?, ?)"
 _DROP_HANDLES = "DELETE FROM handles WHERE task = ?"
 
-_CHUNK = 64  # rows per multi-row INSERT
+_CHUNK = 64  # rows per multi-row statement (10 columns: within SQLite's old 999 variables)
+# Multi-row UPDATE ... FROM (VALUES ...) needs SQLite 3.33; older ones update row by row.
+_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33)
 
 
-def _multi_row(sql: str) -> str:
-    """``sql`` (an INSERT of one row) inserting _CHUNK rows in one statement: one step
-    (sqlite3 lets go of the interpreter lock once, not once a row) and one bind loop."""
+@functools.lru_cache(maxsize=4 * _CHUNK)
+def _multi_row(sql: str, count: int) -> str:
+    """``sql`` (of one row) for ``count`` rows in one statement: one step (sqlite3 lets go
+    of the interpreter lock once a step, and each time another thread may take it for
+    milliseconds) and one bind loop, instead of ``count``."""
+    if sql.startswith("UPDATE "):
+        table, rest = sql[len("UPDATE "):].split(" SET ", 1)
+        sets, key = rest.split(" WHERE ", 1)
+        columns = [part.split(" = ", 1)[0] for part in sets.split(", ")]
+        width = len(columns) + 1
+        values = ",".join(["(" + ", ".join(["?"] * width) + ")"] * count)
+        assigned = ", ".join(
+            f"{c} = {c} + v.column{i + 1}" if f"{c} = {c} + ?" in sets else f"{c} = v.column{i + 1}"
+            for i, c in enumerate(columns))
+        return (f"UPDATE {table} SET {assigned} FROM (VALUES {values}) AS v "
+                f"WHERE {table}.{key.split(' = ', 1)[0]} = v.column{width}")
     head, one = sql.rsplit(" VALUES ", 1)
-    return f"{head} VALUES {','.join([one] * _CHUNK)}"
+    return f"{head} VALUES {','.join([one] * count)}"
 
 
-_MULTI = {sql: _multi_row(sql) for sql in (_INSERT_TASKS, _INSERT_ATTEMPTS, _INSERT_RESULTS)}
+_MULTI = {_INSERT_TASKS, _INSERT_ATTEMPTS, _INSERT_RESULTS,
+          *((_UPDATE_TASKS, _UPDATE_ATTEMPTS) if _UPDATE_FROM else ())}
 
 
 def open_reader(path: str | os.PathLike) -> sqlite3.Connection:
@@ -627,14 +644,12 @@ class Journal:
             for sql, rows in statements:
                 if not rows:
                     continue
-                multi = _MULTI.get(sql)
-                start = 0
-                if multi is not None:
-                    while len(rows) - start >= _CHUNK:
-                        conn.execute(multi, [v for row in rows[start:start + _CHUNK]
-                                             for v in row])
-                        start += _CHUNK
-                conn.executemany(sql, rows[start:] if start else rows)
+                if sql not in _MULTI or len(rows) == 1:
+                    conn.executemany(sql, rows)
+                    continue
+                for start in range(0, len(rows), _CHUNK):
+                    part = rows[start:start + _CHUNK]
+                    conn.execute(_multi_row(sql, len(part)), [v for row in part for v in row])
             if beat:
                 conn.execute("UPDATE runs SET heartbeat = ? WHERE id = ?",
                              (time.time(), self.run_id))
@@ -660,17 +675,22 @@ _GAP = 0.005  # ... and while get_result waits, in a busy run (batches >= _BUSY 
 _BUSY = 64
 
 _ENDED = frozenset(("finished", "failed", "cancelled"))
-_HOLD = 0.5  # seconds a new task that has not ended may wait to be written in its end state
+_HOLD = 1.0  # seconds a new task that has not ended may wait to be written in its end state
+_HOLD_ROWS = 40_000  # ... and newer tasks submitted meanwhile (below watch.ID_MARGIN)
 
 
 class _Carry:
     """New tasks (and their attempts) not yet written: a task that ends within _HOLD of
-    its submission is written once, in its final state, instead of inserted then updated."""
+    its submission is written once, in its final state, instead of inserted then updated.
+
+    ``order`` keeps the held tasks in submission order, so a batch looks only at the
+    tasks it touched and at the oldest ones, never at every held task."""
 
     def __init__(self) -> None:
-        self.tasks: dict[int, list] = {}
-        self.attempts: dict[int, list] = {}
-        self.since: dict[int, float] = {}
+        self.tasks: dict[int, list] = {}  # row -> its tasks row, held
+        self.attempts: dict[int, list] = {}  # attempt row -> its row, not yet written
+        self.order: collections.deque[tuple[float, int]] = collections.deque()
+        self.newest = 0  # the latest task row submitted
 
 
 def _fold(ops: list[tuple], run: int, carry: _Carry | None = None,
@@ -678,20 +698,23 @@ def _fold(ops: list[tuple], run: int, carry: _Carry | None = None,
     """A batch of ops as statements: a row made and changed within the batch is written
     once, in its last state; rows of earlier batches are updated. Order is kept where it
     matters (every op of one row is applied in the order queued). With ``carry``, new
-    tasks that have not ended and are younger than _HOLD stay there (unless ``flush``)."""
+    tasks that have not ended, are younger than _HOLD and less than _HOLD_ROWS tasks
+    behind the newest stay there (unless ``flush``)."""
     carry = carry or _Carry()
-    new_tasks = carry.tasks
+    held = carry.tasks
+    unwritten = carry.attempts
     task_updates: dict[int, list] = {}  # row -> [state, ended, attempts added, row]
-    new_attempts = carry.attempts
     attempt_updates: dict[int, list] = {}
     results: list[tuple] = []
     handles: list[tuple[str, tuple]] = []
+    release: list[int] = []  # held tasks to write now: ended, or needed by a handle
+    now = time.monotonic()
     for op in ops:
         code = op[0]
         if code == _START:
             _, row, arow, number, label, host, when = op
-            new_attempts[arow] = [arow, row, number, run, label, host, when, None, None, None]
-            task = new_tasks.get(row)
+            unwritten[arow] = [arow, row, number, run, label, host, when, None, None, None]
+            task = held.get(row)
             if task is not None:
                 task[5], task[6] = "running", None
                 task[7] += 1
@@ -705,14 +728,16 @@ def _fold(ops: list[tuple], run: int, carry: _Carry | None = None,
         elif code == _END:
             _, row, arow, outcome, detail, state, when, result = op
             if arow is not None:
-                attempt = new_attempts.get(arow)
+                attempt = unwritten.get(arow)
                 if attempt is not None:
                     attempt[7], attempt[8], attempt[9] = when or time.time(), outcome, detail
                 else:
                     attempt_updates[arow] = [when or time.time(), outcome, detail, arow]
-            task = new_tasks.get(row)
+            task = held.get(row)
             if task is not None:
                 task[5], task[6] = state, when
+                if state in _ENDED:
+                    release.append(row)
             else:
                 update = task_updates.get(row)
                 if update is None:
@@ -726,29 +751,38 @@ def _fold(ops: list[tuple], run: int, carry: _Carry | None = None,
             if reused:
                 task_updates[row] = ["queued", None, 0, row]
             else:
-                new_tasks[row] = [row, key, run, name, when, "queued", None, 0]
-                carry.since[row] = time.monotonic()
+                held[row] = [row, key, run, name, when, "queued", None, 0]
+                carry.order.append((now, row))
+                carry.newest = row
         elif code == _HANDLE:  # what re-attaching needs is written now, with its task
             handles.append((_INSERT_HANDLE, op[1:]))
-            if op[1] in carry.since:
-                carry.since[op[1]] = 0.0
+            if op[1] in held:
+                release.append(op[1])
         elif code == _DROP:
             handles.append((_DROP_HANDLES, op[1:]))
+    order = carry.order
     if flush:
-        write_tasks, write_attempts = list(new_tasks.values()), list(new_attempts.values())
-        new_tasks.clear()
-        new_attempts.clear()
-        carry.since.clear()
+        write_tasks = list(held.values())
+        held.clear()
+        order.clear()
     else:
-        old = time.monotonic() - _HOLD
-        since = carry.since
-        write_tasks = [t for t in new_tasks.values()
-                       if t[5] in _ENDED or since[t[0]] <= old]
-        for task in write_tasks:
-            del new_tasks[task[0]], since[task[0]]
-        write_attempts = [a for a in new_attempts.values() if a[1] not in new_tasks]
-        for attempt in write_attempts:
-            del new_attempts[attempt[0]]
+        write_tasks = []
+        for row in release:
+            task = held.pop(row, None)
+            if task is not None:
+                write_tasks.append(task)
+        old = now - _HOLD
+        behind = carry.newest - _HOLD_ROWS
+        while order and (order[0][0] <= old or order[0][1] <= behind):
+            task = held.pop(order.popleft()[1], None)
+            if task is not None:
+                write_tasks.append(task)
+        if not held:
+            order.clear()
+    # Attempts of tasks still held wait with them (a few: those running now).
+    write_attempts = [a for a in unwritten.values() if a[1] not in held]
+    for attempt in write_attempts:
+        del unwritten[attempt[0]]
     statements = [
         (_INSERT_TASKS, write_tasks),
         (_UPDATE_TASKS, list(task_updates.values())),
@@ -763,7 +797,10 @@ def _fold(ops: list[tuple], run: int, carry: _Carry | None = None,
 def _result_row(row: int, error: BaseException | None, value: Any, stdout: str,
                 stderr: str) -> tuple:
     if error is None:
-        return (row, 1, _dumps(value), stdout, stderr, None, None)
+        try:  # the usual case at once; _dumps has the fallbacks
+            return (row, 1, pickle.dumps(value, 5), stdout, stderr, None, None)
+        except Exception:
+            return (row, 1, _dumps(value), stdout, stderr, None, None)
     tb = getattr(error.__cause__, "tb", None) or "".join(
         traceback.format_exception(type(error), error, error.__traceback__))
     message = f"{type(error).__name__}: {error}"

@@ -80,9 +80,10 @@ class Follower:
         derived instead, from the total minus the other states. The total is the tasks
         up to an id ``base``, counted at the last full count, plus those past it (a
         range of the primary key). ``base`` stays ``ID_MARGIN`` below the highest id
-        then seen, because the master writes a task late (up to half a second) when it
-        has not ended, after tasks with higher ids. Tasks are never deleted from a
-        journal; still, a full count every ``FULL_COUNT`` seconds keeps it honest.
+        then seen, because the master writes a task late (up to a second) when it has
+        not ended, after tasks with higher ids (at most ``journal._HOLD_ROWS`` of them).
+        Tasks are never deleted from a journal; still, a full count every
+        ``FULL_COUNT`` seconds keeps it honest.
         """
         conn = self.conn
         got: dict[str, int] | None = None

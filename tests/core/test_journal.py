@@ -84,6 +84,76 @@ def test_a_run_records_its_tasks_attempts_and_results(tmp_path):
     assert run[0] == 1 and run[2] == "Workers"
 
 
+def _ops(journal_module, *tasks):
+    """The ops a task submitted, run once and finished queues, for each row in ``tasks``."""
+    ops = []
+    for row in tasks:
+        ops.append((journal_module._SUB, row, f"key{row}", "f", 1.0, False))
+        ops.append((journal_module._START, row, row, 1, "w1", "here", 2.0))
+        ops.append((journal_module._END, row, row, "ok", None, "finished", 3.0,
+                    (None, row, "", "")))
+    return ops
+
+
+def test_a_task_that_ends_within_the_hold_is_written_once_in_its_final_state():
+    from pymw_core import journal as J
+
+    statements = dict(J._fold(_ops(J, 1, 2), run=7, carry=J._Carry(), flush=False))
+    assert [t[5] for t in statements[J._INSERT_TASKS]] == ["finished", "finished"]
+    assert [t[7] for t in statements[J._INSERT_TASKS]] == [1, 1]  # one attempt each
+    assert statements[J._UPDATE_TASKS] == []  # never inserted as queued, then updated
+    assert [a[8] for a in statements[J._INSERT_ATTEMPTS]] == ["ok", "ok"]
+
+
+def test_a_queued_task_is_written_once_held_for_hold_rows_newer_tasks(monkeypatch):
+    """A task held back (not ended) is written once _HOLD_ROWS newer tasks were
+    submitted, even within _HOLD: a reader's count of tasks (pymw watch) relies on it."""
+    from pymw_core import journal as J
+
+    monkeypatch.setattr(J, "_HOLD_ROWS", 3)
+    carry = J._Carry()
+    subs = [(J._SUB, row, f"key{row}", "f", 1.0, False) for row in range(1, 6)]
+    written = dict(J._fold(subs, run=7, carry=carry, flush=False))[J._INSERT_TASKS]
+    assert [t[0] for t in written] == [1, 2]  # 5 - 3: rows 1 and 2 lag by 3 or more
+    assert sorted(carry.tasks) == [3, 4, 5]
+    # Later ops on a written row update it; on a held row they change what is held.
+    ends = [(J._START, 1, 11, 1, "w", "h", 2.0), (J._START, 4, 14, 1, "w", "h", 2.0)]
+    statements = dict(J._fold(ends, run=7, carry=carry, flush=False))
+    assert statements[J._UPDATE_TASKS] == [["running", None, 1, 1]]
+    assert carry.tasks[4][5] == "running"
+    assert [a[0] for a in statements[J._INSERT_ATTEMPTS]] == [11]  # 14 waits with task 4
+
+
+def test_rows_of_earlier_batches_are_updated_many_to_a_statement(tmp_path, monkeypatch):
+    """Tasks written as queued (no hold), then run and finished in one batch: the
+    multi-row UPDATE leaves every row in its own final state."""
+    from pymw_core import journal as J
+
+    monkeypatch.setattr(J, "_HOLD", 0.0)
+    path = str(tmp_path / "run.db")
+    journal = J.Journal(path, program="p", interface="inline", settings={})
+    try:
+        entries = [journal.entry(i, f"key{i}", "f", None) for i in range(1, 71)]
+        for entry in entries:
+            journal.submitted(entry, 1.0)
+        journal.sync()
+        assert rows(path, "SELECT count(*) FROM tasks WHERE state = 'queued'") == [(70,)]
+        with journal._cond:  # one batch: every op below is queued before the writer looks
+            journal._idle = False  # (so that put() does not wake it, taking _cond again)
+            for i, entry in enumerate(entries, 1):
+                journal.started(entry, i, 1, "w", 2.0)
+                state = "failed" if i % 7 == 0 else "finished"
+                journal.ended(entry.row, i, "ok" if state == "finished" else "error",
+                              None, state, 3.0 + i, (None, i, "", ""))
+        journal.sync()
+    finally:
+        journal.close()
+    got = rows(path, "SELECT id, state, ended, attempts FROM tasks ORDER BY id")
+    assert got == [(row, "failed" if i % 7 == 0 else "finished", 3.0 + i, 1)
+                   for i, row in enumerate((e.row for e in entries), 1)]
+    assert rows(path, "SELECT count(*) FROM attempts WHERE ended IS NOT NULL") == [(70,)]
+
+
 def test_a_result_is_committed_before_get_result_hands_it_out(tmp_path):
     path = tmp_path / "run.db"
     seen = []

@@ -16,7 +16,7 @@ import threading
 import time
 
 import pytest
-from pymw_testing import clean_env, wait_until
+from pymw_testing import clean_env, read_line, wait_until
 
 from view.journals import dead_sample, live_sample, sample, written
 
@@ -81,6 +81,28 @@ def test_dead_master_plain(tmp_path):
     assert done.returncode == 1, done.stdout + done.stderr
     assert "master gone  queued 5  running 2  finished 37  failed 3" in done.stdout
     assert "master gone: no heartbeat since" in done.stdout
+
+
+def test_a_master_killed_on_this_host_is_gone_at_once(tmp_path):
+    """Its heartbeat is fresh (under a second old), so only its missing process can say
+    so; seen to fail (``running``, exit 0) with the pid check removed from Run.status."""
+    db = tmp_path / "run.db"
+    program = (
+        "import sys, time\n"
+        "from pymw_core.journal import Journal\n"
+        "Journal(sys.argv[1], program='p', interface='local', settings={})\n"
+        "print('open', flush=True)\n"
+        "time.sleep(600)\n")
+    child = subprocess.Popen([sys.executable, "-c", program, str(db)], env=clean_env(),
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert read_line(child.stdout, 60, "the journal opened in the child") == "open\n"
+    finally:
+        child.kill()
+        child.wait(30)
+    done = watch("--once", str(db))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "master gone" in done.stdout
 
 
 def test_once_and_bad_input(tmp_path):

@@ -9,6 +9,7 @@ Every failure becomes a :class:`HostError` that says, in words, what to do about
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import shlex
@@ -215,7 +216,8 @@ _jumps = JumpPool()  # for targets made without an interface's pool
 def authenticate(transport: paramiko.Transport, target: Target) -> None:
     """Log in as OpenSSH would with this config: each identity file (with its certificate:
     a ``CertificateFile`` whose key matches, else ``<key>-cert.pub``), then the agent's keys
-    unless ``IdentitiesOnly``. Keys that need a passphrase must be in the agent."""
+    unless ``IdentitiesOnly``. Keys that need a passphrase must be in the agent: PyMW never
+    prompts, and the refusal names them with the ``ssh-add`` command."""
     tried: list[str] = []
     locked: list[str] = []
     for path in target.identity_files:
@@ -223,11 +225,13 @@ def authenticate(transport: paramiko.Transport, target: Target) -> None:
             continue
         try:
             key = paramiko.PKey.from_path(path)
-        except paramiko.PasswordRequiredException:
-            locked.append(path)
-            continue
         except Exception as exc:
-            log.debug("host %s: cannot load key %s: %s", target.name, path, exc)
+            # paramiko 5 lets cryptography's TypeError through for a locked key (older
+            # versions raised PasswordRequiredException): the file itself says which.
+            if isinstance(exc, paramiko.PasswordRequiredException) or _needs_passphrase(path):
+                locked.append(path)
+            else:
+                log.debug("host %s: cannot load key %s: %s", target.name, path, exc)
             continue
         for cert in target.certificate_files:
             if os.path.isfile(cert) and _certifies(cert, key):
@@ -251,10 +255,38 @@ def authenticate(transport: paramiko.Transport, target: Target) -> None:
                 return
         if agent_keys:
             tried.append(f"{len(agent_keys)} key(s) of the ssh-agent")
-    raise paramiko.AuthenticationException(
-        "tried " + (", ".join(tried) or "no key (none of the identity files exists)")
-        + (f"; not tried, as they need a passphrase (add them to ssh-agent): "
-           f"{', '.join(locked)}" if locked else ""))
+    if not tried:
+        tried.append("no key" if locked else "no key (none of the identity files exists)")
+    because = ""
+    if locked:
+        they, need = ("they", "need") if len(locked) > 1 else ("it", "needs")
+        because = (f"; not tried, as {they} {need} a passphrase and PyMW never prompts: "
+                   f"{', '.join(locked)} (load {'them' if they == 'they' else 'it'} into "
+                   f"ssh-agent: ssh-add {shlex.join(locked)})")
+    raise paramiko.AuthenticationException("tried " + ", ".join(tried) + because)
+
+
+def _needs_passphrase(path: str) -> bool:
+    """True when the private key file at ``path`` is encrypted: OpenSSH's format names
+    its cipher (``none`` when plain), PEM says ``ENCRYPTED`` in its header."""
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read(1 << 20)
+    except OSError:
+        return False
+    if b"-----BEGIN OPENSSH PRIVATE KEY-----" in text:
+        body = text.split(b"-----BEGIN OPENSSH PRIVATE KEY-----", 1)[1]
+        body = body.split(b"-----END", 1)[0]
+        try:
+            blob = base64.b64decode(b"".join(body.split()))
+        except ValueError:
+            return False
+        magic = b"openssh-key-v1\0"
+        if not blob.startswith(magic) or len(blob) < len(magic) + 4:
+            return False
+        size = int.from_bytes(blob[len(magic):len(magic) + 4], "big")
+        return blob[len(magic) + 4:len(magic) + 4 + size] != b"none"
+    return b"Proc-Type: 4,ENCRYPTED" in text or b"BEGIN ENCRYPTED PRIVATE KEY" in text
 
 
 def _try(transport: paramiko.Transport, user: str, key: paramiko.PKey) -> bool:
