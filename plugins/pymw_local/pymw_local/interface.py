@@ -28,6 +28,7 @@ import time
 from queue import SimpleQueue
 from typing import Any
 
+from pymw_core import wire
 from pymw_core.connection import WorkerConnection
 from pymw_core.errors import InterfaceError
 from pymw_core.pacing import PacedWorker, spread
@@ -178,7 +179,7 @@ class LocalInterface:
 
     def execute_task(self, task: Any, worker: _Process) -> None:
         payload = task.payload
-        if len(payload.args) + len(payload.code[2] or b"") > _INLINE_SEND_LIMIT:
+        if wire.blob_size(payload.args) + len(payload.code[2] or b"") > _INLINE_SEND_LIMIT:
             worker.send_big(task)  # a big write could wait on a busy worker's pipe
         else:
             _send(worker, task)
