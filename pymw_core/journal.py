@@ -35,6 +35,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from pymw_core import wire
 from pymw_core.errors import JournalError
 
 log = logging.getLogger("pymw")
@@ -871,7 +872,7 @@ def task_key(code: tuple, args: bytes, extras: dict | None) -> str:
     data file's name and the sha256 of its contents.
     """
     h = _code_state(code).copy()
-    _feed(h, args or b"")
+    _feed(h, wire.joined(args) if args else b"")  # the same key however the args travel
     if extras:
         for name in sorted(extras):
             value = extras[name]

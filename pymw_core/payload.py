@@ -13,7 +13,6 @@ import importlib
 import importlib.machinery
 import importlib.util
 import os
-import pickle
 import sys
 import sysconfig
 import threading
@@ -45,7 +44,7 @@ class Payload:
     """A packed task. ``code`` is ``("f", fn_id, blob)`` or ``("s", name, source)``."""
 
     code: tuple
-    args: bytes
+    args: bytes | tuple  # a tuple when big bytes travel beside the pickle (wire.dumps)
     extras: dict | None = None
 
     def message(
@@ -168,11 +167,16 @@ class Packer:
                 for module in registered:
                     cloudpickle.unregister_pickle_by_value(module)
 
-    def dumps_data(self, value: Any, what: str) -> bytes:
-        """Pickle task data: plain pickle when it can load anywhere, else by value."""
+    def dumps_data(self, value: Any, what: str) -> bytes | tuple:
+        """Pickle task data: plain pickle when it can load anywhere, else by value.
+
+        Big bytes in it are not copied into the pickle (:func:`pymw_core.wire.dumps`):
+        bytes cannot change, so holding the caller's own objects until the task is sent
+        is as good as a copy taken now.
+        """
         try:
-            blob = pickle.dumps(value, wire.PROTOCOL)
-            if not self.user_code.mentioned_in(blob):
+            blob = wire.dumps(value)
+            if not self.user_code.mentioned_in(blob[0] if type(blob) is tuple else blob):
                 return blob
         except Exception:
             pass

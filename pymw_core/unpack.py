@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
+from pymw_core import wire
 from pymw_core.errors import RemoteTraceback, TaskError
 from pymw_core.task import Attempt
 
@@ -22,7 +23,7 @@ def deliver(attempt: Attempt | Any, reply: tuple) -> None:
     output = {"stdout": stdout, "stderr": stderr, "seconds": seconds}
     if ok:
         try:
-            result = pickle.loads(blob)
+            result = wire.loads(blob)
         except Exception as exc:
             error = TaskError(
                 f"the result of {attempt.name} could not be unpickled on the master: "

@@ -32,11 +32,18 @@ length then has its top bit set, and the pickle is followed by the number of blo
 their lengths and their raw bytes. Re-pickling a blob inside the message would copy
 it once more on each side; out of band it goes from the sender's object to the
 stream, and from the stream into the receiver's object, untouched.
+
+A task's arguments and a result are pickles (``args_blob``, ``blob``) of their own.
+When such a value holds big ``bytes`` (itself, or in it as tuples nest), :func:`dumps`
+keeps them out of its pickle: the blob is then the tuple ``(pickle, big, ...)``, whose
+bytes objects are the value's own (no copy at submit) and cross out of band as above;
+:func:`loads` hands the ones read from the stream back to the value (no copy either).
 """
 
 from __future__ import annotations
 
 import collections
+import io
 import pickle
 import struct
 from typing import Any, BinaryIO
@@ -50,6 +57,8 @@ _BLOBS_FOLLOW = 1 << 63  # set in a frame's length when out-of-band blobs follow
 _JOIN_LIMIT = 1 << 16
 # Larger writes are sliced: some transports (paramiko) re-slice their whole buffer per packet.
 WRITE_SLICE = 1 << 18
+# Streams that take a big write whole (into a pipe: the reader wakes once, not per slice).
+_WHOLE_WRITES = (io.BufferedWriter, io.FileIO, io.BytesIO)
 
 
 class FunctionMirror:
@@ -78,6 +87,47 @@ class FunctionMirror:
         if len(ids) > self.size:
             ids.popitem(last=False)
         return True
+
+
+def dumps(value: Any, dump: Any = None) -> bytes | tuple:
+    """``value`` pickled; big bytes in it stay beside the pickle (see the module docstring).
+
+    ``dump`` pickles what holds no big bytes (default: :func:`pickle.dumps`).
+    """
+    wrapped = _wrap_big_blobs((value,))[0]
+    if wrapped is value:
+        return (dump or pickle.dumps)(value, PROTOCOL)
+    buffers: list[bytes] = []
+
+    def beside(buffer: pickle.PickleBuffer) -> bool:
+        """Only our bytes go beside; another buffer (an array's) stays in the pickle."""
+        held = buffer.raw().obj
+        if type(held) is not bytes:
+            return True
+        buffers.append(held)
+        return False
+
+    body = pickle.dumps(wrapped, PROTOCOL, buffer_callback=beside)
+    return (body, *buffers)
+
+
+def loads(blob: bytes | tuple) -> Any:
+    """The value :func:`dumps` pickled (a plain pickle too)."""
+    if type(blob) is tuple:
+        return pickle.loads(blob[0], buffers=blob[1:])
+    return pickle.loads(blob)
+
+
+def blob_size(blob: bytes | tuple | None) -> int:
+    """Bytes a blob from :func:`dumps` puts on the wire."""
+    if type(blob) is tuple:
+        return sum(len(part) for part in blob)
+    return len(blob or b"")
+
+
+def joined(blob: bytes | tuple) -> bytes:
+    """The plain pickle of what ``blob`` holds: the same bytes whichever way it was made."""
+    return pickle.dumps(loads(blob), PROTOCOL) if type(blob) is tuple else blob
 
 
 def encode(message: tuple) -> bytes:
@@ -110,6 +160,9 @@ def write_message(stream: BinaryIO, message: tuple, flush: bool = True) -> None:
 
 def _write_sliced(stream: BinaryIO, data: Any) -> None:
     view = memoryview(data)
+    if isinstance(stream, _WHOLE_WRITES):  # a pipe takes it in one call, one wake-up
+        stream.write(view)
+        return
     for start in range(0, view.nbytes, WRITE_SLICE):
         stream.write(view[start : start + WRITE_SLICE])
 
@@ -126,7 +179,10 @@ def _has_big_blob(message: tuple) -> bool:
 
 
 def _wrap_big_blobs(message: tuple) -> tuple:
-    """The message with each big blob (in it or its nested tuples) marked for out of band."""
+    """The message with each big blob (in it or its nested tuples) marked for out of band;
+    ``message`` itself when it holds none."""
+    if not _has_big_blob(message):
+        return message
     return tuple(
         pickle.PickleBuffer(item) if type(item) is bytes and len(item) >= OUT_OF_BAND
         else _wrap_big_blobs(item) if type(item) is tuple

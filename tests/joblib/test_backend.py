@@ -332,3 +332,49 @@ def test_backends_sharing_a_master_share_one_watcher_of_it(local_master):
             assert Parallel(n_jobs=2)(delayed(square)(i) for i in range(4)) == [0, 1, 4, 9]
     watchers = [impl.plugin for impl in master.hooks.on_task_done.get_hookimpls()]
     assert len(watchers) == 1, f"one observer per parallel_config block: {watchers}"
+
+
+# -- what the backend does not support, as docs/joblib.md says ---------------------------------
+
+
+def test_require_sharedmem_runs_the_calls_in_threads_of_this_process(local_master):
+    """docs/joblib.md, "Not supported": joblib falls back to its threading backend.
+
+    Seen failing with ``supports_sharedmem = True`` on PyMWBackend: the calls went to
+    the workers as tasks (other pids, nothing appended to ``seen``, 1 task submitted).
+    """
+    master = local_master()
+    seen = []
+
+    def note(x):
+        seen.append(x)  # the caller's own list: only shared memory lets this be seen
+        return os.getpid(), threading.get_ident()
+
+    places = run_parallel(master, [delayed(note)(i) for i in range(8)],
+                          "Parallel(require='sharedmem') did not return",
+                          n_jobs=2, require="sharedmem")
+    assert sorted(seen) == list(range(8))
+    assert {pid for pid, _ in places} == {os.getpid()}
+    assert threading.get_ident() not in {thread for _, thread in places}  # joblib's threads
+    assert master.get_status()["submitted"] == 0, "calls went to the workers as tasks"
+
+
+@pytest.mark.parametrize("how", ["by name", "as an instance", "parallel_backend"])
+def test_inner_max_num_threads_is_refused_by_joblib(how):
+    """docs/joblib.md, "Not supported": no thread limits are set in the workers, and
+    joblib refuses the setting (an AssertionError) before any master starts.
+
+    Seen failing with ``supports_inner_max_num_threads = True`` on PyMWBackend: no
+    error (the setting was taken and silently not honoured)."""
+    makers = {
+        "by name": lambda: joblib.parallel_config(
+            backend="pymw", interface="local", num_workers=1, inner_max_num_threads=2),
+        "as an instance": lambda: joblib.parallel_config(
+            backend=PyMWBackend("local", num_workers=1), inner_max_num_threads=2),
+        "parallel_backend": lambda: joblib.parallel_backend(
+            "pymw", interface="local", num_workers=1, inner_max_num_threads=2),
+    }
+    with pytest.raises(AssertionError, match="PyMWBackend does not accept setting the "
+                                             "inner_max_num_threads argument"):
+        with makers[how]():
+            pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -408,3 +409,111 @@ def test_under_mpiexec_with_recovery_a_killed_rank_reruns_its_task(mpi, tmp_path
          "pymw_mpi", str(prog), str(tmp_path)],
         capture_output=True, text=True, timeout=90, cwd=tmp_path, start_new_session=True)
     assert "rerun elsewhere: True lost: 1" in done.stdout, done.stdout + done.stderr
+
+
+# -- the end of a launched program: its exit, Ctrl-C, SIGTERM; ranks stuck in C code ------
+
+STUCK_PROGRAM = """
+import os, sys, time
+from pymw_core import Master
+
+folder, how, then = sys.argv[1:4]
+
+def stuck(folder, how):
+    import ctypes, os
+    open(os.path.join(folder, f"rank-{os.getpid()}"), "w").close()
+    if how == "gil":
+        return sum(range(10**12))  # C code holding the GIL: no other thread of the rank runs
+    ctypes.CDLL(None).sleep(600)  # C code without the GIL: a stop cannot interrupt it
+
+with open(os.path.join(folder, "master.part"), "w") as fh:
+    fh.write(str(os.getpid()))
+os.replace(os.path.join(folder, "master.part"), os.path.join(folder, "master"))
+with Master("mpi") as master:
+    tasks = [master.submit_task(stuck, (folder, how)) for _ in range(2)]
+    deadline = time.monotonic() + 60
+    while len([n for n in os.listdir(folder) if n.startswith("rank-")]) < 2:
+        if time.monotonic() > deadline:
+            sys.exit("the tasks did not start on both ranks within 60 s")
+        time.sleep(0.05)
+    open(os.path.join(folder, "running"), "w").close()
+    if then == "wait":
+        time.sleep(600)
+print("program done", flush=True)
+"""
+
+
+def stuck_pids(folder):
+    return [int(p.name[len("rank-"):]) for p in folder.glob("rank-*")]
+
+
+@pytest.mark.parametrize("how", ["sleep", "gil"])
+@pytest.mark.parametrize("end", ["exit", "SIGTERM to the program", "Ctrl-C"])
+def test_under_mpiexec_the_programs_end_ends_the_job_with_ranks_stuck_in_c_code(
+        mpi, tmp_path, how, end):
+    """docs/interfaces/mpi.md: when the program ends the worker ranks leave, a rank still
+    running a task is made to exit, no rank outlives its master; Master.close runs on
+    SIGTERM (docs/concepts.md). Here both ranks are stuck in C code, asleep or holding
+    the GIL, when the program ends: mpiexec must exit within seconds, nothing left.
+
+    Seen failing, for "gil" (exit, SIGTERM), against the rank that had only its lifeline
+    thread to obey (a thread that never gets the GIL): mpiexec still ran after 30 s; for
+    "sleep" (exit, SIGTERM) with the rank's exits (stop grace, "exit", orphaned), its kill
+    line and rank 0's kill of stragglers all disabled; for Ctrl-C, by the scratch folder
+    rank 0 left in the temp dir (mpiexec SIGKILLs it right after its SIGTERM) before that
+    folder moved into Open MPI's job folder.
+    """
+    prog = tmp_path / "prog.py"
+    prog.write_text(STUCK_PROGRAM)
+    folder = tmp_path / "marks"
+    folder.mkdir()
+    out, err = tmp_path / "out", tmp_path / "err"
+    with open(out, "wb") as stdout, open(err, "wb") as stderr:
+        job = subprocess.Popen(
+            [mpi, "--oversubscribe", "-n", "3", sys.executable, "-m", "pymw_mpi", str(prog),
+             str(folder), how, "exit" if end == "exit" else "wait"],
+            stdout=stdout, stderr=stderr, cwd=tmp_path, start_new_session=True)
+    try:
+        wait_until(lambda: (folder / "running").exists() or job.poll() is not None, 60,
+                   "both tasks to run on the ranks")
+        assert job.poll() is None or end == "exit", (out.read_text(), err.read_text())
+        master = int((folder / "master").read_text())
+        ranks = stuck_pids(folder)
+        if end == "SIGTERM to the program":
+            os.kill(master, signal.SIGTERM)
+        elif end == "Ctrl-C":
+            os.killpg(job.pid, signal.SIGINT)  # what a terminal does: mpiexec's group
+        wait_until(lambda: job.poll() is not None, 30,
+                   f"mpiexec to exit after the program's {end} (ranks stuck in C code: {how})")
+        wait_dead([master, *ranks], 10, "the program and its ranks")
+        wait_until(lambda: not session_members(job.pid), 10, "every process of the job to end")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(job.pid, signal.SIGKILL)
+        job.wait(10)
+    if end == "exit":
+        assert "program done" in out.read_text(), out.read_text() + err.read_text()
+    assert job.returncode != 0  # a rank was made to exit: mpiexec says so, as documented
+
+
+def hold_the_gil_here(folder):
+    """Say where it runs, then hold the GIL in C code for minutes."""
+    with open(os.path.join(folder, "pid"), "w") as fh:
+        fh.write(str(os.getpid()))
+    return sum(range(10**12))
+
+
+def test_a_rank_holding_the_gil_in_c_code_exits_when_its_task_times_out(mpi, tmp_path):
+    """docs/interfaces/mpi.md: "a task stuck in C code for 3 s makes the rank exit". A task
+    holding the GIL leaves the rank's lifeline thread no chance to act on the stop.
+
+    Seen failing so against the rank whose lifeline thread alone enforced the stop: the
+    rank's pid was still there after 30 s.
+    """
+    with Master("mpi", num_workers=2) as master:
+        with pytest.raises(TaskTimeoutError):
+            master.get_result(master.submit_task(hold_the_gil_here, (str(tmp_path),),
+                                                 timeout=2))
+        rank = int((tmp_path / "pid").read_text())
+        wait_dead([rank], 30, "the rank whose task held the GIL to exit")
+        assert master.get_result(master.submit_task(square, (6,)))[1] == 36  # the other serves

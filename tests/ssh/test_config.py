@@ -21,7 +21,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from pymw_testing import require
+from pymw_testing import require, wait_until
 
 from pymw_core import Master
 from pymw_core.errors import InterfaceError
@@ -34,6 +34,14 @@ PYTHON = [base_python(), "-I"]
 
 def netns_of_this_process(_: object = None) -> str:
     """What a task returns to say which network namespace it ran in."""
+    return os.readlink("/proc/self/ns/net")
+
+
+def slow_netns(_: object = None) -> str:
+    """netns_of_this_process, after a nap: each of two workers gets some of a few."""
+    import time
+
+    time.sleep(0.3)
     return os.readlink("/proc/self/ns/net")
 
 
@@ -124,7 +132,11 @@ def test_proxyjump_none_and_explicit_user_and_port(net, tmp_path):
                    + defaults(net))
     before = net.jump.accepted
     with master(tmp_path, config, ["direct", f"root@node1:{net.node1.port}"]) as m:
-        assert len(set(m.map(netns_of_this_process, range(6)))) == 2
+        # Both hosts' workers up first, and tasks that last: on a loaded machine one
+        # host used to run all six quick tasks before the other's worker said hello.
+        wait_until(lambda: [h["workers"] for h in m.get_status()["hosts"].values()]
+                   == [1, 1], 60, "a worker up on each of the two hosts")
+        assert len(set(m.map(slow_netns, range(6)))) == 2
     assert net.jump.accepted - before == 1  # node1 only; "direct" dialled directly
 
 

@@ -28,9 +28,11 @@ import time
 from queue import SimpleQueue
 from typing import Any
 
+from pymw_core import wire
 from pymw_core.connection import WorkerConnection
 from pymw_core.errors import InterfaceError
 from pymw_core.pacing import PacedWorker, spread
+from pymw_core.passthrough import pass_through
 
 _START_FAILURES_ALLOWED = 3  # processes dying before they say hello, in a row, none ready
 _START_WAIT = 30.0  # seconds close() waits for a worker start under way (fork + exec)
@@ -177,7 +179,7 @@ class LocalInterface:
 
     def execute_task(self, task: Any, worker: _Process) -> None:
         payload = task.payload
-        if len(payload.args) + len(payload.code[2] or b"") > _INLINE_SEND_LIMIT:
+        if wire.blob_size(payload.args) + len(payload.code[2] or b"") > _INLINE_SEND_LIMIT:
             worker.send_big(task)  # a big write could wait on a busy worker's pipe
         else:
             _send(worker, task)
@@ -417,15 +419,8 @@ def _send(worker: _Process, task: Any) -> None:
 
 def _drain_stderr(process: _Process) -> None:
     """Pass the process's own stderr through (tasks' output is captured separately)."""
-    stream = process.popen.stderr
     try:
-        for raw in iter(stream.readline, b""):  # type: ignore[union-attr]
-            line = raw.decode(errors="replace")
-            process.stderr_tail.append(line)
-            try:
-                sys.stderr.write(line)
-            except (OSError, ValueError):
-                pass
+        pass_through(process.popen.stderr, process.stderr_tail)  # type: ignore[arg-type]
     finally:
         process.stderr_ended.set()
 

@@ -22,6 +22,18 @@ from pymw_core.errors import InterfaceError
 from pymw_mpi import protocol
 
 
+def _job_folder() -> str | None:
+    """Open MPI's folder for this job, which ``mpiexec`` removes when the job ends, if any.
+
+    On Ctrl-C ``mpiexec`` SIGKILLs rank 0 a few milliseconds after its SIGTERM, before
+    :meth:`Hub.close` can remove the ranks' scratch folders: inside this one they go too.
+    """
+    import os
+
+    folder = os.environ.get("OMPI_MCA_orte_jobfam_session_dir", "")  # noqa: SIM112 (its name)
+    return folder if folder and os.path.isdir(folder) else None
+
+
 class Listener(Protocol):
     """What a hub reports to: the master's interface, or the relay's link to the master."""
 
@@ -30,13 +42,20 @@ class Listener(Protocol):
     def rank_lost(self, rank: int, reason: str) -> None: ...
 
 
+KILL_MARGIN = 2.0  # seconds past the rank's own STOP_GRACE before rank 0 kills it
+
+
 class _Rank:
-    __slots__ = ("alive", "discard", "info", "lifeline", "lock", "number", "outstanding")
+    __slots__ = ("alive", "discard", "info", "kill_line", "lifeline", "lock", "number",
+                 "outstanding", "stopping", "unanswered")
 
     def __init__(self, number: int) -> None:
         self.number = number
         self.info: dict[str, Any] | None = None
         self.lifeline: socket.socket | None = None
+        self.kill_line: socket.socket | None = None  # closing it ends the rank (the kernel)
+        self.unanswered: set[Any] = set()  # ids of the tasks sent and not answered
+        self.stopping: set[Any] = set()  # ids stopped, not answered, not said to be idle
         self.outstanding = 0  # tasks sent and not answered
         self.discard = 0  # answers still due to a listener that has detached
         self.alive = True
@@ -65,7 +84,7 @@ class Hub:
         port = self._server.getsockname()[1]
         self.lost_any = False
         self._own_scratch = scratch is None
-        self.scratch = scratch or tempfile.mkdtemp(prefix="pymw-mpi-")
+        self.scratch = scratch or tempfile.mkdtemp(prefix="pymw-mpi-", dir=_job_folder())
         if self._own_scratch:  # also when the program ends without closing its master
             atexit.register(shutil.rmtree, self.scratch, True)
         comm.bcast((hosts[0], port, self._token, self.scratch), root=0)
@@ -85,12 +104,12 @@ class Hub:
         """Every rank's hello (those that died meanwhile are left out), within ``timeout``."""
         deadline = time.monotonic() + timeout
         with self._changed:
-            while any(r.alive and (r.info is None or r.lifeline is None)
-                      for r in self._ranks.values()):
+            while any(r.alive and (r.info is None or r.lifeline is None
+                                   or r.kill_line is None) for r in self._ranks.values()):
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    waiting = [r.number for r in self._ranks.values()
-                               if r.alive and (r.info is None or r.lifeline is None)]
+                    waiting = [r.number for r in self._ranks.values() if r.alive and (
+                        r.info is None or r.lifeline is None or r.kill_line is None)]
                     raise InterfaceError(
                         f"MPI ranks {waiting} did not report within {timeout:.0f} s")
                 self._changed.wait(left)
@@ -129,11 +148,42 @@ class Hub:
         if message[0] == "task":
             with self._lock:
                 self._ranks[rank].outstanding += 1
+                self._ranks[rank].unanswered.add(message[1])
         self._outbox.put((rank, message))
 
     def stop(self, rank: int, task_id: Any) -> None:
-        """Interrupt ``task_id`` on ``rank`` if it runs there now (else nothing happens)."""
-        self._control(self._ranks[rank], ("stop", task_id))
+        """Interrupt ``task_id`` on ``rank`` if it runs there now (else nothing happens).
+
+        The rank exits by itself if the task has not unwound within its ``STOP_GRACE``;
+        if it has neither answered nor said the task was not running there by
+        ``KILL_MARGIN`` seconds later (a task holding the GIL in C code keeps every
+        thread of the rank from running), rank 0 ends it through its kill line.
+        """
+        from pymw_mpi.rank import STOP_GRACE
+
+        target = self._ranks[rank]
+        with self._lock:
+            if task_id not in target.unanswered:
+                return
+            target.stopping.add(task_id)
+        self._control(target, ("stop", task_id))
+        timer = threading.Timer(STOP_GRACE + KILL_MARGIN, self._stop_overdue, (target, task_id))
+        timer.daemon = True
+        timer.start()
+
+    def _stop_overdue(self, rank: _Rank, task_id: Any) -> None:
+        with self._lock:
+            overdue = rank.alive and task_id in rank.stopping
+            rank.stopping.discard(task_id)
+        if overdue:
+            self._kill(rank)
+
+    def _kill(self, rank: _Rank) -> None:
+        """End ``rank`` now, whatever it is doing: the kernel kills it (its kill line)."""
+        with rank.lock:
+            conn, rank.kill_line = rank.kill_line, None
+        if conn is not None:
+            conn.close()
 
     def close(self, grace: float = 5.0) -> None:
         """Ask every rank to leave; after ``grace`` seconds, tell the stragglers to exit."""
@@ -160,11 +210,21 @@ class Hub:
         with self._changed:
             while any(r.alive for r in live) and time.monotonic() < deadline:
                 self._changed.wait(max(0.0, deadline - time.monotonic()))
+        # Still there: stuck where no thread of theirs runs (C code holding the GIL).
+        stragglers = [r for r in live if r.alive]
+        if stragglers:
+            self.lost_any = True  # killed ranks never reach MPI_Finalize: nor may we
+            for rank in stragglers:
+                self._kill(rank)
+            until = time.monotonic() + KILL_MARGIN
+            with self._changed:
+                while any(r.alive for r in stragglers) and time.monotonic() < until:
+                    self._changed.wait(max(0.0, until - time.monotonic()))
+        if self._own_scratch:  # the ranks are gone; on Ctrl-C mpiexec's SIGKILL comes soon
+            shutil.rmtree(self.scratch, ignore_errors=True)
         self._outbox.put(None)
         self._pump_thread.join(timeout=5)
         self._server.close()
-        if self._own_scratch:
-            shutil.rmtree(self.scratch, ignore_errors=True)
 
     # -- threads -------------------------------------------------------------------------
 
@@ -232,6 +292,8 @@ class Hub:
             return
         with self._changed:
             rank.outstanding -= 1
+            rank.unanswered.discard(message[1])
+            rank.stopping.discard(message[1])
             if rank.discard:
                 rank.discard -= 1
                 listener = None
@@ -258,20 +320,31 @@ class Hub:
             hello = wire.read_message(reader)
         except (OSError, EOFError, ValueError):
             hello = None
-        if (not isinstance(hello, tuple) or len(hello) != 3 or hello[0] != "lifeline"
-                or hello[1] not in self._ranks
+        if (not isinstance(hello, tuple) or len(hello) != 3
+                or hello[0] not in ("lifeline", "killline") or hello[1] not in self._ranks
                 or not hmac.compare_digest(str(hello[2]), self._token)):
             conn.close()
             return
         rank = self._ranks[hello[1]]
         conn.settimeout(None)
+        if hello[0] == "killline":  # held, never read: closing it is the kill
+            with rank.lock:
+                rank.kill_line = conn
+            with self._changed:
+                self._changed.notify_all()
+            return
         with self._changed:
             rank.lifeline = conn
             self._changed.notify_all()
         try:
-            while reader.read(4096):
-                pass
-        except OSError:
+            while True:
+                message = wire.read_message(reader)
+                if message is None:
+                    break
+                if message[0] == "idle":  # a stop it had nothing to do with
+                    with self._lock:
+                        rank.stopping.discard(message[1])
+        except (OSError, EOFError, ValueError):
             pass
         with self._changed:
             rank.alive = False
@@ -280,6 +353,10 @@ class Hub:
             listener = self._listener
             self._changed.notify_all()
         conn.close()
+        with rank.lock:  # the rank is gone: its kill line has nothing left to end
+            kill_line, rank.kill_line = rank.kill_line, None
+        if kill_line is not None:
+            kill_line.close()
         if listener is not None and not closing:
             info = rank.info or {}
             where = f"pid {info['pid']} on {info['host']}" if info else "never started"

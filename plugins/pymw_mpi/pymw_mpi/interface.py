@@ -31,6 +31,7 @@ from typing import Any
 from pymw_core import wire
 from pymw_core.errors import InterfaceError
 from pymw_core.pacing import PacedWorker, spread
+from pymw_core.passthrough import pass_through
 from pymw_core.unpack import deliver
 from pymw_mpi import launched, launcher, protocol
 
@@ -341,7 +342,8 @@ class _RelayLink:
                 stderr=subprocess.STDOUT, env=env,
                 start_new_session=True,  # Ctrl-C goes to the master; cleanup ends the session
             )
-            threading.Thread(target=self._drain, name="pymw-mpi-output", daemon=True).start()
+            threading.Thread(target=pass_through, args=(self.popen.stdout, self.tail),
+                             name="pymw-mpi-output", daemon=True).start()
             try:
                 conn, reader, hello = self._handshake(server, token, timeout)
             except BaseException:
@@ -491,17 +493,6 @@ class _RelayLink:
         how = f"exited with status {code}" if code >= 0 else f"was killed by signal {-code}"
         return f"{reason}: the MPI job ({os.path.basename(self.command[0])}) {how}; " \
                f"last output: {self._last()}"
-
-    def _drain(self) -> None:
-        """Pass the job's own output through to stderr (tasks' output is captured)."""
-        stream = self.popen.stdout  # type: ignore[union-attr]
-        for raw in iter(stream.readline, b""):  # type: ignore[union-attr]
-            line = raw.decode(errors="replace")
-            self.tail.append(line)
-            try:
-                sys.stderr.write(line)
-            except (OSError, ValueError):
-                pass
 
     def close(self, running: list[tuple[int, Any]]) -> None:
         """Say bye, give the job a moment to end by itself, then end every process of it."""

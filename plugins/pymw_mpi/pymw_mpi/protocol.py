@@ -15,6 +15,14 @@ sends control frames on it while the rank's main thread runs a task:
     rank 0 -> rank k:  ("stop", task_id)  -- interrupt that task if it is the one running
                        ("exit",)          -- leave now (the program ends with tasks running)
     rank k -> rank 0:  ("lifeline", rank, token)  once, on connecting
+                       ("idle", task_id)  -- a stop for a task not running here: nothing done
+
+and a *kill line*, a second connection that carries nothing at all: the rank arms it
+(:func:`arm_kill_line`) so that the kernel SIGKILLs the rank as soon as rank 0 closes
+its end, on purpose or by ending. That needs no thread of the rank to run, so it
+works while a task holds the GIL in C code, where the lifeline's thread never runs:
+
+    rank k -> rank 0:  ("killline", rank, token)  once, on connecting; then silence
 
 In the self-launched mode the master talks to a relay (rank 0 of the job it started)
 over a loopback socket, in :mod:`pymw_core.wire` frames:
@@ -90,6 +98,38 @@ def lifeline_address(rank0_host: str, port: int) -> tuple[str, int]:
     if socket.gethostname() == rank0_host:
         return ("127.0.0.1", port)
     return (rank0_host, port)
+
+
+F_SETSIG = 10  # fcntl(2), Linux: the signal sent when the file becomes readable
+
+
+def arm_kill_line(conn: socket.socket) -> None:
+    """Have the kernel SIGKILL this process when anything arrives on ``conn`` or its peer
+    closes it (O_ASYNC with F_SETSIG; Linux). No Python code runs then, so it works
+    whatever the process's threads are doing."""
+    import fcntl
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):  # F_SETSIG is Linux's: elsewhere, no kill line
+        return
+    fd = conn.fileno()
+    fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(fd, F_SETSIG, signal.SIGKILL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
+
+
+def disarm_kill_line(conn: socket.socket) -> None:
+    """Close ``conn`` harmlessly: a forked child holding the same socket keeps no trigger."""
+    import fcntl
+
+    try:
+        fd = conn.fileno()
+        if fd >= 0:
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_ASYNC)
+    except OSError:
+        pass
+    conn.close()
 
 
 def new_token() -> str:

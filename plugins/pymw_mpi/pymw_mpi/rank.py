@@ -6,7 +6,9 @@ holds the lifeline to rank 0 (see :mod:`pymw_mpi.protocol`), so a control messag
 acted on while a task runs: ``stop`` interrupts the task if it is the one running
 (an exception raised in the main thread; if the task is stuck in C code past
 ``STOP_GRACE`` seconds, the rank exits), and a broken lifeline means rank 0 is gone,
-so the rank exits rather than outlive its master.
+so the rank exits rather than outlive its master. Both need that thread to run; a
+task holding the GIL in C code never lets it, so rank 0 also holds the rank's kill
+line (:func:`pymw_mpi.protocol.arm_kill_line`), by which the kernel ends the rank.
 """
 
 from __future__ import annotations
@@ -66,8 +68,12 @@ class _Lifeline:
 
     def _stop(self, task_id: Any) -> None:
         with self.lock:
-            if self.running != task_id:
-                return  # done already, or never started here: nothing to stop
+            if self.running != task_id:  # done already, or never started here: nothing to
+                try:  # stop, and rank 0 must not end this rank for not stopping it
+                    self.conn.sendall(wire.encode(("idle", task_id)))
+                except OSError:
+                    pass
+                return
             self.stopped = True
             _raise_in(self.main, TaskStopped)
         deadline = time.monotonic() + STOP_GRACE
@@ -161,6 +167,10 @@ def serve(comm: Any, scratch: str | None = None) -> None:
                                     timeout=protocol.LIFELINE_TIMEOUT)
     conn.settimeout(None)
     conn.sendall(wire.encode(("lifeline", rank, token)))
+    kill_line = socket.create_connection(protocol.lifeline_address(host, port),
+                                         timeout=protocol.LIFELINE_TIMEOUT)
+    kill_line.sendall(wire.encode(("killline", rank, token)))
+    protocol.arm_kill_line(kill_line)
     lifeline = _Lifeline(conn)
     threading.Thread(target=lifeline.listen, name="pymw-mpi-lifeline", daemon=True).start()
     faulthandler.enable()  # a crash leaves a Python traceback on stderr
@@ -184,6 +194,7 @@ def serve(comm: Any, scratch: str | None = None) -> None:
                 break
             comm.send(lifeline.run(runtime, message), dest=0, tag=protocol.REPLIES)
     finally:
+        protocol.disarm_kill_line(kill_line)  # first: rank 0 may close its end from now on
         lifeline.leaving = True
         try:
             conn.shutdown(socket.SHUT_RDWR)

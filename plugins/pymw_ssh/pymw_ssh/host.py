@@ -552,7 +552,10 @@ class Host:
             worker.connection.close()  # "bye" after what it holds...
             worker.writer.close()  # ...and EOF: an idle worker exits now
         runs = dict(self._runs)
-        answering = all(link.heartbeat.silent_for() < 3.0 for link in self.links)
+        # A heartbeat overdue for two intervals (3 s at least): the host is frozen. Less
+        # is a busy machine (a loaded master starves paramiko's thread for seconds).
+        overdue = max(3.0, 2 * self.settings.heartbeat_interval)
+        answering = all(link.heartbeat.silent_for() < overdue for link in self.links)
         if not answering:  # a frozen host would hold close() for the whole timeout
             log.warning("host %s does not answer: its workers exit when the connection "
                         "closes; its run directory is swept by the next run", self.name)

@@ -42,18 +42,23 @@ def reader(channel: paramiko.Channel) -> io.BufferedReader:
 
 
 class ChannelWriter:
-    """Frames written here are sent by a thread of their own, many to a packet.
+    """Frames written here leave at each ``flush``, many to a packet, never blocking the writer.
 
-    ``write`` only queues, so the master's scheduler thread never waits on the network,
-    and the frames that pile up while a packet is on its way leave together in the
-    next one: at high task rates a packet carries several tasks. A failed send closes
-    the channel (the reader then hands back every task on it) and fails later writes.
+    ``write`` only queues. ``flush`` (the core flushes after every frame, or once per
+    scheduling round inside :func:`pymw_core.connection.batched_writes`) sends what is
+    queued at once on the calling thread when that cannot wait on the network: nothing
+    is being sent, it fits in one packet and the channel's window has room. Otherwise
+    (a large message, a full window) a thread of its own sends it, and frames that pile
+    up meanwhile join its next packet. Sending inline saves a thread hand-off per
+    round, which is most of what small tasks cost here. A failed send closes the
+    channel (the reader then hands back every task on it) and fails later writes.
     """
 
     def __init__(self, channel: paramiko.Channel, name: str) -> None:
         self._channel = channel
         self._chunks: list[bytes] = []
         self._ready = threading.Condition(threading.Lock())
+        self._busy = False  # a send is under way (inline or the thread): order is kept
         self._eof = False
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._pump, name=f"pymw-send-{name}",
@@ -67,11 +72,32 @@ class ChannelWriter:
             if self._eof:
                 raise OSError("the SSH channel was closed for writing")
             self._chunks.append(bytes(data))
-            self._ready.notify()
         return len(data)
 
     def flush(self) -> None:
-        pass
+        with self._ready:
+            if not self._chunks or self._busy:
+                return  # nothing to send, or the sender takes it with what it sends next
+            chunks = self._chunks
+            if sum(map(len, chunks)) > _SEND_SLICE or not self._channel.send_ready():
+                self._ready.notify()
+                return
+            self._chunks = []
+            self._busy = True
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            sent = self._channel.send(data)
+            if sent <= 0:
+                raise OSError("the SSH channel closed")
+        except Exception as exc:
+            self._fail(exc)
+            return
+        with self._ready:
+            if sent < len(data):
+                self._chunks.insert(0, data[sent:])
+            self._busy = False
+            if self._chunks or self._eof:
+                self._ready.notify()
 
     def close(self) -> None:
         """Send what is queued, then EOF: an idle worker exits at once."""
@@ -79,14 +105,29 @@ class ChannelWriter:
             self._eof = True
             self._ready.notify()
 
+    def _fail(self, exc: BaseException) -> None:
+        with self._ready:
+            self._error = exc
+            self._chunks = []
+            self._eof = True
+            self._busy = False
+            self._ready.notify()
+        try:
+            self._channel.close()
+        except Exception:
+            pass
+
     def _pump(self) -> None:
         channel = self._channel
         while True:
             with self._ready:
-                while not self._chunks and not self._eof:
+                while self._busy or (not self._chunks and not self._eof):
                     self._ready.wait()
+                if self._error is not None:
+                    return
                 chunks, self._chunks = self._chunks, []
                 eof = self._eof
+                self._busy = True
             data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             try:
                 view = memoryview(data)
@@ -96,17 +137,14 @@ class ChannelWriter:
                     if sent <= 0:
                         raise OSError("the SSH channel closed")
                     done += sent
-                if eof and not self._chunks:
+                with self._ready:
+                    self._busy = False
+                    finished = eof and not self._chunks
+                if finished:
                     channel.shutdown_write()
                     return
             except Exception as exc:
-                with self._ready:
-                    self._error = exc
-                    self._chunks = []
-                try:
-                    channel.close()
-                except Exception:
-                    pass
+                self._fail(exc)
                 return
 
 
