@@ -625,6 +625,9 @@ class SlurmInterface:
             self._controller_away(exc)
             self._retry_submit = time.monotonic() + _SUBMIT_RETRY
         except Refused as exc:
+            # A refusal is an answer: the controller is back, if it was away (sbatch may
+            # hear it before squeue does), and refusals right after that are retried.
+            self._controller_back()
             if self._settling():
                 log.warning("sbatch refused jobs right after the Slurm controller came back "
                             "(its nodes may not have registered yet); retrying: %s", exc)
