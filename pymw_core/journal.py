@@ -123,22 +123,22 @@ _CHUNK = 64  # rows per multi-row statement (10 columns: within SQLite's old 999
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33)
 
 
+# The updates above for many rows at once: ``{}`` takes ``(?, ?, ?, ?)`` once per row.
+_UPDATES_FROM = {
+    _UPDATE_TASKS: "UPDATE tasks SET state = v.column1, ended = v.column2, attempts = attempts"
+                   " + v.column3 FROM (VALUES {}) AS v WHERE tasks.id = v.column4",
+    _UPDATE_ATTEMPTS: "UPDATE attempts SET ended = v.column1, outcome = v.column2, detail ="
+                      " v.column3 FROM (VALUES {}) AS v WHERE attempts.id = v.column4",
+}
+
+
 @functools.lru_cache(maxsize=4 * _CHUNK)
 def _multi_row(sql: str, count: int) -> str:
     """``sql`` (of one row) for ``count`` rows in one statement: one step (sqlite3 lets go
     of the interpreter lock once a step, and each time another thread may take it for
     milliseconds) and one bind loop, instead of ``count``."""
-    if sql.startswith("UPDATE "):
-        table, rest = sql[len("UPDATE "):].split(" SET ", 1)
-        sets, key = rest.split(" WHERE ", 1)
-        columns = [part.split(" = ", 1)[0] for part in sets.split(", ")]
-        width = len(columns) + 1
-        values = ",".join(["(" + ", ".join(["?"] * width) + ")"] * count)
-        assigned = ", ".join(
-            f"{c} = {c} + v.column{i + 1}" if f"{c} = {c} + ?" in sets else f"{c} = v.column{i + 1}"
-            for i, c in enumerate(columns))
-        return (f"UPDATE {table} SET {assigned} FROM (VALUES {values}) AS v "
-                f"WHERE {table}.{key.split(' = ', 1)[0]} = v.column{width}")
+    if sql in _UPDATES_FROM:
+        return _UPDATES_FROM[sql].format(",".join(["(?, ?, ?, ?)"] * count))
     head, one = sql.rsplit(" VALUES ", 1)
     return f"{head} VALUES {','.join([one] * count)}"
 

@@ -86,8 +86,8 @@ def read_line(stream: IO, timeout: float, what: str) -> Any:
 
 def alive(pid: int) -> bool:
     """True while process ``pid`` runs (a zombie has ended: it is not alive): the
-    contract kit's ``pid_gone``, the one reading of /proc the suite uses."""
-    from pymw_core.testing.harness import pid_gone
+    core's ``pymw_core.processes.pid_gone``, the one reading of /proc the suite uses."""
+    from pymw_core.processes import pid_gone
 
     return not pid_gone(pid)
 

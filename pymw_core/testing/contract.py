@@ -28,7 +28,8 @@ from pymw_core import (
     WorkerLostError,
 )
 from pymw_core.master import MASTER_STATUS_KEYS
-from pymw_core.testing.harness import Run, pid_gone
+from pymw_core.processes import pid_gone
+from pymw_core.testing.harness import Run
 from pymw_core.testing.rules import RULES
 from pymw_core.testing.target import FAILABLE_HOOKS, STOPS, Target
 

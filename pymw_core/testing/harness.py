@@ -67,21 +67,6 @@ class Ends:
             self.retried[id(task)] = self.retried.get(id(task), 0) + 1
 
 
-def pid_gone(pid: int) -> bool:
-    """True once ``pid`` is no live process of this host (a zombie has ended)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        pass
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
-    except OSError:
-        return True
-
-
 class Run:
     """Everything one check makes; :meth:`close` takes it all down again."""
 

@@ -9,12 +9,13 @@ Nothing here writes: the connection is read-only.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from pymw_core.processes import pid_gone
 
 STATES = ("queued", "running", "finished", "failed", "cancelled")
 # An attempt that ended badly: shown among the failures (a task's own error, a lost
@@ -57,29 +58,13 @@ class Run:
         last = self.heartbeat if self.heartbeat is not None else self.started
         if now - last > HEARTBEAT_STALE:
             return "master gone"
-        if self.pid and self.host == socket.gethostname() and not process_alive(self.pid):
+        if self.pid and self.host == socket.gethostname() and pid_gone(self.pid):
             return "master gone"  # at once, not after HEARTBEAT_STALE
         return "running"
 
     def last_seen(self) -> float:
         """When this run was last known alive: its end, else its heartbeat, else its start."""
         return self.ended or self.heartbeat or self.started
-
-
-def process_alive(pid: int) -> bool:
-    """True unless process ``pid`` of this host is gone (or a zombie: killed, not reaped).
-    A pid reused by another process reads as alive: the heartbeat decides then."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
 
 
 def runs(conn: sqlite3.Connection) -> list[Run]:

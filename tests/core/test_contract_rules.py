@@ -18,7 +18,7 @@ import pymw_core
 from pymw_core import Master, wire
 from pymw_core.master import MASTER_STATUS_KEYS
 from pymw_core.payload import Packer, request_file
-from pymw_core.testing.harness import pid_gone
+from pymw_core.processes import pid_gone
 
 
 def sleep_then(seconds):
