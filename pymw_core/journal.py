@@ -5,11 +5,13 @@ killed process, and readers in other processes (``pymw journal``, ``pymw watch``
 while the master writes (WAL mode). The schema is in docs/journal.md; version 1 is
 agreed with the readers and only grows.
 
-Writes go through ONE writer thread, in batches (group commit): the lifecycle queues
-rows under its lock and goes on; the writer commits whatever accumulated, so a busy
-run commits thousands of rows at once and a quiet one commits each row within
-milliseconds. ``synchronous=NORMAL`` in WAL mode: a commit survives the master's death
-(SIGKILL) at any moment; only a power loss may take the last commits back.
+Writes go in batches (group commit): the lifecycle queues ops under its lock and goes
+on; one thread of the master sends whatever accumulated to the writer process
+(pymw_core.journal_writer, which folds them into rows and commits), so a busy run
+commits thousands of rows at once and a quiet one each row within milliseconds.
+``synchronous=NORMAL`` in WAL mode: a commit survives the master's death (SIGKILL) at
+any moment; only a power loss may take the last commits back. What the writer process
+was sent before the master died is committed too.
 
 A file that is not a journal (wrong ``application_id``) is refused before anything is
 written; a second live master on one journal is refused at once (an ``flock`` on
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import functools
 import hashlib
 import json
 import logging
@@ -28,6 +29,7 @@ import os
 import pickle
 import socket
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -35,8 +37,10 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from pymw_core import wire
+from pymw_core import journal_writer, wire
 from pymw_core.errors import JournalError
+from pymw_core.journal_writer import _DROP, _END, _HANDLE, _START, _SUB
+from pymw_core.processes import pid_gone
 
 log = logging.getLogger("pymw")
 
@@ -100,52 +104,6 @@ CREATE TABLE handles (
 );
 CREATE INDEX handles_task ON handles(task);
 """
-
-_KEY_INDEX = "CREATE INDEX IF NOT EXISTS tasks_key ON tasks(key)"
-
-# What the lifecycle queues (op codes); the writer folds a batch of them into rows, so a
-# task submitted, run and finished within one batch costs three INSERTs, no UPDATE.
-_SUB, _START, _END, _HANDLE, _DROP = range(5)
-
-_INSERT_TASKS = ("INSERT INTO tasks (id, key, run, name, submitted, state, ended, attempts) "
-                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-_UPDATE_TASKS = "UPDATE tasks SET state = ?, ended = ?, attempts = attempts + ? WHERE id = ?"
-_INSERT_ATTEMPTS = ("INSERT INTO attempts (id, task, number, run, worker, host, started, ended,"
-                    " outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-_UPDATE_ATTEMPTS = "UPDATE attempts SET ended = ?, outcome = ?, detail = ? WHERE id = ?"
-_INSERT_RESULTS = ("INSERT OR REPLACE INTO results (task, ok, value, stdout, stderr, error, "
-                   "traceback) VALUES (?, ?, ?, ?, ?, ?, ?)")
-_INSERT_HANDLE = "INSERT INTO handles (task, interface, data) VALUES (?, ?, ?)"
-_DROP_HANDLES = "DELETE FROM handles WHERE task = ?"
-
-_CHUNK = 64  # rows per multi-row statement (10 columns: within SQLite's old 999 variables)
-# Multi-row UPDATE ... FROM (VALUES ...) needs SQLite 3.33; older ones update row by row.
-_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33)
-
-
-# The updates above for many rows at once: ``{}`` takes ``(?, ?, ?, ?)`` once per row.
-_UPDATES_FROM = {
-    _UPDATE_TASKS: "UPDATE tasks SET state = v.column1, ended = v.column2, attempts = attempts"
-                   " + v.column3 FROM (VALUES {}) AS v WHERE tasks.id = v.column4",
-    _UPDATE_ATTEMPTS: "UPDATE attempts SET ended = v.column1, outcome = v.column2, detail ="
-                      " v.column3 FROM (VALUES {}) AS v WHERE attempts.id = v.column4",
-}
-
-
-@functools.lru_cache(maxsize=4 * _CHUNK)
-def _multi_row(sql: str, count: int) -> str:
-    """``sql`` (of one row) for ``count`` rows in one statement: one step (sqlite3 lets go
-    of the interpreter lock once a step, and each time another thread may take it for
-    milliseconds) and one bind loop, instead of ``count``."""
-    if sql in _UPDATES_FROM:
-        return _UPDATES_FROM[sql].format(",".join(["(?, ?, ?, ?)"] * count))
-    head, one = sql.rsplit(" VALUES ", 1)
-    return f"{head} VALUES {','.join([one] * count)}"
-
-
-_MULTI = {_INSERT_TASKS, _INSERT_ATTEMPTS, _INSERT_RESULTS,
-          *((_UPDATE_TASKS, _UPDATE_ATTEMPTS) if _UPDATE_FROM else ())}
-
 
 def open_reader(path: str | os.PathLike) -> sqlite3.Connection:
     """A read-only connection to the journal at ``path`` (for ``pymw journal``, ``watch``).
@@ -256,8 +214,10 @@ class Journal:
         self.program = program
         self._lock_fd = -1
         self._conn: sqlite3.Connection | None = None
+        self._writer: subprocess.Popen | None = None
         try:
             self._open(program, interface, settings)
+            self._writer = self._start_writer()
         except BaseException:
             self._release()
             if getattr(self, "_made_lock", False):  # leave nothing behind a refusal
@@ -266,7 +226,7 @@ class Journal:
             raise
         self._ops: list[tuple] = []
         self._idle = False  # the writer sleeps: the next op wakes it
-        self._carry = _Carry()
+        self._held = 0  # new tasks the writer process holds unwritten (see _Carry)
         self._labels: dict[Any, tuple[str | None, str | None]] = {}  # worker -> label, host
         self._queued = 0  # ops enqueued so far (a sequence number)
         self._committed = 0  # ops committed so far
@@ -337,6 +297,8 @@ class Journal:
             self._load_index(conn)
             conn.execute("COMMIT")
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # the header names a journal now
+            conn.close()  # the writer process writes from now on
+            self._conn = None
             self._reader = sqlite3.connect(path, timeout=10, check_same_thread=False)
             self._read_lock = threading.Lock()
             self._ahead: dict[int, tuple] = {}  # results read ahead by outcome()
@@ -359,15 +321,31 @@ class Journal:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise JournalError(
-                f"the journal {self.path} is in use by a live master ({holder}); two masters "
-                "cannot share one journal"
-            ) from None
+            if not _wait_for_handover(fd, holder):
+                os.close(fd)
+                raise JournalError(
+                    f"the journal {self.path} is in use by a live master ({holder}); two "
+                    "masters cannot share one journal"
+                ) from None
         self._lock_fd = fd
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+
+    def _start_writer(self) -> subprocess.Popen:
+        """The writer process (pymw_core.journal_writer), holding the lock with the master:
+        a master SIGKILLed leaves the lock with its writer until that has committed what
+        it was sent and ended."""
+        try:
+            return subprocess.Popen(
+                [sys.executable, "-I", "-S", journal_writer.__file__, self.path,
+                 str(self.run_id), repr(journal_writer._HOLD), str(journal_writer._HOLD_ROWS)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(self._lock_fd,),
+                cwd="/",
+            )
+        except OSError as exc:
+            raise JournalError(f"cannot start the journal's writer process "
+                               f"({sys.executable}): {exc}") from exc
 
     def _check_program(self, conn: sqlite3.Connection, program: str) -> None:
         if not program:
@@ -401,6 +379,19 @@ class Journal:
         self.recorded = sum(len(v) for v in index.values())
 
     def _release(self) -> None:
+        writer = self._writer
+        if writer is not None:
+            for pipe in (writer.stdin, writer.stdout):
+                with contextlib.suppress(OSError):
+                    pipe.close()  # type: ignore[union-attr]
+            try:  # at the end of its stdin it commits what it holds and ends
+                writer.wait(_WRITER_EXIT)
+            except subprocess.TimeoutExpired:
+                log.error("the journal's writer process (pid %d) did not end within %g s; "
+                          "killing it", writer.pid, _WRITER_EXIT)
+                writer.kill()
+                writer.wait()
+            self._writer = None
         reader = getattr(self, "_reader", None)
         if reader is not None:
             with contextlib.suppress(sqlite3.Error):
@@ -513,9 +504,11 @@ class Journal:
               result: tuple | None) -> int:
         """An attempt ended (``attempt_id``; None: no attempt ran) and the task moved to
         ``state`` (``queued`` again when it is retried). ``result`` is ``(error, value,
-        stdout, stderr)`` of a task that finished or failed, pickled by the writer (the
+        stdout, stderr)`` of a task that finished or failed, pickled here (the
         user gets the value only after it is committed). Returns the op's sequence
         number: ``sync(upto=)`` it before handing the task out."""
+        if result is not None:  # pickled here, the one place that has the objects
+            result = _result_row(row, *result)
         return self.put((_END, row, None if attempt_id is None else self._attempt_base + attempt_id,
                   outcome, detail, state, when, result))
 
@@ -554,23 +547,16 @@ class Journal:
             self._stopping = True
             self._cond.notify_all()
         self._thread.join()
-        if self._conn is not None and self.broken is None:
+        if self.broken is None and self._writer is not None:  # not closed already
             try:
-                self._conn.execute(_KEY_INDEX)
-                self._conn.execute("UPDATE runs SET ended = ?, heartbeat = ? WHERE id = ?",
-                                   (time.time(), time.time(), self.run_id))
-                with contextlib.suppress(sqlite3.Error):
-                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error as exc:
+                self._send(("close", None))
+            except JournalError as exc:
                 log.error("the journal %s could not record the run's end: %s", self.path, exc)
         self._release()
 
-    # -- the writer thread ------------------------------------------------------------------
+    # -- the sending thread -----------------------------------------------------------------
 
     def _write_loop(self) -> None:
-        conn = self._conn
-        assert conn is not None
-        carry = self._carry
         last_beat = 0.0
         last_commit = 0.0
         last_batch = 0  # ops in the last batch: a busy run's batches wait _GAP when waited on
@@ -594,8 +580,8 @@ class Journal:
                         self._cond.wait(left)
                         continue
                     wait = HEARTBEAT - (time.monotonic() - last_beat)
-                    if carry.tasks:  # held tasks are written once _HOLD old
-                        wait = min(wait, _HOLD / 2)
+                    if self._held:  # held tasks are written once _HOLD old
+                        wait = min(wait, journal_writer._HOLD / 2)
                     if wait <= 0:
                         break
                     # Set before looking at _ops once more: a put() that this look misses
@@ -615,13 +601,13 @@ class Journal:
             try:
                 now = time.monotonic()
                 beat = now - last_beat >= HEARTBEAT
-                if ops or beat or carry.tasks:
-                    self._commit(conn, ops, beat, flush=stopping)
+                if ops or beat or self._held or stopping:
+                    self._held = self._send(("batch", (ops, beat, stopping)))
                     if beat:
                         last_beat = now
                     last_commit = time.monotonic()
                     last_batch = len(ops)
-            except Exception as exc:  # a full disk, a removed file ...
+            except JournalError as exc:  # a full disk, a removed file ...
                 self._fail(exc)
                 return
             with self._cond:
@@ -633,166 +619,67 @@ class Journal:
                     if not self._ops:
                         return
 
-    def _commit(self, conn: sqlite3.Connection, ops: list[tuple], beat: bool,
-                flush: bool = False) -> None:
-        """One transaction: the batch folded into rows (see _fold)."""
-        statements = _fold(ops, self.run_id, self._carry, flush)
-        if not beat and not any(rows for _, rows in statements):
-            return
-        conn.execute("BEGIN IMMEDIATE")
+    def _send(self, message: tuple) -> int:
+        """``message`` to the writer process; its answer (see journal_writer), or raises
+        JournalError saying why it did not commit."""
+        writer = self._writer
+        assert writer is not None and writer.stdin is not None and writer.stdout is not None
         try:
-            for sql, rows in statements:
-                if not rows:
-                    continue
-                if sql not in _MULTI or len(rows) == 1:
-                    conn.executemany(sql, rows)
-                    continue
-                for start in range(0, len(rows), _CHUNK):
-                    part = rows[start:start + _CHUNK]
-                    conn.execute(_multi_row(sql, len(part)), [v for row in part for v in row])
-            if beat:
-                conn.execute("UPDATE runs SET heartbeat = ? WHERE id = ?",
-                             (time.time(), self.run_id))
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
+            journal_writer.write_frame(writer.stdin.fileno(), message)
+            reply = journal_writer.read_frame(writer.stdout.fileno())
+        except (OSError, ValueError):
+            reply = None  # its pipe closed: it ended
+        except Exception as exc:
+            raise JournalError(f"a batch cannot be sent to the journal's writer: {exc}") from exc
+        if reply is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                writer.wait(_WRITER_EXIT)
+            raise JournalError(f"the journal's writer process (pid {writer.pid}) ended "
+                               f"unexpectedly (exit status {writer.returncode})")
+        status, value = pickle.loads(reply)
+        if status != "ok":
+            raise JournalError(value)
+        return value
 
     def _fail(self, exc: BaseException) -> None:
         with self._cond:
-            self.broken = f"{type(exc).__name__}: {exc}"
+            self.broken = str(exc)
             self._cond.notify_all()
         log.error("the journal %s cannot be written any more (%s): the run goes on, but "
                   "what happens from now on is not recorded", self.path, self.broken)
-
-
 
 
 _READ_AHEAD = 512  # results outcome() reads at once
 _LINGER = 0.02  # seconds a batch may grow after a commit while nobody waits for it
 _GAP = 0.005  # ... and while get_result waits, in a busy run (batches >= _BUSY ops)
 _BUSY = 64
-
-_ENDED = frozenset(("finished", "failed", "cancelled"))
-_HOLD = 1.0  # seconds a new task that has not ended may wait to be written in its end state
-_HOLD_ROWS = 40_000  # ... and newer tasks submitted meanwhile (below watch.ID_MARGIN)
+_WRITER_EXIT = 30.0  # seconds the writer may take to commit and end once the master closed
+_HANDOVER = 30.0  # ... and the writer of a dead master, before the next master takes over
 
 
-class _Carry:
-    """New tasks (and their attempts) not yet written: a task that ends within _HOLD of
-    its submission is written once, in its final state, instead of inserted then updated.
+def _wait_for_handover(fd: int, holder: str) -> bool:
+    """True once the lock on ``fd`` is ours, if its holder was a master of this host that
+    has died (its writer process still committing what it was sent); False at once if
+    the holder is alive or elsewhere, or after _HANDOVER."""
+    import fcntl
 
-    ``order`` keeps the held tasks in submission order, so a batch looks only at the
-    tasks it touched and at the oldest ones, never at every held task."""
-
-    def __init__(self) -> None:
-        self.tasks: dict[int, list] = {}  # row -> its tasks row, held
-        self.attempts: dict[int, list] = {}  # attempt row -> its row, not yet written
-        self.order: collections.deque[tuple[float, int]] = collections.deque()
-        self.newest = 0  # the latest task row submitted
-
-
-def _fold(ops: list[tuple], run: int, carry: _Carry | None = None,
-          flush: bool = True) -> list[tuple[str, list]]:
-    """A batch of ops as statements: a row made and changed within the batch is written
-    once, in its last state; rows of earlier batches are updated. Order is kept where it
-    matters (every op of one row is applied in the order queued). With ``carry``, new
-    tasks that have not ended, are younger than _HOLD and less than _HOLD_ROWS tasks
-    behind the newest stay there (unless ``flush``)."""
-    carry = carry or _Carry()
-    held = carry.tasks
-    unwritten = carry.attempts
-    task_updates: dict[int, list] = {}  # row -> [state, ended, attempts added, row]
-    attempt_updates: dict[int, list] = {}
-    results: list[tuple] = []
-    handles: list[tuple[str, tuple]] = []
-    release: list[int] = []  # held tasks to write now: ended, or needed by a handle
-    now = time.monotonic()
-    for op in ops:
-        code = op[0]
-        if code == _START:
-            _, row, arow, number, label, host, when = op
-            unwritten[arow] = [arow, row, number, run, label, host, when, None, None, None]
-            task = held.get(row)
-            if task is not None:
-                task[5], task[6] = "running", None
-                task[7] += 1
-            else:
-                update = task_updates.get(row)
-                if update is None:
-                    task_updates[row] = ["running", None, 1, row]
-                else:
-                    update[0], update[1] = "running", None
-                    update[2] += 1
-        elif code == _END:
-            _, row, arow, outcome, detail, state, when, result = op
-            if arow is not None:
-                attempt = unwritten.get(arow)
-                if attempt is not None:
-                    attempt[7], attempt[8], attempt[9] = when or time.time(), outcome, detail
-                else:
-                    attempt_updates[arow] = [when or time.time(), outcome, detail, arow]
-            task = held.get(row)
-            if task is not None:
-                task[5], task[6] = state, when
-                if state in _ENDED:
-                    release.append(row)
-            else:
-                update = task_updates.get(row)
-                if update is None:
-                    task_updates[row] = [state, when, 0, row]
-                else:
-                    update[0], update[1] = state, when
-            if result is not None:
-                results.append(_result_row(row, *result))
-        elif code == _SUB:
-            _, row, key, name, when, reused = op
-            if reused:
-                task_updates[row] = ["queued", None, 0, row]
-            else:
-                held[row] = [row, key, run, name, when, "queued", None, 0]
-                carry.order.append((now, row))
-                carry.newest = row
-        elif code == _HANDLE:  # what re-attaching needs is written now, with its task
-            handles.append((_INSERT_HANDLE, op[1:]))
-            if op[1] in held:
-                release.append(op[1])
-        elif code == _DROP:
-            handles.append((_DROP_HANDLES, op[1:]))
-    order = carry.order
-    if flush:
-        write_tasks = list(held.values())
-        held.clear()
-        order.clear()
-    else:
-        write_tasks = []
-        for row in release:
-            task = held.pop(row, None)
-            if task is not None:
-                write_tasks.append(task)
-        old = now - _HOLD
-        behind = carry.newest - _HOLD_ROWS
-        while order and (order[0][0] <= old or order[0][1] <= behind):
-            task = held.pop(order.popleft()[1], None)
-            if task is not None:
-                write_tasks.append(task)
-        if not held:
-            order.clear()
-    # Attempts of tasks still held wait with them (a few: those running now).
-    write_attempts = [a for a in unwritten.values() if a[1] not in held]
-    for attempt in write_attempts:
-        del unwritten[attempt[0]]
-    statements = [
-        (_INSERT_TASKS, write_tasks),
-        (_UPDATE_TASKS, list(task_updates.values())),
-        (_INSERT_ATTEMPTS, write_attempts),
-        (_UPDATE_ATTEMPTS, list(attempt_updates.values())),
-        (_INSERT_RESULTS, results),
-    ]
-    statements.extend((sql, [params]) for sql, params in handles)
-    return statements
-
+    parts = holder.split()
+    if len(parts) < 4 or parts[0] != "pid" or parts[2] != "on" or parts[3] != _HOST:
+        return False
+    try:
+        if not pid_gone(int(parts[1])):
+            return False
+    except ValueError:
+        return False
+    deadline = time.monotonic() + _HANDOVER
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            continue
+    return False
 
 def _result_row(row: int, error: BaseException | None, value: Any, stdout: str,
                 stderr: str) -> tuple:

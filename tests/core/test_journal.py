@@ -6,9 +6,11 @@ journal is a real SQLite file. SIGKILLed programs are in tests/local/test_journa
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import threading
 
 import pytest
@@ -84,21 +86,24 @@ def test_a_run_records_its_tasks_attempts_and_results(tmp_path):
     assert run[0] == 1 and run[2] == "Workers"
 
 
-def _ops(journal_module, *tasks):
+def _ops(*tasks):
     """The ops a task submitted, run once and finished queues, for each row in ``tasks``."""
+    from pymw_core import journal_writer as W
+    from pymw_core.journal import _result_row
+
     ops = []
     for row in tasks:
-        ops.append((journal_module._SUB, row, f"key{row}", "f", 1.0, False))
-        ops.append((journal_module._START, row, row, 1, "w1", "here", 2.0))
-        ops.append((journal_module._END, row, row, "ok", None, "finished", 3.0,
-                    (None, row, "", "")))
+        ops.append((W._SUB, row, f"key{row}", "f", 1.0, False))
+        ops.append((W._START, row, row, 1, "w1", "here", 2.0))
+        ops.append((W._END, row, row, "ok", None, "finished", 3.0,
+                    _result_row(row, None, row, "", "")))
     return ops
 
 
 def test_a_task_that_ends_within_the_hold_is_written_once_in_its_final_state():
-    from pymw_core import journal as J
+    from pymw_core import journal_writer as J
 
-    statements = dict(J._fold(_ops(J, 1, 2), run=7, carry=J._Carry(), flush=False))
+    statements = dict(J._fold(_ops(1, 2), run=7, carry=J._Carry(), flush=False))
     assert [t[5] for t in statements[J._INSERT_TASKS]] == ["finished", "finished"]
     assert [t[7] for t in statements[J._INSERT_TASKS]] == [1, 1]  # one attempt each
     assert statements[J._UPDATE_TASKS] == []  # never inserted as queued, then updated
@@ -108,7 +113,7 @@ def test_a_task_that_ends_within_the_hold_is_written_once_in_its_final_state():
 def test_a_queued_task_is_written_once_held_for_hold_rows_newer_tasks(monkeypatch):
     """A task held back (not ended) is written once _HOLD_ROWS newer tasks were
     submitted, even within _HOLD: a reader's count of tasks (pymw watch) relies on it."""
-    from pymw_core import journal as J
+    from pymw_core import journal_writer as J
 
     monkeypatch.setattr(J, "_HOLD_ROWS", 3)
     carry = J._Carry()
@@ -128,8 +133,9 @@ def test_rows_of_earlier_batches_are_updated_many_to_a_statement(tmp_path, monke
     """Tasks written as queued (no hold), then run and finished in one batch: the
     multi-row UPDATE leaves every row in its own final state."""
     from pymw_core import journal as J
+    from pymw_core import journal_writer
 
-    monkeypatch.setattr(J, "_HOLD", 0.0)
+    monkeypatch.setattr(journal_writer, "_HOLD", 0.0)  # the writer process is told it
     path = str(tmp_path / "run.db")
     journal = J.Journal(path, program="p", interface="inline", settings={})
     try:
@@ -546,3 +552,127 @@ def wait_for_handles(path, count):
 
     wait_until(lambda: path.exists() and rows(path, "SELECT count(*) FROM handles")[0][0]
                >= count, 30, f"{count} handles in the journal")
+
+
+# -- the writer process ------------------------------------------------------------------------
+
+HOLDER = textwrap.dedent("""
+    import os, sys, time
+    from pymw_core.journal import Journal
+
+    journal = Journal(sys.argv[1], program="p", interface="local", settings={})
+    for i in range(1, 11):  # queued, not ended: the writer holds them (journal_writer._HOLD)
+        journal.submitted(journal.entry(i, f"key{i}", "f", None), time.time())
+    journal.sync()
+    print(journal._writer.pid, flush=True)
+    if sys.argv[2] == "close":
+        journal.close()
+        print("closed", flush=True)
+    time.sleep(600)
+""")
+
+
+def _holder(tmp_path, then):
+    script = tmp_path / "holder.py"
+    script.write_text(HOLDER)
+    return subprocess.Popen([sys.executable, str(script), str(tmp_path / "run.db"), then],
+                            stdout=subprocess.PIPE, text=True, env=clean_env(), cwd=tmp_path,
+                            start_new_session=True)
+
+
+def test_a_sigkilled_masters_writer_commits_what_it_was_sent_and_hands_the_lock_over(
+        tmp_path):
+    """The writer of a master SIGKILLed writes the tasks it held, ends, and leaves the lock
+    to the next master, which is let in at once (not refused as "in use")."""
+    from pymw_testing import read_line, wait_dead
+
+    child = _holder(tmp_path, "kill")
+    try:
+        writer = int(read_line(child.stdout, 60, "the writer's pid"))
+        assert rows(tmp_path / "run.db", "SELECT count(*) FROM tasks") == [(0,)]  # held
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    # At once, while the dead master's writer may still be at work: let in, not refused.
+    with Master(Inline(), journal=tmp_path / "run.db", journal_program="p") as master:
+        assert master.get_result(master.submit_task(square, (3,)))[1] == 9
+    wait_dead([writer], 30, "the dead master's writer process")
+    assert rows(tmp_path / "run.db", "SELECT count(*) FROM tasks WHERE run = 1 AND state = "
+                                     "'queued'") == [(10,)]
+    assert rows(tmp_path / "run.db", "SELECT ended IS NULL FROM runs ORDER BY id") == [
+        (1,), (0,)]  # the dead master's run is not marked ended by its writer
+
+
+def test_a_live_master_keeps_its_journal_while_its_writer_ends_with_it(tmp_path):
+    """A second master is still refused while the first lives, and the writer of a master
+    that closed has ended (the master reaped it)."""
+    from pymw_testing import alive, read_line
+
+    child = _holder(tmp_path, "close")
+    try:
+        writer = int(read_line(child.stdout, 60, "the writer's pid"))
+        assert read_line(child.stdout, 60, "the journal to close") == "closed\n"
+        assert not alive(writer)
+        assert rows(tmp_path / "run.db", "SELECT count(*) FROM tasks") == [(10,)]
+    finally:
+        child.kill()
+        child.wait(30)
+    child = _holder(tmp_path, "keep")
+    try:
+        read_line(child.stdout, 60, "the writer's pid")
+        with pytest.raises(JournalError, match="in use by a live master"):
+            Master(Inline(), journal=tmp_path / "run.db", journal_program="p")
+    finally:
+        child.kill()
+        child.wait(30)
+
+
+def test_a_writer_that_dies_is_a_logged_error_not_a_lost_run(tmp_path, caplog):
+    """The run goes on (no hang in get_result) and the log says the journal stopped."""
+    path = tmp_path / "run.db"
+    with Master(Inline(), journal=path) as master:
+        assert master.get_result(master.submit_task(square, (2,)))[1] == 4
+        writer = master._journal._writer
+        writer.kill()
+        writer.wait(30)
+        tasks = [master.submit_task(square, (i,)) for i in range(5)]
+        assert [master.get_result(t)[1] for t in tasks] == [i * i for i in range(5)]
+    assert "cannot be written any more" in caplog.text
+    assert f"writer process (pid {writer.pid}) ended unexpectedly" in caplog.text
+    assert rows(path, "SELECT state FROM tasks WHERE id = 1") == [("finished",)]
+
+
+def test_ctrl_c_to_the_process_group_leaves_the_writer_to_finish(tmp_path):
+    """SIGINT to the whole group (a terminal's Ctrl-C): the writer ignores it; the master's
+    KeyboardInterrupt closes the journal, which records the run's end."""
+    from pymw_testing import read_line, wait_dead
+
+    script = tmp_path / "interrupted.py"
+    script.write_text(textwrap.dedent("""
+        import sys, time
+        from pymw_core import Master
+
+        def nap(x):
+            time.sleep(x)
+
+        with Master("local", num_workers=1, journal=sys.argv[1]) as master:
+            master.submit_task(nap, (60,))
+            print(master._journal._writer.pid, flush=True)
+            time.sleep(600)
+    """))
+    child = subprocess.Popen([sys.executable, str(script), str(tmp_path / "run.db")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=clean_env(), cwd=tmp_path, start_new_session=True)
+    try:
+        writer = int(read_line(child.stdout, 60, "the writer's pid"))
+        os.killpg(child.pid, signal.SIGINT)
+        _, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    assert "KeyboardInterrupt" in err
+    wait_dead([writer], 30, "the writer process")
+    assert rows(tmp_path / "run.db", "SELECT ended IS NOT NULL FROM runs") == [(1,)]
+    assert rows(tmp_path / "run.db", "SELECT state FROM tasks") == [("cancelled",)]
