@@ -89,7 +89,7 @@ class Writer:
 
 def written(path: str | os.PathLike, tasks: int, timeout: float = 30.0) -> None:
     """Wait until the journal holds ``tasks`` tasks: the writer holds a new task that has
-    not ended for up to half a second (to write it once, in its final state)."""
+    not ended for up to a second (to write it once, in its final state)."""
     deadline = time.monotonic() + timeout
     while True:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
