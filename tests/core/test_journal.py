@@ -407,6 +407,31 @@ def test_a_full_disk_is_a_clear_error_at_master(tmp_path):
         subprocess.run(["umount", str(where)], check=False)
 
 
+def test_a_disk_that_fills_mid_run_is_a_logged_error_not_a_lost_run(tmp_path, caplog):
+    """The writer process answers its failed commit; the master logs it once and the run
+    goes on (every result handed out, no wait on a commit that will never come)."""
+    where = tmp_path / "fills"
+    _root_mount(where, "size=512k")
+    try:
+        with Master(Inline(), journal=where / "run.db") as master:
+            assert master.get_result(master.submit_task(square, (2,)))[1] == 4
+            try:
+                with open(where / "filler", "wb") as fh:  # fill up what is left
+                    while True:
+                        fh.write(b"x" * 4096)
+                        fh.flush()
+            except OSError:
+                pass
+            tasks = [master.submit_task(read_file, (str(where / "filler"),))
+                     for _ in range(3)]  # results of half a megabyte each
+            sizes = [len(master.get_result(task)[1]) for task in tasks]
+        assert min(sizes) > 100_000
+        assert caplog.text.count("cannot be written any more") == 1
+        assert "full" in caplog.text
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
+
+
 def test_readers_see_a_consistent_journal_while_a_master_writes(tmp_path):
     path = tmp_path / "run.db"
     stop = threading.Event()
