@@ -200,6 +200,14 @@ class InterfaceContract:
         data = contract.files / "contract-versions.txt"
         gone = contract.files / "contract-deleted.txt"
         master = contract.master()
+        # Every declared slot kept busy until the files have changed: an interface that
+        # reads them when a task starts, not at submit, cannot start one in between (on
+        # a loaded machine a worker may otherwise run each task before the next rewrite).
+        slots = contract.target.concurrency or 0
+        gates = [master.submit_task(contract.tasks.gate, (contract.shared, f"gate{n}", 60))
+                 for n in range(slots)]
+        for n in range(slots):
+            contract.pid_of(f"gate{n}", slots)
         versions = []
         for text in ("v1", "v2", "v3"):
             data.write_text(text, encoding="utf-8")
@@ -211,6 +219,8 @@ class InterfaceContract:
                                      data_files=[str(gone)])
         gone.unlink()
         data.write_text("v4", encoding="utf-8")
+        (Path(contract.shared) / "gate.open").write_text("", encoding="utf-8")
+        assert [contract.outcome(master, t) for t in gates] == [f"gate{n}" for n in range(slots)]
         assert [contract.outcome(master, t) for t in versions] == ["v1", "v2", "v3"]
         assert contract.outcome(master, deleted) == "deleted after submit"
 

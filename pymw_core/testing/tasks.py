@@ -110,6 +110,19 @@ def hold(folder, label, seconds):
     return label
 
 
+def gate(folder, label, wait):
+    """Say where it runs (``label.pid``), then wait until ``folder/gate.open`` exists (or
+    ``wait`` s passed): a task that keeps its slot busy until the check lets it go."""
+    import os
+    import time
+
+    _mark(folder, f"{label}.pid", str(os.getpid()))
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and not os.path.exists(os.path.join(folder, "gate.open")):
+        time.sleep(0.01)
+    return label
+
+
 def rendezvous(folder, label, count, wait, linger):
     """Start, then wait until ``count`` tasks have started (or ``wait`` s passed).
 
