@@ -410,6 +410,8 @@ class Journal:
     def match(self, key: str) -> Recorded | None:
         """The next recorded task of ``key`` not yet taken by this run (k-th submission:
         k-th recorded task, in the order first submitted), or None: a new task."""
+        if not self._index:  # a new journal, or every recorded task taken: no lock to take
+            return None
         with self._read_lock:
             found = self._index.get(key)
             if not found:
@@ -508,7 +510,11 @@ class Journal:
         user gets the value only after it is committed). Returns the op's sequence
         number: ``sync(upto=)`` it before handing the task out."""
         if result is not None:  # pickled here, the one place that has the objects
-            result = _result_row(row, *result)
+            error, value, stdout, stderr = result
+            if error is None and value is None:  # the commonest result: no call, no pickling
+                result = (row, 1, _PICKLED_NONE, stdout, stderr, None, None)
+            else:
+                result = _result_row(row, error, value, stdout, stderr)
         return self.put((_END, row, None if attempt_id is None else self._attempt_base + attempt_id,
                   outcome, detail, state, when, result))
 
@@ -680,6 +686,9 @@ def _wait_for_handover(fd: int, holder: str) -> bool:
         except OSError:
             continue
     return False
+
+_PICKLED_NONE = pickle.dumps(None, 5)
+
 
 def _result_row(row: int, error: BaseException | None, value: Any, stdout: str,
                 stderr: str) -> tuple:
