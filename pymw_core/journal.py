@@ -642,7 +642,7 @@ class Journal:
                 writer.wait(_WRITER_EXIT)
             raise JournalError(f"the journal's writer process (pid {writer.pid}) ended "
                                f"unexpectedly (exit status {writer.returncode})")
-        status, value = pickle.loads(reply)
+        status, value = reply
         if status != "ok":
             raise JournalError(value)
         return value

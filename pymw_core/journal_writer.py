@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import marshal
 import os
 import pickle
 import select
@@ -31,6 +32,10 @@ import sqlite3
 import struct
 import sys
 import time
+
+TYPE_CHECKING = False  # typing itself is not imported: it would slow the start by ~10 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 _KEY_INDEX = "CREATE INDEX IF NOT EXISTS tasks_key ON tasks(key)"
 
@@ -242,13 +247,16 @@ _HEADER = struct.Struct(">I")
 _PARENT_CHECK = 1.0  # seconds between looks at whether the master is still the parent
 
 
-def read_frame(fd: int, parent: int | None = None) -> bytes | None:
-    """The next frame's body from ``fd``; None at its end (or, with ``parent``, once the
-    process is no longer ``parent``'s child: the master died, another holds the pipe)."""
+def read_frame(fd: int, parent: int | None = None) -> Any:
+    """The next frame's message from ``fd``; None at its end (or, with ``parent``, once
+    the process is no longer ``parent``'s child: the master died, another holds the pipe)."""
     head = _read_exactly(fd, _HEADER.size, parent)
     if head is None:
         return None
-    return _read_exactly(fd, _HEADER.unpack(head)[0], parent)
+    body = _read_exactly(fd, _HEADER.unpack(head)[0], parent)
+    if body is None:
+        return None
+    return marshal.loads(body[1:]) if body[:1] == b"M" else pickle.loads(body[1:])
 
 
 def _read_exactly(fd: int, size: int, parent: int | None) -> bytes | None:
@@ -267,8 +275,13 @@ def _read_exactly(fd: int, size: int, parent: int | None) -> bytes | None:
 
 
 def write_frame(fd: int, message: object) -> None:
-    """``message`` pickled into one frame on ``fd``."""
-    body = pickle.dumps(message, 5)
+    """``message`` in one frame on ``fd``: marshalled (a batch of ops is plain tuples of
+    numbers, strings and bytes, and marshal takes 60% of pickle's time over them; both
+    ends run the same Python), pickled if marshal refuses it."""
+    try:
+        body = b"M" + marshal.dumps(message)
+    except ValueError:
+        body = b"P" + pickle.dumps(message, 5)
     view = memoryview(_HEADER.pack(len(body)) + body)
     while view:
         view = view[os.write(fd, view):]
@@ -300,7 +313,7 @@ def main(argv: list[str]) -> int:
                 _commit(conn, [], run, carry, beat=False, flush=True)
             conn.close()
             return 0
-        kind, body = pickle.loads(frame)
+        kind, body = frame
         try:
             if kind == "close":
                 _close_run(conn, run, carry)
