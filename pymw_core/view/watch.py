@@ -81,7 +81,7 @@ class Follower:
         up to an id ``base``, counted at the last full count, plus those past it (a
         range of the primary key). ``base`` stays ``ID_MARGIN`` below the highest id
         then seen, because the master writes a task late (up to a second) when it has
-        not ended, after tasks with higher ids (at most ``journal._HOLD_ROWS`` of them).
+        not ended, after tasks with higher ids (at most ``journal_writer._HOLD_ROWS``).
         Tasks are never deleted from a journal; still, a full count every
         ``FULL_COUNT`` seconds keeps it honest.
         """
