@@ -676,8 +676,11 @@ def test_ctrl_c_to_the_process_group_leaves_the_writer_to_finish(tmp_path):
 
     script = tmp_path / "interrupted.py"
     script.write_text(textwrap.dedent("""
-        import sys, time
+        import signal, sys, time
         from pymw_core import Master
+
+        # As in a terminal: a suite started in the background inherits SIGINT ignored.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
         def nap(x):
             time.sleep(x)
