@@ -5,14 +5,15 @@ Why a process: folding a batch of ops into rows and binding them to SQLite is Py
 that, in a thread of the master, took its interpreter lock for about 10 us a task, and
 every commit made the master's threads wait on the lock's hand-offs: a journaled run
 of null tasks did 0.7-0.8x the tasks a second of one without. In its own process the
-work runs beside the master; what the master pays is one pickled batch a commit.
+work runs beside the master; what the master pays is one marshalled batch a commit.
 
-The protocol, on the process's stdin and stdout: frames of a 4-byte big-endian length
-and a pickle. The master sends ``("batch", (ops, beat, flush))`` or ``("close", None)``;
-the writer answers each with ``("ok", held)`` (``held``: new tasks it holds unwritten)
-or ``("error", message)``, then ends. Without a frame (the master gone: end of its stdin,
-or the master is no longer its parent) the writer commits what it holds and ends; it
-never marks the run ended then, so readers tell a dead master by its stale heartbeat.
+The protocol, on the process's stdin and stdout: frames of a 4-byte big-endian length,
+a tag (``M``: marshal, ``P``: pickle) and the message. The master sends
+``("batch", (ops, beat, flush))`` or ``("close", None)``; the writer answers each with
+``("ok", held)`` (``held``: new tasks it holds unwritten), or with ``("error",
+message)`` and ends. Without a frame (the master gone: end of its stdin, or the master
+is no longer its parent) the writer commits what it holds and ends; it never marks the
+run ended then, so readers tell a dead master by its stale heartbeat.
 
 Standard library only: the master starts it as ``python -I -S <this file>``, without
 site and without importing pymw_core, so that it is ready in milliseconds.
@@ -201,8 +202,6 @@ def _fold(ops: list[tuple], run: int, carry: _Carry | None = None,
     ]
     statements.extend((sql, [params]) for sql, params in handles)
     return statements
-
-
 
 
 def _commit(conn: sqlite3.Connection, ops: list[tuple], run: int, carry: _Carry, beat: bool,
