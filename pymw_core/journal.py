@@ -335,9 +335,10 @@ class Journal:
     def _start_writer(self) -> subprocess.Popen:
         """The writer process (pymw_core.journal_writer), holding the lock with the master:
         a master SIGKILLed leaves the lock with its writer until that has committed what
-        it was sent and ended."""
+        it was sent and ended. Returns once it said it is ready: one that cannot start
+        is an error here, at ``Master()``, not a run that goes on unrecorded."""
         try:
-            return subprocess.Popen(
+            writer = subprocess.Popen(
                 [sys.executable, "-I", "-S", journal_writer.__file__, self.path,
                  str(self.run_id), repr(journal_writer._HOLD), str(journal_writer._HOLD_ROWS)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(self._lock_fd,),
@@ -346,6 +347,18 @@ class Journal:
         except OSError as exc:
             raise JournalError(f"cannot start the journal's writer process "
                                f"({sys.executable}): {exc}") from exc
+        self._writer = writer  # from here on, _release() ends it whatever happens
+        try:
+            ready = journal_writer.read_frame(writer.stdout.fileno())  # type: ignore[union-attr]
+        except Exception as exc:
+            ready = ("error", f"it said something else ({type(exc).__name__}: {exc})")
+        if ready is None or ready[0] != "ok":
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                writer.wait(_WRITER_EXIT)
+            why = ready[1] if ready else f"it ended at once (exit status {writer.returncode})"
+            raise JournalError(f"the journal's writer process ({sys.executable} "
+                               f"{journal_writer.__file__}) could not start: {why}")
+        return writer
 
     def _check_program(self, conn: sqlite3.Connection, program: str) -> None:
         if not program:

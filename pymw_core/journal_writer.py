@@ -8,12 +8,13 @@ of null tasks did 0.7-0.8x the tasks a second of one without. In its own process
 work runs beside the master; what the master pays is one marshalled batch a commit.
 
 The protocol, on the process's stdin and stdout: frames of a 4-byte big-endian length,
-a tag (``M``: marshal, ``P``: pickle) and the message. The master sends
-``("batch", (ops, beat, flush))`` or ``("close", None)``; the writer answers each with
-``("ok", held)`` (``held``: new tasks it holds unwritten), or with ``("error",
-message)`` and ends. Without a frame (the master gone: end of its stdin, or the master
-is no longer its parent) the writer commits what it holds and ends; it never marks the
-run ended then, so readers tell a dead master by its stale heartbeat.
+a tag (``M``: marshal, ``P``: pickle) and the message. Its first frame, unasked, says it
+is ready (``("ok", 0)``) or why not. The master then sends ``("batch", (ops, beat,
+flush))`` or ``("close", None)``; the writer answers each with ``("ok", held)``
+(``held``: new tasks it holds unwritten), or with ``("error", message)`` and ends.
+Without a frame (the master gone: end of its stdin, or the master is no longer its
+parent) the writer commits what it holds and ends; it never marks the run ended then,
+so readers tell a dead master by its stale heartbeat.
 
 Standard library only: the master starts it as ``python -I -S <this file>``, without
 site and without importing pymw_core, so that it is ready in milliseconds.
@@ -305,6 +306,7 @@ def main(argv: list[str]) -> int:
     except sqlite3.Error as exc:
         write_frame(1, ("error", f"{type(exc).__name__}: {exc}"))
         return 1
+    write_frame(1, ("ok", 0))  # ready: the master's Master() returns
     while True:
         frame = read_frame(0, parent)
         if frame is None:  # the master is gone: keep what it sent, as it stands

@@ -654,6 +654,18 @@ def test_a_live_master_keeps_its_journal_while_its_writer_ends_with_it(tmp_path)
         child.wait(30)
 
 
+def test_a_writer_that_cannot_start_is_a_clear_error_at_master(tmp_path, monkeypatch):
+    """An interpreter that is not Python (``sys.executable`` of an embedding program):
+    refused at Master(), saying so, and the journal is free for the next master."""
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    with pytest.raises(JournalError, match=r"writer process \(/bin/false .*could not "
+                                           r"start: it ended at once \(exit status 1\)"):
+        Master(Inline(), journal=tmp_path / "run.db")
+    monkeypatch.undo()
+    with Master(Inline(), journal=tmp_path / "run.db") as master:
+        assert master.get_result(master.submit_task(square, (5,)))[1] == 25
+
+
 def test_a_writer_that_dies_is_a_logged_error_not_a_lost_run(tmp_path, caplog):
     """The run goes on (no hang in get_result) and the log says the journal stopped."""
     path = tmp_path / "run.db"
