@@ -190,10 +190,13 @@ def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def run(block: Block, directory: Path, config: str = "", env: dict[str, str] | None = None,
-        timeout: float | None = None) -> None:
+        timeout: float | None = None, stderr_apart: bool = False) -> None:
     """Run ``block`` as a user would copy it into ``directory``; fail on an error or on
     output other than the page shows, or if it runs past ``timeout`` (at most what
-    pytest-timeout leaves the test: run_child kills it first and quotes its output)."""
+    pytest-timeout leaves the test: run_child kills it first and quotes its output).
+
+    A console block's stderr is compared with its stdout, as a terminal shows both;
+    ``stderr_apart``: only stdout is compared, stderr is quoted when a command fails."""
     for cmd, _ in commands(block) if block.lang != "python" else []:
         assert not _INSTALLS.search(cmd), (  # never into the suite's environment or system
             f"{block.id}: `{cmd}` installs something; mark the block "
@@ -215,7 +218,7 @@ def run(block: Block, directory: Path, config: str = "", env: dict[str, str] | N
         assert not _INSTALLS.search(cmd), (
             f"{block.id}: `{cmd}` installs something; mark the block "
             "`<!-- pymw-doc: compile-only because ... -->` (the suite installs from wheels)")
-    script = "exec 2>&1\nset -e\n" + "".join(
+    script = ("" if stderr_apart else "exec 2>&1\n") + "set -e\n" + "".join(
         f"echo {shlex.quote(_SEPARATOR.format(n))}\n{cmd}\n" for n, (cmd, _) in enumerate(steps))
     proc = run_child(["bash", "-c", script], f"{block.id}'s commands", timeout,
                      cwd=directory, env=environment(env))
@@ -224,6 +227,6 @@ def run(block: Block, directory: Path, config: str = "", env: dict[str, str] | N
         got = pieces[n + 1] if n + 1 < len(pieces) else "(did not run)"
         if n + 2 == len(pieces):
             assert proc.returncode == 0, (f"{block.id}: `{cmd}` failed "
-                                          f"(exit {proc.returncode}):\n{got}")
+                                          f"(exit {proc.returncode}):\n{got}\n{proc.stderr}")
         if shown:
             assert matches(shown, got), f"{block.id}: `{cmd}` printed\n{got}\nbut the page shows\n{shown}"

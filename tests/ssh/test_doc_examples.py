@@ -31,7 +31,11 @@ def test_the_ssh_example_runs_and_prints_what_the_page_shows(block, lab, remote_
     config = ssh_config_with_node_aliases(lab, tmp_path / "ssh_config")
     # remote=venv: the page says the remote python needs packages (joblib, scikit-learn)
     python = [sys.executable] if block.marker.get("remote") == "venv" else remote_python
-    run(block, tmp_path, config=(
+    # stderr_apart: each worker's login shell on the lab's hosts runs the machine's
+    # ~/.bashrc, whose `pyenv init` rehashes pyenv's shims; two logins at once race there
+    # and pyenv complains on stderr, which PyMW passes on as the worker's ("[node2/w1]
+    # pyenv: cannot rehash ..."): the machine's noise, not the page's output.
+    run(block, tmp_path, stderr_apart=True, config=(
         'interface = "ssh"\n\n[ssh]\nhosts = ["node1", "node2"]\n'
         f"ssh_config = {json.dumps(str(config))}\n"
         f"python = {json.dumps(python)}\n"
