@@ -194,6 +194,7 @@ def bench(session: nox.Session) -> None:
     """The performance suite: PyMW beside its peers, one run, ratios."""
     install_wheels(session, build_wheels(session, DISTRIBUTIONS), "loky", "matplotlib", "tqdm",
                    "mpi4py>=3.1", "joblib>=1.3,<1.7", "execnet>=2",
+                   "submitit", "dask-jobqueue",  # bench_slurm's peers
                    "pytest>=8")  # the ssh, condor and slurm benches start their services
     # with the test suite's own helpers (tests/ssh/sshd.py and so on), which import pytest
     session.run("python", os.path.join(ROOT, "benchmarks", "run.py"), *session.posargs)

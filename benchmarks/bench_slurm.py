@@ -9,6 +9,12 @@ measures:
   interpreter on one input and writes its answer to a file; done when every answer is
   there and the array has left the queue). The node starts about two jobs a second, so
   one job per task is the slow path PyMW avoids.
+* **the peers, end to end**: the same 100 tasks through **submitit**
+  (``AutoExecutor.map_array``: one array element per task, as its users write it) and
+  **dask-jobqueue** (``SLURMCluster``, one single-core worker job per CPU of the node,
+  ``Client.map``), each counted from the first call to the last result, its own
+  start-up (scheduler, worker jobs) included as PyMW's is. A peer that is not installed
+  is "not measured", with the reason.
 * **submit 1,000**: from the first ``submit_task`` until the master has written the
   1,000 requests and submitted elements for them (``max_jobs=1000``: one element per
   task, as many jobs as the raw side), beside one raw ``sbatch --array=0-999``. Both
@@ -20,12 +26,15 @@ measures:
 
 from __future__ import annotations
 
+import importlib
 import json
+import logging
 import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 from services import on_service, wait
@@ -34,6 +43,9 @@ RAW_SCRIPT = """#!/bin/sh
 exec {python} -c 'import os, sys; i = int(os.environ["SLURM_ARRAY_TASK_ID"]); \
 open(sys.argv[1] + "/" + str(i), "w").write(str(i * i))' {out}
 """
+
+
+E2E_TASKS = 100
 
 
 def square(x):
@@ -82,6 +94,55 @@ def _raw_end_to_end(cluster: Any, work_dir: str, n: int) -> dict[str, float]:
     return {"wall_s": wall}
 
 
+def _submitit_end_to_end(work_dir: str, n: int) -> dict[str, float]:
+    import submitit
+
+    # Without slurmdbd its sacct calls fail and it warns at every poll; results still
+    # come from its result files, which is how it decides a job is done.
+    logging.getLogger("submitit").setLevel(logging.ERROR)
+    t0 = time.perf_counter()
+    executor = submitit.AutoExecutor(folder=tempfile.mkdtemp(dir=work_dir), cluster="slurm")
+    executor.update_parameters(timeout_min=10, slurm_array_parallelism=n)
+    jobs = executor.map_array(square, range(n))
+    results = [job.result() for job in jobs]
+    wall = time.perf_counter() - t0
+    assert results == [i * i for i in range(n)]
+    return {"wall_s": wall, "jobs_used": len({job.job_id for job in jobs})}
+
+
+def _dask_end_to_end(cluster: Any, work_dir: str, n: int) -> dict[str, float]:
+    from dask_jobqueue import SLURMCluster
+    from distributed import Client
+
+    t0 = time.perf_counter()
+    with SLURMCluster(cores=1, processes=1, memory="500MB", walltime="00:10:00",
+                      python=sys.executable, log_directory=tempfile.mkdtemp(dir=work_dir),
+                      ) as jobs:
+        jobs.scale(jobs=cluster.cpus)
+        with Client(jobs) as client:
+            results = client.gather(client.map(square, range(n)))
+        wall = time.perf_counter() - t0
+    assert results == [i * i for i in range(n)]
+    return {"wall_s": wall, "jobs_used": cluster.cpus}
+
+
+def _peers(cluster: Any) -> tuple[dict[str, Callable[[str], dict]], dict[str, str]]:
+    """The end-to-end measures of the peers that can run here, and why the others cannot."""
+    found: dict[str, Callable[[str], dict]] = {}
+    missing: dict[str, str] = {}
+    for name, module, measure in (
+            ("submitit", "submitit", lambda w: _submitit_end_to_end(w, E2E_TASKS)),
+            ("dask-jobqueue", "dask_jobqueue",
+             lambda w: _dask_end_to_end(cluster, w, E2E_TASKS))):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            missing[name] = f"not measured: {exc}"
+        else:
+            found[name] = measure
+    return found, missing
+
+
 def _pymw_submit(work_dir: str, n: int) -> dict[str, float]:
     from pymw_core import Master
 
@@ -123,42 +184,59 @@ def _calls_per_minute(work_dir: str, n: int, seconds: float) -> dict[str, float]
 
 
 def run(repeats: int = 1) -> dict:
-    """Start a private cluster, measure, stop it; medians over ``repeats``."""
+    """Start a private cluster, measure, stop it; medians over ``repeats``, with spreads."""
     return on_service("slurm.cluster", "SlurmCluster", _measure, repeats, max_array_size=1001)
 
 
 def _measure(cluster: Any, repeats: int) -> dict:
+    peers, missing = _peers(cluster)
     samples: dict[str, list] = {"pymw_e2e": [], "raw_e2e": [], "pymw_submit": [],
-                                "raw_submit": []}
+                                "raw_submit": [], **{f"{name}_e2e": [] for name in peers}}
     base = os.path.join(cluster.run_dir, "bench")
+    sides = [("raw_e2e", lambda w: _raw_end_to_end(cluster, w, E2E_TASKS)),
+             ("pymw_e2e", lambda w: _pymw_end_to_end(w, E2E_TASKS)),
+             *((f"{name}_e2e", measure) for name, measure in peers.items())]
     for r in range(repeats):
         work = os.path.join(base, str(r))
         os.makedirs(work)
         samples["raw_submit"].append(_raw_submit(cluster, work, 1000))
         samples["pymw_submit"].append(_pymw_submit(work, 1000))
-        sides = [("raw_e2e", lambda w: _raw_end_to_end(cluster, w, 100)),
-                 ("pymw_e2e", lambda w: _pymw_end_to_end(w, 100))]
-        for name, measure in sides if r % 2 else sides[::-1]:
+        for name, measure in sides[r % len(sides):] + sides[:r % len(sides)]:  # taking turns
             samples[name].append(measure(work))
     calls = _calls_per_minute(os.path.join(base, "calls"), 10_000, 60.0)
 
     def med(name: str, key: str = "wall_s") -> float:
         return statistics.median(s[key] for s in samples[name])
 
+    def spread(name: str) -> str:
+        """``±(worst - best) / best`` over the repeats, with their number, as elsewhere."""
+        walls = [s["wall_s"] for s in samples[name]]
+        return f"±{(max(walls) - min(walls)) / min(walls) * 100:.0f}% ({len(walls)})"
+
     e2e_pymw, e2e_raw = med("pymw_e2e"), med("raw_e2e")
     sub_pymw, sub_raw = med("pymw_submit"), med("raw_submit")
+    peer_rows = [{"measure": f"100 short tasks end to end (s): {name}", "pymw": e2e_pymw,
+                  "pymw spread": spread("pymw_e2e"), name: med(f"{name}_e2e"),
+                  f"{name} spread": spread(f"{name}_e2e"),
+                  f"{name} / pymw": med(f"{name}_e2e") / e2e_pymw} for name in peers]
     return {
         "rows": [
             {"measure": "100 short tasks end to end (s)", "pymw": e2e_pymw,
-             "raw sbatch --array": e2e_raw, "raw / pymw": e2e_raw / e2e_pymw},
+             "pymw spread": spread("pymw_e2e"), "raw sbatch --array": e2e_raw,
+             "raw spread": spread("raw_e2e"), "raw / pymw": e2e_raw / e2e_pymw},
+            *peer_rows,
             {"measure": "submit 1,000 tasks: first submit_task to all submitted (s)",
-             "pymw": sub_pymw, "raw sbatch --array": sub_raw, "pymw / raw": sub_pymw / sub_raw},
+             "pymw": sub_pymw, "pymw spread": spread("pymw_submit"), "raw sbatch --array": sub_raw,
+             "raw spread": spread("raw_submit"), "pymw / raw": sub_pymw / sub_raw},
             {"measure": "  of which master CPU (s)", "pymw": med("pymw_submit", "cpu_s")},
             {"measure": "controller calls per minute, 10,000 tasks queued",
              "pymw": calls["calls_per_minute"]},
         ],
         "ratios": {"e2e_100_raw_over_pymw": e2e_raw / e2e_pymw,
+                   **{f"e2e_100_{name}_over_pymw": med(f"{name}_e2e") / e2e_pymw
+                      for name in peers},
                    "submit_1000_pymw_over_raw": sub_pymw / sub_raw},
+        "peers": {**{name: "measured" for name in peers}, **missing},
         "pymw_e2e_jobs_used": max(s["jobs_used"] for s in samples["pymw_e2e"]),
         "pymw_submit_arrays": max(s["arrays"] for s in samples["pymw_submit"]),
         "pymw_submit_task_calls_s": med("pymw_submit", "submit_task_calls_s"),

@@ -278,6 +278,10 @@ def _targets(sections: dict, ratios: dict) -> list[dict]:
                  "joblib: short calls/s pymw / loky", lambda v: v >= 1)
     ratio_target("joblib by name, a new Parallel per call: pymw ≥ loky's throughput (aim)",
                  "joblib: by name calls/s pymw / loky", lambda v: v >= 1)
+    for peer in ("raw", "submitit", "dask-jobqueue"):
+        ratio_target(f"slurm, 100 short tasks end to end: pymw faster than {peer} (keep)",
+                     f"slurm: ratios.e2e_100_{peer}_over_pymw", lambda v: v > 1,
+                     f"{TIMES} pymw's time")
     return targets
 
 
@@ -464,7 +468,8 @@ def markdown(results: dict) -> str:
     for name, title in (("ssh", "`ssh` over loopback against `local`"),
                         ("mpi", "`mpi` against mpi4py's `MPIPoolExecutor` and `local`"),
                         ("condor", "`condor` against raw `htcondor2`"),
-                        ("slurm", "`slurm` against raw `sbatch --array`"),
+                        ("slurm", "`slurm` against raw `sbatch --array`, submitit and "
+                                  "dask-jobqueue"),
                         ("joblib", "joblib: the `pymw` backend on `local` against `loky`"),
                         ("journal", "The journal: `local` with and without one, its size, "
                                     "resuming")):

@@ -73,7 +73,7 @@ FULL = Profile(
     stream=(1_000_000, 2_000, (10_000, 100_000, 1_000_000)),
     functions=(100_000, (1_000, 10_000, 100_000)),
     ssh_repeats=3, mpi_repeats=3,
-    joblib_repeats=3, condor_repeats=2, slurm_repeats=1, peer_timeout=420.0,
+    joblib_repeats=3, condor_repeats=2, slurm_repeats=3, peer_timeout=420.0,
 )
 QUICK = Profile(
     name="quick", repeats=2, tasks=5_000, per_task_tasks=40, trips=300, per_task_trips=10,
@@ -383,7 +383,9 @@ def main(argv: list[str] | None = None) -> int:
             f"not run by the {profile.name} profile; ask for it with --only journal")),
         # bench_slurm skips itself (not measured) where Slurm and munge are not installed.
         ("slurm", lambda: run_peer_bench(
-            "bench_slurm", max(1, profile.slurm_repeats), profile.peer_timeout,
+            # raw sbatch's 100 tasks take about 100 s a repeat: more time per repeat
+            "bench_slurm", max(1, profile.slurm_repeats),
+            profile.peer_timeout + 150 * max(1, profile.slurm_repeats),
             "" if profile.slurm_repeats or explicit("slurm") else
             f"not run by the {profile.name} profile (it starts a Slurm cluster); "
             "ask for it with --only slurm")),
