@@ -627,6 +627,7 @@ while m.get_status()["busy"] < 4:
     time.sleep(0.05)
 print("busy", flush=True)
 if sys.argv[2] == "exit":
+    sys.stdin.readline()  # the test has found the workers: exiting sooner raced its scan
     sys.exit(0)  # no close(): interpreter exit must stop the remote workers
 m.get_result()  # the signal arrives while the program waits here
 """
@@ -692,13 +693,16 @@ def test_no_remote_worker_outlives_the_master_program(lab, remote_python, remote
                 "connect_timeout": 5.0, "prefetch": 0}  # one task per worker: all 4 busy
     (tmp_path / "settings.json").write_text(json.dumps(settings))
     proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "settings.json"), how],
-                            stdout=subprocess.PIPE, text=True)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert read_line(proc.stdout, 120, "the program's workers to be busy") == "busy\n", \
             f"the program ended first (exit {proc.wait()})"
         workers = remote_workers(str(remote_dir))
         assert len(workers) == 4
-        if how != "exit":
+        if how == "exit":
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        else:
             time.sleep(0.2)  # into get_result, whose wait the signal interrupts
             proc.send_signal({"sigint": signal.SIGINT, "sigterm": signal.SIGTERM,
                               "sigkill": signal.SIGKILL}[how])
@@ -706,6 +710,7 @@ def test_no_remote_worker_outlives_the_master_program(lab, remote_python, remote
     finally:
         proc.kill()
         proc.wait()
+        proc.stdin.close()
         proc.stdout.close()
     wait_until(lambda: not any(alive(p) for p in workers), 30,
                f"the remote workers to end after the master's {how}")
