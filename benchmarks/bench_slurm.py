@@ -139,8 +139,30 @@ def _peers(cluster: Any) -> tuple[dict[str, Callable[[str], dict]], dict[str, st
         except ImportError as exc:
             missing[name] = f"not measured: {exc}"
         else:
-            found[name] = measure
+            found[name] = _importable_here(measure)
     return found, missing
+
+
+def _importable_here(measure: Callable[[str], dict]) -> Callable[[str], dict]:
+    """``measure`` with this folder on the jobs' PYTHONPATH (sbatch passes the environment).
+
+    submitit and dask pickle ``square`` by reference, as ``bench_slurm.square`` when
+    run.py imports this module: their jobs must be able to import it. PyMW's own jobs
+    do not get the path; it ships what is not installed on the node.
+    """
+    def measured(work_dir: str) -> dict:
+        saved = os.environ.get("PYTHONPATH")
+        here = os.path.dirname(os.path.abspath(__file__))
+        os.environ["PYTHONPATH"] = here if not saved else f"{here}{os.pathsep}{saved}"
+        try:
+            return measure(work_dir)
+        finally:
+            if saved is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = saved
+
+    return measured
 
 
 def _pymw_submit(work_dir: str, n: int) -> dict[str, float]:
