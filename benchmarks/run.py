@@ -383,9 +383,9 @@ def main(argv: list[str] | None = None) -> int:
             f"not run by the {profile.name} profile; ask for it with --only journal")),
         # bench_slurm skips itself (not measured) where Slurm and munge are not installed.
         ("slurm", lambda: run_peer_bench(
-            # raw sbatch's 100 tasks take about 100 s a repeat: more time per repeat
+            # raw sbatch and submitit take about 100 s each a repeat: more time per repeat
             "bench_slurm", max(1, profile.slurm_repeats),
-            profile.peer_timeout + 150 * max(1, profile.slurm_repeats),
+            profile.peer_timeout + 250 * max(1, profile.slurm_repeats),
             "" if profile.slurm_repeats or explicit("slurm") else
             f"not run by the {profile.name} profile (it starts a Slurm cluster); "
             "ask for it with --only slurm")),
