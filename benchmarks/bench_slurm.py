@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import report
 from services import on_service, wait
 
 RAW_SCRIPT = """#!/bin/sh
@@ -231,9 +232,7 @@ def _measure(cluster: Any, repeats: int) -> dict:
         return statistics.median(s[key] for s in samples[name])
 
     def spread(name: str) -> str:
-        """``±(worst - best) / best`` over the repeats, with their number, as elsewhere."""
-        walls = [s["wall_s"] for s in samples[name]]
-        return f"±{(max(walls) - min(walls)) / min(walls) * 100:.0f}% ({len(walls)})"
+        return report.spread(report.summarize([s["wall_s"] for s in samples[name]], False))
 
     e2e_pymw, e2e_raw = med("pymw_e2e"), med("raw_e2e")
     sub_pymw, sub_raw = med("pymw_submit"), med("raw_submit")
