@@ -348,3 +348,43 @@ def test_the_frames_of_one_matching_round_leave_in_one_write():
         assert [m.get_result(t)[1] for t in tasks] == [divmod(i, 3) for i in range(10)]
         assert interface.raw.writes - before == 1
     assert interface.closed.wait(10) and interface.proc.wait(10) == 0
+
+
+_PACK_FOR_A_NODE = """
+from pymw_core import bundle
+from pymw_core.payload import Packer, request_file
+def square(x):
+    return x * x
+name, data = bundle.runtime_zip()
+open("runtime.zip", "wb").write(data)
+open("in", "wb").write(request_file(Packer().pack(square, (7,)), 1))
+"""
+_RUN_ON_A_NODE = """
+import sys
+sys.path.insert(0, "runtime.zip")
+from pymw_core.worker import preload, run_file
+if sys.argv[1] == "preload":
+    preload()
+before = set(sys.modules)
+run_file("in", "out", watch_parent=True)
+open("imported", "w").write(" ".join(sorted(set(sys.modules) - before)))
+"""
+
+
+@pytest.mark.parametrize("preloaded", [False, True])
+def test_preload_leaves_nothing_for_a_file_mode_task_to_import(tmp_path, preloaded):
+    """The slurm element forks a process per task: what preload() imported, it inherits."""
+    (tmp_path / "master.py").write_text(_PACK_FOR_A_NODE)  # a file: its source is shipped
+    subprocess.run([sys.executable, "master.py"], cwd=tmp_path, check=True, timeout=60)
+    mode = "preload" if preloaded else "cold"
+    # -I -S: only the runtime zip provides pymw_core and cloudpickle, as on a bare node
+    subprocess.run([sys.executable, "-I", "-S", "-c", _RUN_ON_A_NODE, mode], cwd=tmp_path,
+                   check=True, timeout=60)
+    with open(tmp_path / "out", "rb") as fh:
+        reply = wire.read_message(fh)
+    assert reply[2] is True and pickle.loads(reply[3]) == 49
+    imported = (tmp_path / "imported").read_text().split()
+    if preloaded:
+        assert imported == []
+    else:  # what preload() is for: the guardian's ctypes, the shipped function's sources
+        assert "ctypes" in imported and "pymw_core.sources" in imported

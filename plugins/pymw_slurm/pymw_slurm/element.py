@@ -290,7 +290,9 @@ def main(argv: list[str]) -> int:
     why = "did not start"
     try:
         sys.path.insert(0, runtime)
-        from pymw_core.worker import run_file
+        from pymw_core.worker import preload, run_file
+
+        preload()  # once here, not in each task's forked process
 
         element = Element(run_dir, group, float(idle), float(limit), run_file)
         try:
