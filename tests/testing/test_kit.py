@@ -11,6 +11,7 @@ issue 24, or took minutes).
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import re
 import shutil
@@ -24,9 +25,10 @@ from pymw_testing import clean_env, run_child
 
 from pymw_core.testing import CHECKS, RULES, InterfaceContract, Target
 
-# The kit's child pytest (the module's `outcomes` fixture, set up in the first test) takes
-# 140 s on a quiet 2-core machine: room for a loaded one, run_child still ends it 30 s
-# before pytest-timeout would end the session.
+# The kit's child pytests (the module's `outcomes` fixture, set up in the first test) take
+# about 140 s of checks; in shards side by side, under a minute on a quiet 2-core machine.
+# Room for a loaded one: run_child still ends each 30 s before pytest-timeout would end
+# the session.
 pytestmark = pytest.mark.timeout(900)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -208,20 +210,50 @@ SELECTED = sorted({name.split(".")[0] + " and " + name.split(".")[1].split("[")[
                    for name in EXPECTED})
 
 
+# The child pytest in shards run side by side: most of its time is checks waiting out
+# the allowances of hanging interfaces, not work, and one run of them all took 140 s.
+SLOW = {  # -k expressions of the slow classes' checks, by the seconds they wait
+    "hangs-long": "TestHangs and (test_results or test_payloads or test_concurrency)",
+    "hangs-rest": "TestHangs and not (test_results or test_payloads or test_concurrency)",
+    "no-slot-back": "TestNoSlotBack",
+    "stops": "TestTruncating or TestNoStop or TestHangingStop",
+}
+SHARDS = {**SLOW, "the-rest": "not (" + " or ".join(f"({k})" for k in SLOW.values()) + ")"}
+
+
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory):
     """{test id: (outcome, message, seconds)} of the kit run on the interfaces above."""
     folder = tmp_path_factory.mktemp("kit")
     (folder / "test_broken.py").write_text(CONTRACTS)
     shutil.copy(os.path.join(HERE, "broken_interfaces.py"), folder / "broken_interfaces.py")
-    report = folder / "report.xml"
     selected = " or ".join(f"({s})" for s in [*SELECTED, "TestProcs", "TestInline"])
-    done = run_child(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--strict-markers",
-         "-p", "no:randomly", "-k", selected, f"--junitxml={report}", "test_broken.py"],
-        "the kit's child pytest", 900, cwd=folder, env=clean_env(PYTHONPATH=str(folder)))
-    assert report.exists(), done.stdout[-5000:] + done.stderr[-3000:]
-    found = {}
+
+    def shard(name: str) -> list[tuple[str, tuple[str, str, float]]]:
+        report = folder / f"report-{name}.xml"
+        done = run_child(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--strict-markers",
+             "-p", "no:randomly", f"--basetemp={folder / ('tmp-' + name)}",
+             "-k", f"({selected}) and ({SHARDS[name]})", f"--junitxml={report}",
+             "test_broken.py"],
+            f"the kit's child pytest ({name})", 900, cwd=folder,
+            env=clean_env(PYTHONPATH=str(folder)))
+        assert report.exists(), done.stdout[-5000:] + done.stderr[-3000:]
+        return _cases(report)
+
+    with concurrent.futures.ThreadPoolExecutor(len(SHARDS)) as pool:
+        cases = [case for part in pool.map(shard, SHARDS) for case in part]
+    found = dict(cases)
+    assert len(found) == len(cases), "a check ran in two shards"
+    # What each took, for the record (the run's log, with -s or on failure).
+    for name, (outcome, _, seconds) in sorted(found.items()):
+        print(f"{seconds:6.1f} s  {outcome:8} {name}")
+    return found
+
+
+def _cases(report) -> list[tuple[str, tuple[str, str, float]]]:
+    """``(test id, (outcome, message, seconds))`` of each test case in a JUnit report."""
+    cases = []
     for case in ET.parse(report).getroot().iter("testcase"):
         name = f"{case.get('classname').rsplit('.', 1)[-1]}.{case.get('name')}"
         outcome, message = "passed", ""
@@ -229,11 +261,8 @@ def outcomes(tmp_path_factory):
             element = case.find(kind)
             if element is not None:
                 outcome, message = kind, (element.get("message") or "") + (element.text or "")
-        found[name] = (outcome, message, float(case.get("time") or 0))
-    # What each took, for the record (the run's log, with -s or on failure).
-    for name, (outcome, _, seconds) in sorted(found.items()):
-        print(f"{seconds:6.1f} s  {outcome:8} {name}")
-    return found
+        cases.append((name, (outcome, message, float(case.get("time") or 0))))
+    return cases
 
 
 def test_a_sound_interface_passes_every_check(outcomes):
