@@ -263,9 +263,13 @@ def test_a_job_killed_without_a_word_is_seen_by_squeue_and_its_task_retried(
     pids = {pid for pid, _ in processes_marked("SLURM_ARRAY_JOB_ID", array)} & \
         {pid for pid, _ in processes_marked("SLURM_ARRAY_TASK_ID", index)}
     assert pids, f"no process of Slurm job {job} found"
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    # All at once, as a node that fails: stopped first, so that the element cannot see its
+    # task's process die and write a lost note between two of the kills (a loaded run
+    # saw it: "the task's process ... was killed by signal 9").
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
     wait_dead(pids, 10, f"the processes of Slurm job {job}")
     # A killed element cannot remove its scratch directory on the node ($TMPDIR): the test
     # does, as a node's tmp cleaner would.
