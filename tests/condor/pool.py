@@ -419,8 +419,9 @@ class CondorPool:
             self._proc = None
         _kill_rooted(self.root)  # TERM, then KILL
         _unmount_all(self.root)
-        with contextlib.suppress(OSError):
-            os.rmdir(self.root + self.shared_dir)  # the now empty mount point
+        for empty in (self.shared_dir, self.base_dir):  # the mount point, then its folder
+            with contextlib.suppress(OSError):
+                os.rmdir(self.root + empty)
 
     @contextlib.contextmanager
     def as_client(self) -> Iterator[None]:
