@@ -36,6 +36,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
 import report
 from services import on_service, wait
@@ -152,16 +153,10 @@ def _importable_here(measure: Callable[[str], dict]) -> Callable[[str], dict]:
     do not get the path; it ships what is not installed on the node.
     """
     def measured(work_dir: str) -> dict:
-        saved = os.environ.get("PYTHONPATH")
         here = os.path.dirname(os.path.abspath(__file__))
-        os.environ["PYTHONPATH"] = here if not saved else f"{here}{os.pathsep}{saved}"
-        try:
+        path = os.pathsep.join(filter(None, (here, os.environ.get("PYTHONPATH"))))
+        with mock.patch.dict(os.environ, {"PYTHONPATH": path}):  # restored after, or removed
             return measure(work_dir)
-        finally:
-            if saved is None:
-                os.environ.pop("PYTHONPATH", None)
-            else:
-                os.environ["PYTHONPATH"] = saved
 
     return measured
 
