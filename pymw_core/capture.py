@@ -10,6 +10,10 @@ the middle was cut), decoded as UTF-8 with ``errors="replace"``, and emptied.
 
 The worker's channel to the master is never fd 1 or 2 (see ``worker.main``), so
 nothing a task writes can reach it.
+
+A runtime that shares its process with another program (an in-process interface's
+threads) cannot own fds 1 and 2: :class:`ThreadCapture` takes what the task's own
+thread writes to ``sys.stdout``/``sys.stderr`` instead, each running task its own.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import io
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -86,6 +91,80 @@ class FdCapture:
                 same = False
             if not same:
                 os.dup2(fd, target)
+
+
+class ThreadCapture:
+    """One task's ``sys.stdout``/``sys.stderr`` writes, in a process other tasks may share.
+
+    Swapping the process-wide streams for buffers per task broke when two tasks ran at
+    once: the second saved the first's buffer as "the stream" and put it back last, so
+    the program's own prints went into a dead buffer for good. Instead, while any task
+    runs, both streams are :class:`_Router` objects: a task thread's writes go to its
+    own buffer, every other thread's to the stream that was there before, which comes
+    back when the last task ends. (Threads a task starts write to that stream too.)
+    """
+
+    def __init__(self) -> None:
+        self._routers: tuple[_Router, _Router] | None = None
+
+    def begin(self) -> None:
+        """A task starts on this thread: its writes are kept from here on."""
+        ident = threading.get_ident()
+        routers = []
+        with _ROUTING:
+            for name in _STREAMS:
+                router = getattr(sys, name)
+                if not isinstance(router, _Router):
+                    router = _Router(router)
+                    setattr(sys, name, router)
+                router.buffers.setdefault(ident, []).append(io.StringIO())
+                routers.append(router)
+        self._routers = (routers[0], routers[1])
+
+    def end(self) -> tuple[str, str]:
+        """The task ended: its (stdout, stderr); the streams are the program's again once
+        no task of this process runs."""
+        ident, routers = threading.get_ident(), self._routers
+        assert routers is not None, "end() without begin()"
+        self._routers = None
+        texts = []
+        with _ROUTING:
+            for name, router in zip(_STREAMS, routers, strict=True):
+                stack = router.buffers[ident]
+                texts.append(stack.pop().getvalue())
+                if not stack:
+                    del router.buffers[ident]
+                if not router.buffers and getattr(sys, name) is router:
+                    setattr(sys, name, router.stream)
+        return texts[0], texts[1]
+
+
+_ROUTING = threading.Lock()  # taken to put routers in place, or back
+_STREAMS = ("stdout", "stderr")
+
+
+class _Router:
+    """``sys.stdout`` or ``sys.stderr`` while tasks run in threads: writes go by thread."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.buffers: dict[int, list[io.StringIO]] = {}  # thread -> its tasks (nested runs)
+
+    def _target(self) -> Any:
+        stack = self.buffers.get(threading.get_ident())
+        return stack[-1] if stack else self.stream
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def writelines(self, lines: Any) -> None:
+        self._target().writelines(lines)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, encoding, fileno...: the target's
+        return getattr(self._target(), name)
 
 
 def _temporary(directory: str) -> int:

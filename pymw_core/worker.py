@@ -22,7 +22,6 @@ import faulthandler
 import importlib
 import importlib.abc
 import importlib.util
-import io
 import os
 import pickle
 import queue
@@ -125,7 +124,8 @@ class Runtime:
         ``own_process`` (default: ``chdir``): this runtime owns the process, so a task's
         output is captured at fds 1 and 2 (:mod:`pymw_core.capture`) and the processes a
         task leaves running are ended when it ends (:func:`guardian.end_children`).
-        Otherwise output is captured from ``sys.stdout``/``sys.stderr`` only. ``capture``:
+        Otherwise what the task's thread writes to ``sys.stdout``/``sys.stderr`` is
+        captured, so tasks may run at once on threads of one process. ``capture``:
         the files made before the guardian forked (see :func:`main`).
         """
         self._own_scratch = scratch is None
@@ -140,6 +140,7 @@ class Runtime:
                 capture = _capture.FdCapture(self.scratch)
             capture.install()
         self._capture = capture if own_process else None
+        self._thread_capture = _capture.ThreadCapture()  # when not: the task's thread only
         # A subreaper catches what a task's processes double-fork, so that ending this
         # process's children after a task ends all of them.
         self._sweep = own_process and guardian.supported() and guardian.become_subreaper()
@@ -201,15 +202,12 @@ class Runtime:
             message = self.accept(message)
         _, task_id, code, args_blob, extras = message
         capture = self._capture
-        if capture is None:
-            buffers = io.StringIO(), io.StringIO()
-            saved = sys.stdout, sys.stderr
         workdir = None
         start = called = time.perf_counter()  # called: when the task's own code began
         self._current, self._progress_sent = task_id, (0.0, 0.0)
         try:
             if capture is None:
-                sys.stdout, sys.stderr = buffers
+                self._thread_capture.begin()
             else:
                 capture.begin()
             deps = ()
@@ -246,8 +244,7 @@ class Runtime:
             now = time.perf_counter()
             seconds, ran = now - start, now - called
             if capture is None:
-                sys.stdout, sys.stderr = saved
-                out_text, err_text = buffers[0].getvalue(), buffers[1].getvalue()
+                out_text, err_text = self._thread_capture.end()
             else:
                 if ran > _SWEEP_AFTER:  # code this quick cannot have started a process
                     if self._sweep:

@@ -137,6 +137,59 @@ def test_stdout_and_stderr_are_captured(master):
     assert task.stderr == "to err\n"
 
 
+def _speaks_at_once(name):
+    import sys
+
+    import pymw_testing  # the barrier, found by name: a lock does not pickle
+
+    print(f"{name} to out")
+    pymw_testing.at_once.wait(10)  # both tasks are running now, each in its own thread
+    print(f"{name} to err", file=sys.stderr)
+    pymw_testing.at_once.wait(10)
+    return name
+
+
+def test_tasks_running_at_once_in_threads_keep_their_own_output_and_leave_the_programs(
+        capsys, monkeypatch):
+    # Seen in CI as a program whose last prints vanished (status 0): two runtimes in one
+    # process each swapped sys.stdout for a buffer, and the second put the first's back.
+    import sys
+
+    import pymw_testing
+
+    from pymw_core import wire
+    from pymw_core.payload import Packer
+    from pymw_core.worker import Runtime
+
+    streams = sys.stdout, sys.stderr
+    barrier = threading.Barrier(3)  # two tasks and the program
+    monkeypatch.setattr(pymw_testing, "at_once", barrier, raising=False)
+    replies = {}
+
+    def run(name):
+        runtime = Runtime(chdir=False)
+        try:
+            replies[name] = runtime.run(Packer().pack(_speaks_at_once, (name,)).message(1))
+        finally:
+            runtime.close()
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    barrier.wait(10)
+    print("the program, while both run")
+    barrier.wait(10)
+    for thread in threads:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in threads)
+    for name in ("a", "b"):
+        assert replies[name][2] is True and wire.loads(replies[name][3]) == name, replies[name]
+        assert replies[name][4:6] == (f"{name} to out\n", f"{name} to err\n")
+    assert (sys.stdout, sys.stderr) == streams  # the program's own streams, back in place
+    print("the program, after")
+    assert capsys.readouterr().out == "the program, while both run\nthe program, after\n"
+
+
 def test_foreign_and_bogus_arguments_raise_task_error(master):
     with Master(Inline()) as other:
         foreign = other.submit_task(square, (2,))

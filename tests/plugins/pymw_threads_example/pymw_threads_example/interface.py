@@ -5,8 +5,8 @@ as on any interface: packed (``task.payload.message``), moved (here: a queue),
 run (PyMW's worker runtime), unpacked (``deliver``, which calls ``task_finished``).
 
 In-process limits, which an interface that runs the runtime in another process
-does not have: one task runs at a time (the runtime captures output by swapping
-the process-wide ``sys.stdout``), and the runtime leaves the process's working
+does not have: a task's output is what its own thread writes to ``sys.stdout`` and
+``sys.stderr`` (not fds 1 and 2), and the runtime leaves the process's working
 directory alone, so tasks do not find their ``data_files`` in their cwd.
 """
 
@@ -19,10 +19,6 @@ from typing import Any
 from pymw_core.errors import InterfaceError
 from pymw_core.unpack import deliver
 from pymw_core.worker import Runtime
-
-# The runtime swaps sys.stdout and sys.stderr while a task runs; two tasks running
-# at once in one process would capture each other's output.
-_RUN_ONE_AT_A_TIME = threading.Lock()
 
 
 class Worker:
@@ -44,8 +40,7 @@ class Worker:
             if task is None:  # cleanup() asked this thread to end
                 return
             message = task.payload.message(task.id)  # the frame every transport carries
-            with _RUN_ONE_AT_A_TIME:
-                reply = self.runtime.run(message)  # never raises for the task's own faults
+            reply = self.runtime.run(message)  # never raises for the task's own faults
             deliver(task, reply)  # result or exception (with traceback) -> task_finished
 
 
