@@ -696,23 +696,6 @@ def serve(inp: Any, out: BinaryIO, scratch: str | None = None) -> None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def preload() -> None:
-    """Import now what running a task imports on first use (the guardian's libc, the
-    capture's ``fcntl``, the module that rebuilds functions shipped with their sources).
-
-    For a process that forks a child per task (the slurm element): each child would
-    otherwise import them again, about 10 ms a task, much of it compiling sources that
-    a runtime zip holds without bytecode.
-    """
-    guardian.supported()
-    import fcntl  # noqa: F401
-
-    try:
-        import pymw_core.sources  # noqa: F401
-    except ImportError:  # run from a zip whose pymw_core is a stub
-        import sources  # type: ignore[import-not-found]  # noqa: F401
-
-
 def run_file(in_path: str, out_path: str, watch_parent: bool = False) -> None:
     """Run the single task stored in ``in_path`` (a ``need`` frame, then a ``task`` frame).
 

@@ -171,6 +171,26 @@ def test_a_task_process_that_dies_is_a_lost_worker_and_its_element_goes_on(make_
     assert master.interface.job_id(after) == master.interface.job_id(dead)
 
 
+def worker_pid():
+    import os
+
+    return os.getpid()
+
+
+def test_an_elements_tasks_share_one_worker_until_a_task_ends_it(make_master):
+    """One worker runtime per element, not a fork per task; a new one after a crash."""
+    master = make_master(max_attempts=1, max_jobs=1)
+    first, second = [master.submit_task(worker_pid) for _ in range(2)]
+    pid = master.get_result(first)[1]
+    assert master.get_result(second)[1] == pid
+    dead = master.submit_task(exit_abruptly, (3,))
+    with pytest.raises(WorkerLostError, match="exited with status 3 without a result"):
+        master.get_result(dead)
+    after = master.submit_task(worker_pid)
+    assert master.get_result(after)[1] != pid
+    assert len({master.interface.job_id(t) for t in (first, second, dead, after)}) == 1
+
+
 def test_task_errors_name_node_job_and_attempt_and_quote_a_dead_tasks_output(make_master):
     # Seen failing before hosts/JOB and _with_log: no note, no node, no last words.
     import socket
