@@ -102,13 +102,15 @@ class ThreadCapture:
     runs, both streams are :class:`_Router` objects: a task thread's writes go to its
     own buffer, every other thread's to the stream that was there before, which comes
     back when the last task ends. (Threads a task starts write to that stream too.)
+
+    It keeps nothing between :meth:`begin` and :meth:`end` but what ``begin`` returns,
+    so one runtime may run tasks on several threads at once.
     """
 
-    def __init__(self) -> None:
-        self._routers: tuple[_Router, _Router] | None = None
-
-    def begin(self) -> None:
-        """A task starts on this thread: its writes are kept from here on."""
+    @staticmethod
+    def begin() -> tuple[_Router, _Router]:
+        """A task starts on this thread: its writes are kept from here on. Pass what
+        this returns to :meth:`end`."""
         ident = threading.get_ident()
         routers = []
         with _ROUTING:
@@ -119,14 +121,13 @@ class ThreadCapture:
                     setattr(sys, name, router)
                 router.buffers.setdefault(ident, []).append(io.StringIO())
                 routers.append(router)
-        self._routers = (routers[0], routers[1])
+        return routers[0], routers[1]
 
-    def end(self) -> tuple[str, str]:
-        """The task ended: its (stdout, stderr); the streams are the program's again once
-        no task of this process runs."""
-        ident, routers = threading.get_ident(), self._routers
-        assert routers is not None, "end() without begin()"
-        self._routers = None
+    @staticmethod
+    def end(routers: tuple[_Router, _Router]) -> tuple[str, str]:
+        """The task on this thread ended: its (stdout, stderr); the streams are the
+        program's again once no task of this process runs."""
+        ident = threading.get_ident()
         texts = []
         with _ROUTING:
             for name, router in zip(_STREAMS, routers, strict=True):

@@ -140,7 +140,6 @@ class Runtime:
                 capture = _capture.FdCapture(self.scratch)
             capture.install()
         self._capture = capture if own_process else None
-        self._thread_capture = _capture.ThreadCapture()  # when not: the task's thread only
         # A subreaper catches what a task's processes double-fork, so that ending this
         # process's children after a task ends all of them.
         self._sweep = own_process and guardian.supported() and guardian.become_subreaper()
@@ -207,7 +206,7 @@ class Runtime:
         self._current, self._progress_sent = task_id, (0.0, 0.0)
         try:
             if capture is None:
-                self._thread_capture.begin()
+                routed = _capture.ThreadCapture.begin()
             else:
                 capture.begin()
             deps = ()
@@ -244,7 +243,7 @@ class Runtime:
             now = time.perf_counter()
             seconds, ran = now - start, now - called
             if capture is None:
-                out_text, err_text = self._thread_capture.end()
+                out_text, err_text = _capture.ThreadCapture.end(routed)
             else:
                 if ran > _SWEEP_AFTER:  # code this quick cannot have started a process
                     if self._sweep:

@@ -149,10 +149,12 @@ def _speaks_at_once(name):
     return name
 
 
+@pytest.mark.parametrize("runtimes", ["one per thread", "one for both"])
 def test_tasks_running_at_once_in_threads_keep_their_own_output_and_leave_the_programs(
-        capsys, monkeypatch):
+        capsys, monkeypatch, runtimes):
     # Seen in CI as a program whose last prints vanished (status 0): two runtimes in one
     # process each swapped sys.stdout for a buffer, and the second put the first's back.
+    # One runtime for both threads is what an inline interface's dispatch threads share.
     import sys
 
     import pymw_testing
@@ -165,13 +167,15 @@ def test_tasks_running_at_once_in_threads_keep_their_own_output_and_leave_the_pr
     barrier = threading.Barrier(3)  # two tasks and the program
     monkeypatch.setattr(pymw_testing, "at_once", barrier, raising=False)
     replies = {}
+    shared = Runtime(chdir=False) if runtimes == "one for both" else None
 
     def run(name):
-        runtime = Runtime(chdir=False)
+        runtime = shared or Runtime(chdir=False)
         try:
             replies[name] = runtime.run(Packer().pack(_speaks_at_once, (name,)).message(1))
         finally:
-            runtime.close()
+            if shared is None:
+                runtime.close()
 
     threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
     for thread in threads:
@@ -182,6 +186,8 @@ def test_tasks_running_at_once_in_threads_keep_their_own_output_and_leave_the_pr
     for thread in threads:
         thread.join(10)
     assert not any(thread.is_alive() for thread in threads)
+    if shared is not None:
+        shared.close()
     for name in ("a", "b"):
         assert replies[name][2] is True and wire.loads(replies[name][3]) == name, replies[name]
         assert replies[name][4:6] == (f"{name} to out\n", f"{name} to err\n")
