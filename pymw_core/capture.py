@@ -12,7 +12,7 @@ The worker's channel to the master is never fd 1 or 2 (see ``worker.main``), so
 nothing a task writes can reach it.
 
 A runtime that shares its process with another program (an in-process interface's
-threads) cannot own fds 1 and 2: :class:`ThreadCapture` takes what the task's own
+threads) cannot own fds 1 and 2: :func:`begin_thread_capture` takes what the task's own
 thread writes to ``sys.stdout``/``sys.stderr`` instead, each running task its own.
 """
 
@@ -93,8 +93,10 @@ class FdCapture:
                 os.dup2(fd, target)
 
 
-class ThreadCapture:
-    """One task's ``sys.stdout``/``sys.stderr`` writes, in a process other tasks may share.
+def begin_thread_capture() -> tuple[_Router, _Router]:
+    """A task starts on this thread, in a process other tasks may share: its writes to
+    ``sys.stdout``/``sys.stderr`` are kept from here on. Pass what this returns to
+    :func:`end_thread_capture`.
 
     Swapping the process-wide streams for buffers per task broke when two tasks ran at
     once: the second saved the first's buffer as "the stream" and put it back last, so
@@ -102,42 +104,36 @@ class ThreadCapture:
     runs, both streams are :class:`_Router` objects: a task thread's writes go to its
     own buffer, every other thread's to the stream that was there before, which comes
     back when the last task ends. (Threads a task starts write to that stream too.)
-
-    It keeps nothing between :meth:`begin` and :meth:`end` but what ``begin`` returns,
-    so one runtime may run tasks on several threads at once.
+    Nothing is kept between the two calls but what this returns, so one runtime may run
+    tasks on several threads at once.
     """
+    ident = threading.get_ident()
+    routers = []
+    with _ROUTING:
+        for name in _STREAMS:
+            router = getattr(sys, name)
+            if not isinstance(router, _Router):
+                router = _Router(router)
+                setattr(sys, name, router)
+            router.buffers.setdefault(ident, []).append(io.StringIO())
+            routers.append(router)
+    return routers[0], routers[1]
 
-    @staticmethod
-    def begin() -> tuple[_Router, _Router]:
-        """A task starts on this thread: its writes are kept from here on. Pass what
-        this returns to :meth:`end`."""
-        ident = threading.get_ident()
-        routers = []
-        with _ROUTING:
-            for name in _STREAMS:
-                router = getattr(sys, name)
-                if not isinstance(router, _Router):
-                    router = _Router(router)
-                    setattr(sys, name, router)
-                router.buffers.setdefault(ident, []).append(io.StringIO())
-                routers.append(router)
-        return routers[0], routers[1]
 
-    @staticmethod
-    def end(routers: tuple[_Router, _Router]) -> tuple[str, str]:
-        """The task on this thread ended: its (stdout, stderr); the streams are the
-        program's again once no task of this process runs."""
-        ident = threading.get_ident()
-        texts = []
-        with _ROUTING:
-            for name, router in zip(_STREAMS, routers, strict=True):
-                stack = router.buffers[ident]
-                texts.append(stack.pop().getvalue())
-                if not stack:
-                    del router.buffers[ident]
-                if not router.buffers and getattr(sys, name) is router:
-                    setattr(sys, name, router.stream)
-        return texts[0], texts[1]
+def end_thread_capture(routers: tuple[_Router, _Router]) -> tuple[str, str]:
+    """The task on this thread ended: its (stdout, stderr); the streams are the
+    program's again once no task of this process runs."""
+    ident = threading.get_ident()
+    texts = []
+    with _ROUTING:
+        for name, router in zip(_STREAMS, routers, strict=True):
+            stack = router.buffers[ident]
+            texts.append(stack.pop().getvalue())
+            if not stack:
+                del router.buffers[ident]
+            if not router.buffers and getattr(sys, name) is router:
+                setattr(sys, name, router.stream)
+    return texts[0], texts[1]
 
 
 _ROUTING = threading.Lock()  # taken to put routers in place, or back

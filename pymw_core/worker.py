@@ -206,7 +206,7 @@ class Runtime:
         self._current, self._progress_sent = task_id, (0.0, 0.0)
         try:
             if capture is None:
-                routed = _capture.ThreadCapture.begin()
+                routed = _capture.begin_thread_capture()
             else:
                 capture.begin()
             deps = ()
@@ -243,7 +243,7 @@ class Runtime:
             now = time.perf_counter()
             seconds, ran = now - start, now - called
             if capture is None:
-                out_text, err_text = _capture.ThreadCapture.end(routed)
+                out_text, err_text = _capture.end_thread_capture(routed)
             else:
                 if ran > _SWEEP_AFTER:  # code this quick cannot have started a process
                     if self._sweep:
