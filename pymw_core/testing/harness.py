@@ -76,6 +76,9 @@ class Run:
         self.log = HookLog()
         self.ends = Ends()
         self.masters: list[Master] = []
+        #: Master makings the check gave up waiting for: close() still waits for them and
+        #: closes what they make, or a slow start's workers would run on into later checks.
+        self.late_starts: list[threading.Thread] = []
         self.created: float | None = None
         base = target.shared_dir or str(tmp_path)
         self.shared = os.path.join(base, f"contract-markers-{uuid.uuid4().hex[:12]}")
@@ -118,7 +121,8 @@ class Run:
             self.masters.append(master)
             return master
 
-        return self.call(make, "the interface to start and the master to adopt it")
+        return self.call(make, "the interface to start and the master to adopt it",
+                         late=self.late_starts)
 
     # -- waiting -------------------------------------------------------------------
 
@@ -148,9 +152,10 @@ class Run:
                 self.fail(what, seconds, tasks)
             time.sleep(0.02)
 
-    def call(self, function: Callable[[], Any], what: str, tasks: int = 1) -> Any:
+    def call(self, function: Callable[[], Any], what: str, tasks: int = 1, *,
+             late: list[threading.Thread] | None = None) -> Any:
         """``function()`` (a call into the master that reaches a hook), with a deadline: a
-        hook that hangs fails the check instead of hanging it."""
+        hook that hangs fails the check instead of hanging it (its thread goes on ``late``)."""
         box: dict[str, Any] = {}
 
         def run() -> None:
@@ -164,6 +169,8 @@ class Run:
         seconds = self.target.seconds(tasks)
         thread.join(seconds)
         if thread.is_alive():
+            if late is not None:
+                late.append(thread)
             self.fail(f"{what} (the call returning)", seconds, tasks)
         if "error" in box:
             raise box["error"]
@@ -225,6 +232,13 @@ class Run:
     def close(self) -> None:
         try:
             hung = []
+            for thread in self.late_starts:  # a master made late is closed all the same
+                thread.join(self.target.seconds(1))
+                if thread.is_alive():
+                    hung.append(pytest.fail.Exception(
+                        f"{self.target.label}: the interface was still starting "
+                        f"{self.target.seconds(1):g} s after its check gave up on it; what "
+                        "it starts may outlive the check"))
             for master in list(self.masters):  # every one, even after one that hangs
                 try:
                     self.call(master.close, "close() of the master (the interface's cleanup)")
