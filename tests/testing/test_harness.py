@@ -17,6 +17,7 @@ class SlowStart:
     """An in-process interface whose start takes ``delay`` seconds; says when it is cleaned up."""
 
     delay = 1.5
+    made: list[SlowStart] = []
 
     def __init__(self) -> None:
         time.sleep(self.delay)
@@ -29,8 +30,6 @@ class SlowStart:
     def cleanup(self) -> None:
         self.cleaned.set()
 
-    made: list[SlowStart] = []
-
 
 @pytest.fixture
 def slow_start():
@@ -42,8 +41,8 @@ def slow_start():
 def test_a_master_made_after_its_check_gave_up_is_closed_with_the_check(
         tmp_path: Path, slow_start: type[SlowStart]) -> None:
     # A start past the deadline fails the check, but its master still comes, later: a
-    # batch or MPI job, whose workers would otherwise run on (at full CPU, for MPI's
-    # polling ranks) into the checks after it, making each of them late in turn.
+    # batch or MPI job, whose workers would otherwise run on into the checks after it,
+    # taking their CPU and making them late in turn.
     run = Run(Target(slow_start, startup=0.5, per_task=0.5), tmp_path)
     with pytest.raises(pytest.fail.Exception, match="did not happen within 1 s"):
         run.master()
