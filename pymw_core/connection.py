@@ -106,6 +106,12 @@ class WorkerConnection:
         self._thread.start()
         return self
 
+    def settled(self, timeout: float | None = None) -> bool:
+        """Whether the worker's start is settled (hello checked, refused, or stream ended)
+        within ``timeout``. ``hello`` and ``error`` are set before that, so a caller
+        deciding from them alone may catch a hello whose held frames are still leaving."""
+        return self._ready.wait(timeout)
+
     def wait_ready(self, timeout: float | None = None) -> dict[str, Any]:
         """The worker's ``hello``; raises InterfaceError if it never came or was refused."""
         if not self._ready.wait(timeout):

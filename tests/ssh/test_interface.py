@@ -41,6 +41,7 @@ from pymw_core import (
     TaskTimeoutError,
     WorkerLostError,
 )
+from pymw_core.connection import WorkerConnection
 from ssh.sshd import free_port, keygen
 
 pytestmark = pytest.mark.ssh
@@ -241,6 +242,22 @@ def test_output_is_captured_at_fds_1_and_2_on_the_host(make_master):
     task = master.submit_task(write_every_way)
     assert master.get_result(task)[1] == "written"
     assert (task.stdout, task.stderr) == (WRITTEN_STDOUT, WRITTEN_STDERR)
+
+
+def test_a_worker_whose_hello_settles_slowly_still_starts(make_master, monkeypatch):
+    """Seen failing in a loaded run ("worker host1/w1 did not start within 0.25 s"): the
+    hello was in, the frames held for the worker still being written, when a slice of
+    the host's wait for it ran out; the start was taken for a failure. The write made
+    slow here as a loaded machine made it."""
+    release = WorkerConnection._release_held
+
+    def slow_release(connection):
+        time.sleep(0.6)
+        release(connection)
+
+    monkeypatch.setattr(WorkerConnection, "_release_held", slow_release)
+    master = make_master(hosts=["host1"], workers_per_host=1)
+    assert master.get_result(master.submit_task(square, (7,)))[1] == 49
 
 
 def test_a_tasks_process_tree_ends_with_it_on_the_host(make_master, tmp_path):

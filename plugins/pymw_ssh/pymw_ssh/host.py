@@ -400,17 +400,21 @@ class Host:
 
     def _await_hello(self, worker: RemoteWorker) -> None:
         connection = worker.connection
-        deadline = time.monotonic() + max(self.settings.timeout, 30.0)
-        while True:
-            try:
-                hello = connection.wait_ready(0.25)
-                break
-            except InterfaceError as exc:
-                pending = connection.hello is None and connection.error is None
-                if not pending or time.monotonic() > deadline:
-                    raise HostError(f"host {self.name}: {exc}") from exc
-                if self._stop.is_set():
-                    raise HostError(f"host {self.name}: closing") from None
+        limit = max(self.settings.timeout, 30.0)
+        deadline = time.monotonic() + limit
+        # Decided on settled() alone: a hello is recorded before the frames held for the
+        # worker have left, and a loaded machine's write outlasted a slice of this wait
+        # (the start was then taken for a failure, "did not start within 0.25 s").
+        while not connection.settled(0.25):
+            if time.monotonic() > deadline:
+                raise HostError(f"host {self.name}: worker {connection.name} did not start "
+                                f"within {limit:g} s")
+            if self._stop.is_set():
+                raise HostError(f"host {self.name}: closing")
+        try:
+            hello = connection.wait_ready(0)
+        except InterfaceError as exc:
+            raise HostError(f"host {self.name}: {exc}") from exc
         worker.pid = hello.get("pid")
         self._runs[self._run_dir].append(worker.pid)  # type: ignore[arg-type]
 
